@@ -1,0 +1,203 @@
+/**
+ * gpu.js programs for softmax over the last axis. gpu.js has no workgroup memory, so the
+ * reductions are one thread per row, and normalization is one thread per element:
+ *
+ *   online: stats (one sweep keeping max and rescaled sum), normalize
+ *   safe:   max, stats (denominator against the max), normalize
+ *   naive:  stats (sum of exp, max taken as 0), normalize
+ *
+ * `stats` is [rows, 2] flat: (m, d) per row; its thread x computes row floor(x / 2) and
+ * returns m or d by parity (each pair is computed twice; a gpu.js kernel has one output
+ * value per thread). Memory beyond input and output: O(rows).
+ * Indices are float32 in gpu.js' GL modes: exact while tensors stay under 2^24 elements.
+ */
+import type { Backend, GpuJsProgram, KernelConfig, Tensor } from '@longseq/backend';
+import type { SoftmaxAlgorithm } from '../reference';
+import type { SoftmaxAttrs } from '../softmax';
+
+/** Large enough for any row a gpu.js binding can hold; GL needs a static loop bound. */
+const LOOP_MAX = 1 << 24;
+
+// The kernels below are gpu.js source: plain functions in its JavaScript subset, reading
+// this.thread and this.constants. They must not close over anything.
+
+function rowMax(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number): number {
+  const row = this.thread.x;
+  let m = -3.4028234e38;
+  for (let j = 0; j < n; j++) {
+    const i = row * n + j;
+    let z = x[i]! * invT;
+    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+    m = Math.max(m, z);
+  }
+  return m;
+}
+
+function onlineStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number): number {
+  const row = Math.floor(this.thread.x / 2);
+  let m = -3.4028234e38;
+  let d = 0;
+  for (let j = 0; j < n; j++) {
+    const i = row * n + j;
+    let z = x[i]! * invT;
+    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+    const mNew = Math.max(m, z);
+    d = d * Math.exp(m - mNew) + Math.exp(z - mNew);
+    m = mNew;
+  }
+  if (this.thread.x - row * 2 < 0.5) return m;
+  return d;
+}
+
+function safeStats(
+  this: GpuKernelThis,
+  x: number[],
+  mask: number[],
+  maxes: number[],
+  n: number,
+  maskSize: number,
+  invT: number,
+): number {
+  const row = Math.floor(this.thread.x / 2);
+  const m = maxes[row]!;
+  if (this.thread.x - row * 2 < 0.5) return m;
+  let d = 0;
+  for (let j = 0; j < n; j++) {
+    const i = row * n + j;
+    let z = x[i]! * invT;
+    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+    d = d + Math.exp(z - m);
+  }
+  return d;
+}
+
+function naiveStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number): number {
+  const row = Math.floor(this.thread.x / 2);
+  if (this.thread.x - row * 2 < 0.5) return 0;
+  let d = 0;
+  for (let j = 0; j < n; j++) {
+    const i = row * n + j;
+    let z = x[i]! * invT;
+    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+    d = d + Math.exp(z);
+  }
+  return d;
+}
+
+function normalize(
+  this: GpuKernelThis,
+  x: number[],
+  mask: number[],
+  stats: number[],
+  n: number,
+  maskSize: number,
+  invT: number,
+): number {
+  const i = this.thread.x;
+  const row = Math.floor(i / n);
+  const m = stats[row * 2]!;
+  const d = stats[row * 2 + 1]!;
+  if (d === 0) return 0;
+  let z = x[i]! * invT;
+  if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+  return Math.exp(z - m) / d;
+}
+
+/** lse = m + log(d); a fully masked row has d = 0 and gets -Infinity from log(0). */
+function logSumExp(this: GpuKernelThis, stats: number[]): number {
+  const row = this.thread.x;
+  return stats[row * 2]! + Math.log(stats[row * 2 + 1]!);
+}
+
+interface GpuKernelThis {
+  thread: { x: number };
+  constants: { hasMask: number };
+}
+
+function program(
+  name: string,
+  // biome-ignore lint/complexity/noBannedTypes: gpu.js kernels are plain functions
+  kernel: Function,
+  inputs: Tensor[],
+  output: Tensor,
+  attrs: SoftmaxAttrs,
+  withSizes = true,
+): GpuJsProgram {
+  const hasMask = attrs.maskSize > 0 ? 1 : 0;
+  return {
+    kind: 'gpujs',
+    name,
+    cacheKey: `mask${hasMask}`,
+    kernel,
+    inputs,
+    scalars: withSizes ? [attrs.n, Math.max(attrs.maskSize, 1), attrs.invTemperature] : [],
+    output,
+    constants: { hasMask },
+    loopMaxIterations: LOOP_MAX,
+  };
+}
+
+const STATS: Record<SoftmaxAlgorithm, typeof onlineStats> = {
+  online: onlineStats,
+  safe: onlineStats, // replaced below: safe runs rowMax first
+  naive: naiveStats,
+};
+
+async function runSoftmaxGpuJs(backend: Backend, inputs: readonly Tensor[], attrs: SoftmaxAttrs): Promise<Tensor[]> {
+  const out = attrs.returnOutput ? backend.empty(attrs.outShape) : undefined;
+  const lse = attrs.returnLse ? backend.empty(attrs.lseShape) : undefined;
+  const results = [out, lse].filter((t): t is Tensor => t !== undefined);
+  try {
+    return await writeSoftmax(backend, inputs, attrs, out, lse, results);
+  } catch (err) {
+    // Nothing is lost on failure: the outputs made for this call go with it.
+    for (const t of results) t.dispose();
+    throw err;
+  }
+}
+
+async function writeSoftmax(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: SoftmaxAttrs,
+  out: Tensor | undefined,
+  lse: Tensor | undefined,
+  results: Tensor[],
+): Promise<Tensor[]> {
+  if (attrs.rows === 0) return results;
+  const x = inputs[0]!;
+  // Without a mask, x stands in for it so every kernel keeps one signature.
+  const mask = inputs[1] ?? x;
+  const stats = backend.empty([attrs.rows * 2]);
+  try {
+    if (attrs.n === 0) {
+      // Zero-length rows: d = 0, so outputs are empty and logsumexp is log(0) = -inf.
+      const zeros = backend.tensor(new Float32Array(attrs.rows * 2), [attrs.rows * 2]);
+      if (lse) await backend.run(program('softmax_lse', logSumExp, [zeros], lse, attrs, false));
+      zeros.dispose();
+      return results;
+    }
+    if (attrs.algorithm === 'safe') {
+      const maxes = backend.empty([attrs.rows]);
+      try {
+        await backend.run(program('softmax_row_max', rowMax, [x, mask], maxes, attrs));
+        await backend.run(program('softmax_safe_stats', safeStats, [x, mask, maxes], stats, attrs));
+      } finally {
+        maxes.dispose();
+      }
+    } else {
+      await backend.run(program(`softmax_${attrs.algorithm}_stats`, STATS[attrs.algorithm], [x, mask], stats, attrs));
+    }
+    if (out) await backend.run(program('softmax_normalize', normalize, [x, mask, stats], out, attrs));
+    if (lse) await backend.run(program('softmax_lse', logSumExp, [stats], lse, attrs, false));
+  } finally {
+    stats.dispose();
+  }
+  return results;
+}
+
+export const softmaxGpuJsKernel: KernelConfig<SoftmaxAttrs> = {
+  kernelName: 'Softmax',
+  backendKind: 'gpujs',
+  run: runSoftmaxGpuJs,
+};
