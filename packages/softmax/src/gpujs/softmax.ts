@@ -6,6 +6,10 @@
  *   safe:   max, stats (denominator against the max), normalize
  *   naive:  stats (sum of exp, max taken as 0), normalize
  *
+ * Special values follow IEEE semantics explicitly: a NaN or +inf logit (it fails z < inf)
+ * sets its row's d to +inf, and such a row is written as NaN; a fully masked row (d = 0)
+ * gives zeros and logsumexp -inf.
+ *
  * `stats` is [rows, 2] flat: (m, d) per row; its thread x computes row floor(x / 2) and
  * returns m or d by parity (each pair is computed twice; a gpu.js kernel has one output
  * value per thread). Memory beyond input and output: O(rows).
@@ -21,19 +25,20 @@ const LOOP_MAX = 1 << 24;
 // The kernels below are gpu.js source: plain functions in its JavaScript subset, reading
 // this.thread and this.constants. They must not close over anything.
 
-function rowMax(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number): number {
+function rowMax(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number, inf: number): number {
   const row = this.thread.x;
   let m = -3.4028234e38;
   for (let j = 0; j < n; j++) {
     const i = row * n + j;
     let z = x[i]! * invT;
     if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-    m = Math.max(m, z);
+    // NaN and +inf fail z < inf; they stay out of the max (the stats pass marks the row).
+    if (z < inf) m = Math.max(m, z);
   }
   return m;
 }
 
-function onlineStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number): number {
+function onlineStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number, inf: number): number {
   const row = Math.floor(this.thread.x / 2);
   let m = -3.4028234e38;
   let d = 0;
@@ -41,9 +46,13 @@ function onlineStats(this: GpuKernelThis, x: number[], mask: number[], n: number
     const i = row * n + j;
     let z = x[i]! * invT;
     if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-    const mNew = Math.max(m, z);
-    d = d * Math.exp(m - mNew) + Math.exp(z - mNew);
-    m = mNew;
+    if (z < inf) {
+      const mNew = Math.max(m, z);
+      d = d * Math.exp(m - mNew) + Math.exp(z - mNew);
+      m = mNew;
+    } else {
+      d = inf;
+    }
   }
   if (this.thread.x - row * 2 < 0.5) return m;
   return d;
@@ -57,6 +66,7 @@ function safeStats(
   n: number,
   maskSize: number,
   invT: number,
+  inf: number,
 ): number {
   const row = Math.floor(this.thread.x / 2);
   const m = maxes[row]!;
@@ -66,12 +76,13 @@ function safeStats(
     const i = row * n + j;
     let z = x[i]! * invT;
     if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-    d = d + Math.exp(z - m);
+    if (z < inf) d = d + Math.exp(z - m);
+    else d = inf;
   }
   return d;
 }
 
-function naiveStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number): number {
+function naiveStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number, inf: number): number {
   const row = Math.floor(this.thread.x / 2);
   if (this.thread.x - row * 2 < 0.5) return 0;
   let d = 0;
@@ -79,7 +90,8 @@ function naiveStats(this: GpuKernelThis, x: number[], mask: number[], n: number,
     const i = row * n + j;
     let z = x[i]! * invT;
     if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-    d = d + Math.exp(z);
+    if (z < inf) d = d + Math.exp(z);
+    else d = inf;
   }
   return d;
 }
@@ -92,21 +104,28 @@ function normalize(
   n: number,
   maskSize: number,
   invT: number,
+  inf: number,
 ): number {
   const i = this.thread.x;
   const row = Math.floor(i / n);
   const m = stats[row * 2]!;
   const d = stats[row * 2 + 1]!;
   if (d === 0) return 0;
-  let z = x[i]! * invT;
-  if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-  return Math.exp(z - m) / d;
+  if (d < inf) {
+    let z = x[i]! * invT;
+    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+    return Math.exp(z - m) / d;
+  }
+  return inf - inf;
 }
 
-/** lse = m + log(d); a fully masked row has d = 0 and gets -Infinity from log(0). */
-function logSumExp(this: GpuKernelThis, stats: number[]): number {
+/** lse = m + log(d); a fully masked row (d = 0) gets -inf, a poisoned one (d = inf) NaN. */
+function logSumExp(this: GpuKernelThis, stats: number[], inf: number): number {
   const row = this.thread.x;
-  return stats[row * 2]! + Math.log(stats[row * 2 + 1]!);
+  const d = stats[row * 2 + 1]!;
+  if (d === 0) return -inf;
+  if (d < inf) return stats[row * 2]! + Math.log(d);
+  return inf - inf;
 }
 
 interface GpuKernelThis {
@@ -130,7 +149,11 @@ function program(
     cacheKey: `mask${hasMask}`,
     kernel,
     inputs,
-    scalars: withSizes ? [attrs.n, Math.max(attrs.maskSize, 1), attrs.invTemperature] : [],
+    // Infinity travels as a run-time scalar: gpu.js turns an Infinity literal into FLT_MAX,
+    // and shader compilers may assume no infinities in constants. NaN is made as inf - inf.
+    scalars: withSizes
+      ? [attrs.n, Math.max(attrs.maskSize, 1), attrs.invTemperature, Number.POSITIVE_INFINITY]
+      : [Number.POSITIVE_INFINITY],
     output,
     constants: { hasMask },
     loopMaxIterations: LOOP_MAX,
