@@ -152,6 +152,7 @@ export abstract class BackendBase implements Backend {
   }
 
   read(t: Tensor): Promise<TypedArray> {
+    this.assertUsable();
     this.assertOwn(t, 'tensor');
     return this.download(t.handle, t.dtype, t.size);
   }
