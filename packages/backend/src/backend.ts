@@ -151,7 +151,7 @@ export abstract class BackendBase implements Backend {
     return view;
   }
 
-  read(t: Tensor): Promise<TypedArray> {
+  async read(t: Tensor): Promise<TypedArray> {
     this.assertUsable();
     this.assertOwn(t, 'tensor');
     return this.download(t.handle, t.dtype, t.size);

@@ -55,7 +55,7 @@ export interface MatMulOptions {
  * `b: [...batch, K, N]` (`[..., N, K]` with transposeB). Batch dims broadcast when one
  * side's batch is 1 in total (a shared weight matrix) or both are equal. Out: `[...batch, M, N]`.
  */
-export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Promise<Tensor> {
+export async function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Promise<Tensor> {
   checkTensor(a, 'a');
   checkTensor(b, 'b');
   checkSameBackend(a.backend, { b });
@@ -103,7 +103,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Promi
 }
 
 /** Elementwise `op(x)`; see `unaryScalar` in the reference for each definition. */
-export function unary(x: Tensor, op: UnaryOp): Promise<Tensor> {
+export async function unary(x: Tensor, op: UnaryOp): Promise<Tensor> {
   checkTensor(x, 'x');
   checkDType(x, 'x', ['f32']);
   checkOneOf(op, 'op', UNARY_OPS);
@@ -125,7 +125,7 @@ export const tanh = (x: Tensor) => unary(x, 'tanh');
 export const gelu = (x: Tensor) => unary(x, 'gelu');
 
 /** Elementwise `op(a, b)` with NumPy broadcasting, up to rank 6. */
-export function binary(a: Tensor, b: Tensor, op: BinaryOp): Promise<Tensor> {
+export async function binary(a: Tensor, b: Tensor, op: BinaryOp): Promise<Tensor> {
   checkTensor(a, 'a');
   checkTensor(b, 'b');
   checkSameBackend(a.backend, { b });
@@ -160,7 +160,7 @@ export interface ReduceOptions {
 }
 
 /** Reduces one axis with sum, mean, max, min or prod. NaN propagates. */
-export function reduce(x: Tensor, op: ReduceOp, options: ReduceOptions = {}): Promise<Tensor> {
+export async function reduce(x: Tensor, op: ReduceOp, options: ReduceOptions = {}): Promise<Tensor> {
   checkTensor(x, 'x');
   checkDType(x, 'x', ['f32']);
   checkOneOf(op, 'op', REDUCE_OPS);
@@ -190,7 +190,7 @@ export const min = (x: Tensor, options?: ReduceOptions) => reduce(x, 'min', opti
  * out `[...indices.shape, rowSize]`. Ids outside [0, rows) give rows of zeros (ids live on
  * the device, so they cannot be checked without a readback).
  */
-export function gather(table: Tensor, indices: Tensor): Promise<Tensor> {
+export async function gather(table: Tensor, indices: Tensor): Promise<Tensor> {
   checkTensor(table, 'table');
   checkTensor(indices, 'indices');
   checkSameBackend(table.backend, { indices });
@@ -226,7 +226,7 @@ function checkNormInputs(x: Tensor, params: Record<string, Tensor>): { rows: num
 }
 
 /** RMSNorm over the last axis: `x / sqrt(mean(x^2) + eps) * weight`. */
-export function rmsNorm(x: Tensor, weight: Tensor, options: NormOptions = {}): Promise<Tensor> {
+export async function rmsNorm(x: Tensor, weight: Tensor, options: NormOptions = {}): Promise<Tensor> {
   const { rows, cols } = checkNormInputs(x, { weight });
   const eps = options.eps === undefined ? 1e-5 : checkPositiveNumber(options.eps, 'options.eps');
   const attrs: RmsNormAttrs = { eps, rows, cols };
@@ -234,7 +234,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, options: NormOptions = {}): P
 }
 
 /** LayerNorm over the last axis (biased variance): `(x - mean) / sqrt(var + eps) * weight + bias`. */
-export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, options: NormOptions = {}): Promise<Tensor> {
+export async function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, options: NormOptions = {}): Promise<Tensor> {
   const { rows, cols } = checkNormInputs(x, { weight, bias });
   const eps = options.eps === undefined ? 1e-5 : checkPositiveNumber(options.eps, 'options.eps');
   const attrs: LayerNormAttrs = { eps, rows, cols };

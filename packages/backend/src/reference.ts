@@ -82,7 +82,9 @@ export function binaryScalar(op: BinaryOp, a: number, b: number, r: Rounder = id
     case 'min':
       return Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.min(a, b);
     case 'pow':
-      return r(a ** b);
+      // In float32, pow is computed as exp(b log a) (how GPUs evaluate it), so the
+      // baseline carries the rounding of log a amplified by b; negative bases keep a ** b.
+      return r === identity || a < 0 ? r(a ** b) : r(Math.exp(r(b * r(Math.log(a)))));
   }
 }
 

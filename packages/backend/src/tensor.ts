@@ -42,7 +42,7 @@ export class Tensor {
   }
 
   /** Downloads the contents (asynchronously: GPU readback waits for queued work). */
-  read(): Promise<TypedArray> {
+  async read(): Promise<TypedArray> {
     this.assertAlive('tensor');
     return this.backend.read(this);
   }

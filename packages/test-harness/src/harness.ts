@@ -52,17 +52,13 @@ export function describeEachBackend(
         ctx.backend = await getBackend(name);
         poisonOutputs(ctx.backend);
       });
-      if (options.requires) {
-        // Declared capabilities decide skips, never test names. Evaluated lazily per test.
-        beforeEach((test) => {
-          const missing = options.requires!.filter((f) => !ctx.backend.features.has(f));
-          if (missing.length > 0) test.skip(`${name} lacks ${missing.join(', ')}`);
-        });
-      }
+      beforeEach((test) => {
+        // Declared capabilities decide skips, never test names.
+        const missing = (options.requires ?? []).filter((f) => !ctx.backend.features.has(f));
+        if (missing.length > 0) test.skip(`${name} lacks ${missing.join(', ')}`);
+        before = ctx.backend.memory();
+      });
       if (options.checkLeaks !== false) {
-        beforeEach(() => {
-          before = ctx.backend.memory();
-        });
         afterEach(() => {
           const after = ctx.backend.memory();
           expect({ tensors: after.tensors, bytes: after.bytes }, `memory leaked on ${name}`).toEqual({
