@@ -2,3 +2,4 @@ export { type BackendName, NODE_BACKENDS, getBackend, selectedBackends } from '.
 export { type CloseOptions, expectClose } from './expect';
 export { type BackendContext, type DescribeOptions, describeEachBackend, poisonOutputs, toHost } from './harness';
 export { type Rng, freshSeed, randomFloats, randomInt, randomInts, randomNormal, rng } from './random';
+export { runReadmeExample } from './readme';
