@@ -21,6 +21,7 @@ import {
   gpujs,
   isGlTexture,
   isWebGpuBufferResult,
+  kernelClassMode,
 } from './gpu-js';
 
 /**
@@ -244,7 +245,7 @@ export class GpuJsBackend extends BackendBase {
 
   /** gpu.js degrades silently (e.g. webasm to cpu on an unsupported return type); refuse instead. */
   private checkModeRan(kernel: GpuJsKernel, program: GpuJsProgram, result: KernelResult | undefined): void {
-    const ran = kernel.kernel.constructor.mode;
+    const ran = kernelClassMode(kernel.kernel.constructor);
     // a fallback that threw never replaced the kernel: only the flag on the original tells
     if (ran === this.mode && !kernel.kernel.fallbackRequested) return;
     const reason = kernel.kernel.fallbackReason ?? 'no reason given';

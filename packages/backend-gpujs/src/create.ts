@@ -5,7 +5,14 @@ import {
   type GpuJsProgram,
 } from '@longseq/backend';
 import { GpuJsBackend, MAX_F32_EXACT_ELEMENTS } from './backend';
-import { GPUJS_MODES, type GpuJsInstance, type GpuJsMode, type WebGpuContext, gpujs } from './gpu-js';
+import {
+  GPUJS_MODES,
+  type GpuJsInstance,
+  type GpuJsMode,
+  type WebGpuContext,
+  gpujs,
+  kernelClassMode,
+} from './gpu-js';
 import { registerGpuJsKernels } from './kernels';
 
 export interface CreateGpuJsBackendOptions {
@@ -65,9 +72,12 @@ export async function createGpuJsBackend(options: CreateGpuJsBackendOptions): Pr
     throw new BackendUnavailableError(name, `gpu.js refused the mode: ${messageOf(err)}`);
   }
   // with a context, gpu.js picks the kernel class from the context, not from the mode
-  if (gpu.Kernel.mode !== mode) {
+  if (kernelClassMode(gpu.Kernel) !== mode) {
     gpu.destroy().catch(() => undefined);
-    throw new BackendUnavailableError(name, `gpu.js chose its ${gpu.Kernel.mode} backend for mode ${mode}`);
+    throw new BackendUnavailableError(
+      name,
+      `gpu.js chose its ${kernelClassMode(gpu.Kernel)} backend for mode ${mode}`,
+    );
   }
 
   const backend = new GpuJsBackend({ mode, gpu, webgpu, limits: limitsFor(mode, gpu, webgpu) });

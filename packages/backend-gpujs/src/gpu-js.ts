@@ -72,6 +72,8 @@ interface GpuJsStatics {
     isWebGPUAvailable(): Promise<boolean>;
   };
   WebGPUContext: { acquire(): Promise<WebGpuContext> };
+  /** GL kernels all report mode 'gpu'; the class tells WebGL2 from WebGL1 and headless-gl. */
+  WebGL2Kernel: { readonly mode: string };
   WebGPUBufferResult: new (settings: {
     buffer: GPUBuffer;
     output: number[];
@@ -84,6 +86,12 @@ interface GpuJsStatics {
 // (cjs-module-lexer) and on `default`; bundlers put them on the namespace.
 const ns = gpujsModule as unknown as GpuJsStatics & { default?: GpuJsStatics };
 export const gpujs: GpuJsStatics = ns.GPU ? ns : ns.default!;
+
+/** The mode a gpu.js kernel class really runs, with GL's 'gpu' resolved to 'webgl2' (or 'webgl'). */
+export function kernelClassMode(kernelClass: { readonly mode: string }): string {
+  if (kernelClass.mode !== 'gpu') return kernelClass.mode;
+  return kernelClass === gpujs.WebGL2Kernel ? 'webgl2' : 'webgl';
+}
 
 export function isWebGpuBufferResult(value: unknown): value is WebGpuBufferResult {
   return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'WebGPUBuffer';
