@@ -1,0 +1,60 @@
+import { benchCommand } from './commands/bench';
+import { infoCommand } from './commands/info';
+import { verifyCommand } from './commands/verify';
+import { UsageError, exitCodeFor, messageOf } from './errors';
+import { type Io, processIo } from './io';
+
+export const USAGE = `longseq: sequence-model kernels on WebGPU and gpu.js
+
+Usage:
+  longseq info [--json]
+      Backends available here, adapter, features and limits.
+  longseq bench softmax [--backend NAME|all] [--rows R] [--lengths 256,1024,4096]
+                        [--repeats K] [--dispatches D] [--warmup W] [--timer auto|wall]
+                        [--json] [--svg out.svg]
+      Times naive, safe and online softmax (fused and multipass on WebGPU) against a copy
+      kernel of the same tensor. Prints median time, GB/s and % of copy bandwidth.
+  longseq verify <golden file or folder> [--backend NAME] [--json]
+      Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
+      Exits 1 if any case fails.
+
+Backends: webgpu, gpujs-webgpu, gpujs-webasm, gpujs-cpu (all = every one of them).
+Exit codes: 0 ok, 1 a check or run failed, 2 bad usage or unavailable backend.
+`;
+
+type Command = (args: string[], io: Io) => Promise<number>;
+
+/** The command table: adding a command is one line here and one file in ./commands. */
+const COMMANDS: Record<string, Command> = {
+  info: infoCommand,
+  bench: benchCommand,
+  verify: verifyCommand,
+};
+
+/** Runs the CLI in-process and returns its exit code (the binary passes it to process.exit). */
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    (name === undefined ? io.stderr : io.stdout).write(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  try {
+    const command = COMMANDS[name];
+    if (!command) {
+      throw new UsageError(
+        `unknown command '${name}'; commands: ${Object.keys(COMMANDS).join(', ')}. Run 'longseq help'.`,
+      );
+    }
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout.write(USAGE);
+      return 0;
+    }
+    return await command(rest, io);
+  } catch (err) {
+    io.stderr.write(`longseq ${name}: ${messageOf(err)}\n`);
+    if (exitCodeFor(err) === 1 && err instanceof Error && err.stack && process.env.LONGSEQ_DEBUG) {
+      io.stderr.write(`${err.stack}\n`);
+    }
+    return exitCodeFor(err);
+  }
+}

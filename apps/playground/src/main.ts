@@ -1,0 +1,29 @@
+import './style.css';
+import { h, type Page } from './page';
+import { softmaxPage } from './pages/softmax';
+
+/** Every page, in nav order. A new package's page is one import and one entry here. */
+const PAGES: readonly Page[] = [softmaxPage];
+
+const nav = document.getElementById('nav')!;
+const root = document.getElementById('page')!;
+let cleanup: (() => void) | undefined;
+
+for (const page of PAGES) {
+  nav.append(h('a', { href: `#/${page.route}`, 'data-route': page.route }, page.title));
+}
+
+function route(): void {
+  const name = location.hash.replace(/^#\/?/, '');
+  const page = PAGES.find((p) => p.route === name) ?? PAGES[0]!;
+  nav.querySelectorAll('a').forEach((a) => {
+    a.classList.toggle('active', a.getAttribute('data-route') === page.route);
+  });
+  cleanup?.();
+  root.replaceChildren();
+  document.title = `${page.title} · longseq playground`;
+  cleanup = page.mount(root);
+}
+
+window.addEventListener('hashchange', route);
+route();

@@ -1,0 +1,32 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vite';
+
+const packagesDir = fileURLToPath(new URL('../../packages/', import.meta.url));
+const webgpuStub = fileURLToPath(new URL('./src/node-only-stub.ts', import.meta.url));
+
+/**
+ * The playground compiles the workspace packages from their TypeScript sources (the same
+ * mapping as tsconfig.base.json's `paths` and vitest.shared.ts), so `vite build` never
+ * depends on, or goes stale against, the packages' dist/.
+ *
+ * `webgpu` (Dawn, a native Node addon) must never reach the browser: it is aliased to a stub
+ * that throws. @longseq/backend-webgpu only loads it in Node and through a variable
+ * specifier, so the stub is a second fence, not the first. gpu.js resolves to its browser
+ * build through its package.json `browser` field, which Vite prefers for client builds.
+ */
+export default defineConfig({
+  base: './',
+  resolve: {
+    alias: [
+      { find: /^@longseq\/([a-z0-9-]+)$/, replacement: `${packagesDir}$1/src/index.ts` },
+      { find: /^webgpu$/, replacement: webgpuStub },
+    ],
+  },
+  build: {
+    target: 'es2022',
+    outDir: 'dist',
+    emptyOutDir: true,
+    // gpu.js' browser build is one ~600 kB file; it is loaded on demand, so the warning is noise.
+    chunkSizeWarningLimit: 1500,
+  },
+});
