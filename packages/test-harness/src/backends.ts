@@ -12,10 +12,15 @@ export type BackendName = (typeof NODE_BACKENDS)[number];
 export function selectedBackends(): BackendName[] {
   const env = typeof process !== 'undefined' ? process.env.LONGSEQ_TEST_BACKENDS : undefined;
   if (!env) return [...NODE_BACKENDS];
-  const names = env.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = env
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const n of names) {
     if (!(NODE_BACKENDS as readonly string[]).includes(n)) {
-      throw new Error(`LONGSEQ_TEST_BACKENDS: unknown backend ${n}; expected some of ${NODE_BACKENDS.join(', ')}`);
+      throw new Error(
+        `LONGSEQ_TEST_BACKENDS: unknown backend ${n}; expected some of ${NODE_BACKENDS.join(', ')}`,
+      );
     }
   }
   return names as BackendName[];

@@ -19,7 +19,8 @@ export function expectClose(
 ): Comparison {
   const c = compareToReference(actual, ref64, ref32, options);
   if (!c.pass) {
-    const where = c.worstIndex >= 0 ? ` (actual ${actual[c.worstIndex]}, expected ${ref64[c.worstIndex]})` : '';
+    const where =
+      c.worstIndex >= 0 ? ` (actual ${actual[c.worstIndex]}, expected ${ref64[c.worstIndex]})` : '';
     throw new Error(
       `${options.label ?? 'result'}: ${c.reason}${where}; max error ${c.maxError}, float32 baseline ${c.baselineError}` +
         (options.seed !== undefined ? `; replay with LONGSEQ_SEED=${options.seed}` : ''),

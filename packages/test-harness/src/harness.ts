@@ -29,7 +29,8 @@ export function poisonOutputs(backend: Backend): void {
     let size = 1;
     for (const d of shape) size *= d;
     if (size === 0) return original(shape, dtype);
-    const fill = dtype === 'f32' ? new Float32Array(size).fill(Number.NaN) : new Int32Array(size).fill(0x7fffffff);
+    const fill =
+      dtype === 'f32' ? new Float32Array(size).fill(Number.NaN) : new Int32Array(size).fill(0x7fffffff);
     return backend.tensor(dtype === 'u32' ? new Uint32Array(fill.buffer) : fill, shape, dtype);
   };
 }

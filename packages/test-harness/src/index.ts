@@ -1,5 +1,11 @@
 export { type BackendName, NODE_BACKENDS, getBackend, selectedBackends } from './backends';
 export { type CloseOptions, expectClose } from './expect';
-export { type BackendContext, type DescribeOptions, describeEachBackend, poisonOutputs, toHost } from './harness';
+export {
+  type BackendContext,
+  type DescribeOptions,
+  describeEachBackend,
+  poisonOutputs,
+  toHost,
+} from './harness';
 export { type Rng, freshSeed, randomFloats, randomInt, randomInts, randomNormal, rng } from './random';
 export { runReadmeExample } from './readme';
