@@ -8,5 +8,10 @@ export {
   softmax,
   softmaxWithLse,
 } from './softmax';
-export { type SoftmaxAlgorithm, type SoftmaxRefOptions, type SoftmaxRefResult, softmaxRef } from './reference';
+export {
+  type SoftmaxAlgorithm,
+  type SoftmaxRefOptions,
+  type SoftmaxRefResult,
+  softmaxRef,
+} from './reference';
 export { maxFusedRowLength } from './webgpu/softmax';

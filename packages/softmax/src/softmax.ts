@@ -92,14 +92,21 @@ export function registerSoftmaxKernels(): void {
   registered = true;
 }
 
-function parse(x: Tensor, options: SoftmaxOptions, returnOutput: boolean, returnLse: boolean): { backend: Backend; attrs: SoftmaxAttrs; inputs: Tensor[] } {
+function parse(
+  x: Tensor,
+  options: SoftmaxOptions,
+  returnOutput: boolean,
+  returnLse: boolean,
+): { backend: Backend; attrs: SoftmaxAttrs; inputs: Tensor[] } {
   checkTensor(x, 'x');
   checkDType(x, 'x', ['f32']);
   checkRank(x, 'x', 1, 16, 'of rank >= 1 ([..., N])');
-  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
+  if (options === null || typeof options !== 'object')
+    throw new ArgumentError('options', 'an object', options);
   const algorithm = checkOneOf(options.algorithm ?? 'online', 'options.algorithm', ALGORITHMS);
   const variant = checkOneOf(options.variant ?? 'auto', 'options.variant', VARIANTS);
-  const temperature = options.temperature === undefined ? 1 : checkPositiveNumber(options.temperature, 'options.temperature');
+  const temperature =
+    options.temperature === undefined ? 1 : checkPositiveNumber(options.temperature, 'options.temperature');
   const n = x.shape[x.rank - 1]!;
   const rows = sizeOf(x.shape.slice(0, -1));
   const inputs = [x];
@@ -110,7 +117,11 @@ function parse(x: Tensor, options: SoftmaxOptions, returnOutput: boolean, return
     checkSameBackend(x.backend, { 'options.mask': mask });
     const suffix = x.shape.slice(x.rank - mask.rank);
     if (mask.rank === 0 || mask.rank > x.rank || formatShape(suffix) !== formatShape(mask.shape)) {
-      throw new ShapeError('options.mask', `a suffix of x's shape ${formatShape(x.shape)}, e.g. [${n}]`, mask.shape);
+      throw new ShapeError(
+        'options.mask',
+        `a suffix of x's shape ${formatShape(x.shape)}, e.g. [${n}]`,
+        mask.shape,
+      );
     }
     maskSize = mask.size;
     inputs.push(mask);
@@ -143,10 +154,14 @@ export async function softmax(x: Tensor, options: SoftmaxOptions = {}): Promise<
 }
 
 /** Softmax and the logsumexp of each row (shape `x.shape[:-1]`), computed together. */
-export async function softmaxWithLse(x: Tensor, options: SoftmaxOptions = {}): Promise<{ output: Tensor; lse: Tensor }> {
+export async function softmaxWithLse(
+  x: Tensor,
+  options: SoftmaxOptions = {},
+): Promise<{ output: Tensor; lse: Tensor }> {
   const { backend, attrs, inputs } = parse(x, options, true, true);
   const result = await runKernel(Softmax, backend, inputs, attrs);
-  if (!Array.isArray(result) || result.length !== 2) throw new Error('Softmax kernel must return [output, lse]');
+  if (!Array.isArray(result) || result.length !== 2)
+    throw new Error('Softmax kernel must return [output, lse]');
   return { output: result[0]!, lse: result[1]! };
 }
 

@@ -90,6 +90,8 @@ export interface BenchReport {
 interface Variant {
   readonly algorithm: SoftmaxAlgorithm;
   readonly variant: SoftmaxVariant;
+  /** WebGPU reductions through subgroup operations (where the device has them) or the workgroup-memory tree. */
+  readonly subgroups: boolean;
   readonly label: string;
 }
 
@@ -104,18 +106,23 @@ function variantsFor(
 ): { run: Variant[]; skip: { label: string; reason: string }[] } {
   if (backend.kind !== 'webgpu') {
     return {
-      run: ALGORITHMS.map((algorithm) => ({ algorithm, variant: 'auto' as const, label: algorithm })),
+      run: ALGORITHMS.map((algorithm) => ({ algorithm, variant: 'auto' as const, subgroups: false, label: algorithm })),
       skip: [],
     };
   }
   const run: Variant[] = [];
   const skip: { label: string; reason: string }[] = [];
   const maxFused = maxFusedRowLength(backend);
+  // With subgroups on the device, each kernel runs both ways: subgroup reductions and the tree.
+  const reductions = backend.features.has('subgroups') ? [true, false] : [false];
   for (const algorithm of ALGORITHMS) {
-    if (n <= maxFused) run.push({ algorithm, variant: 'fused', label: `${algorithm} fused` });
-    else
-      skip.push({ label: `${algorithm} fused`, reason: `row length ${n} > maxFusedRowLength ${maxFused}` });
-    run.push({ algorithm, variant: 'multipass', label: `${algorithm} multipass` });
+    for (const subgroups of reductions) {
+      const how = reductions.length > 1 ? (subgroups ? ' +subgroups' : ' +tree') : '';
+      if (n <= maxFused) run.push({ algorithm, variant: 'fused', subgroups, label: `${algorithm} fused${how}` });
+      else
+        skip.push({ label: `${algorithm} fused${how}`, reason: `row length ${n} > maxFusedRowLength ${maxFused}` });
+      run.push({ algorithm, variant: 'multipass', subgroups, label: `${algorithm} multipass${how}` });
+    }
   }
   return { run, skip };
 }
@@ -132,7 +139,7 @@ export function inputCopies(bytes: number): number {
 /** Number of timed steps, for the progress bar (an estimate when a backend turns out unavailable). */
 export function countSteps(config: BenchConfig): number {
   let steps = 0;
-  for (const name of config.backends) steps += config.lengths.length * (name === 'webgpu' ? 7 : 3);
+  for (const name of config.backends) steps += config.lengths.length * (name === 'webgpu' ? 13 : 3);
   return steps;
 }
 
@@ -273,7 +280,7 @@ export async function benchSoftmax(
             skipped.push({ backend: name, n, label: s.label, reason: s.reason, error: false });
           for (const v of run) {
             onStep(`${name} N=${n} ${v.label}`);
-            const options = { algorithm: v.algorithm, variant: v.variant };
+            const options = { algorithm: v.algorithm, variant: v.variant, subgroups: v.subgroups };
             try {
               const first = await softmax(x, options);
               const check = await checkRows(first, host, n, v.algorithm).finally(() => first.dispose());

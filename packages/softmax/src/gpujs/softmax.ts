@@ -25,7 +25,15 @@ const LOOP_MAX = 1 << 24;
 // The kernels below are gpu.js source: plain functions in its JavaScript subset, reading
 // this.thread and this.constants. They must not close over anything.
 
-function rowMax(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number, inf: number): number {
+function rowMax(
+  this: GpuKernelThis,
+  x: number[],
+  mask: number[],
+  n: number,
+  maskSize: number,
+  invT: number,
+  inf: number,
+): number {
   const row = this.thread.x;
   let m = -3.4028234e38;
   for (let j = 0; j < n; j++) {
@@ -38,7 +46,15 @@ function rowMax(this: GpuKernelThis, x: number[], mask: number[], n: number, mas
   return m;
 }
 
-function onlineStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number, inf: number): number {
+function onlineStats(
+  this: GpuKernelThis,
+  x: number[],
+  mask: number[],
+  n: number,
+  maskSize: number,
+  invT: number,
+  inf: number,
+): number {
   const row = Math.floor(this.thread.x / 2);
   let m = -3.4028234e38;
   let d = 0;
@@ -82,7 +98,15 @@ function safeStats(
   return d;
 }
 
-function naiveStats(this: GpuKernelThis, x: number[], mask: number[], n: number, maskSize: number, invT: number, inf: number): number {
+function naiveStats(
+  this: GpuKernelThis,
+  x: number[],
+  mask: number[],
+  n: number,
+  maskSize: number,
+  invT: number,
+  inf: number,
+): number {
   const row = Math.floor(this.thread.x / 2);
   if (this.thread.x - row * 2 < 0.5) return 0;
   let d = 0;
@@ -166,7 +190,11 @@ const STATS: Record<SoftmaxAlgorithm, typeof onlineStats> = {
   naive: naiveStats,
 };
 
-async function runSoftmaxGpuJs(backend: Backend, inputs: readonly Tensor[], attrs: SoftmaxAttrs): Promise<Tensor[]> {
+async function runSoftmaxGpuJs(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: SoftmaxAttrs,
+): Promise<Tensor[]> {
   const out = attrs.returnOutput ? backend.empty(attrs.outShape) : undefined;
   const lse = attrs.returnLse ? backend.empty(attrs.lseShape) : undefined;
   const results = [out, lse].filter((t): t is Tensor => t !== undefined);
@@ -209,7 +237,9 @@ async function writeSoftmax(
         maxes.dispose();
       }
     } else {
-      await backend.run(program(`softmax_${attrs.algorithm}_stats`, STATS[attrs.algorithm], [x, mask], stats, attrs));
+      await backend.run(
+        program(`softmax_${attrs.algorithm}_stats`, STATS[attrs.algorithm], [x, mask], stats, attrs),
+      );
     }
     if (out) await backend.run(program('softmax_normalize', normalize, [x, mask, stats], out, attrs));
     if (lse) await backend.run(program('softmax_lse', logSumExp, [stats], lse, attrs, false));

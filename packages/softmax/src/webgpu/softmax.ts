@@ -1,13 +1,15 @@
 /**
  * WebGPU programs for softmax over the last axis.
  *
- * Two shapes of kernel:
- * - fused: one workgroup per row. Each thread loads up to VALUES_PER_THREAD elements into
- *   registers, the workgroup reduces (max, denominator) once, and each thread writes its
- *   normalized values: the row is read once and written once.
- * - multipass: rows are cut into chunks of CHUNK elements, one workgroup per (row, chunk),
- *   and the passes of the lecture stream through global memory: online = stats, normalize;
- *   safe = max, denominator, normalize; naive = denominator, normalize. Any row length.
+ * Every pass works on chunks of a row, one workgroup per (row, chunk): each thread loads
+ * its values of the chunk into registers with a constant-length loop (all its loads in
+ * flight at once), then reduces them across the workgroup or writes them normalized.
+ * - fused: the chunk is the whole row (up to 16 values per thread, workgroups of up to
+ *   1024 threads), so stats and normalization happen in one kernel: the row is read once
+ *   and written once.
+ * - multipass: rows are cut into chunks of 256 x 16, and the passes of the lecture stream
+ *   through global memory: online = stats, normalize; safe = max, denominator, normalize;
+ *   naive = denominator, normalize. Any row length.
  *
  * Every reduction merges (m, d) pairs, where m is a running max and d a sum of exp(z - m):
  * merge((m1, d1), (m2, d2)) = (m, d1 e^(m1 - m) + d2 e^(m2 - m)) with m = max(m1, m2).
@@ -32,15 +34,20 @@ import type { SoftmaxAlgorithm } from '../reference';
 import type { SoftmaxAttrs } from '../softmax';
 
 const VALUES_PER_THREAD = 16;
-const CHUNK_ITERATIONS = 16;
 
+/** The workgroup size of the multipass kernels and of fused rows up to 256 x 16. */
 function workgroupSize(backend: Backend): number {
   return Math.min(256, backend.limits.maxWorkgroupInvocations);
 }
 
+/** The largest power-of-two workgroup the device allows, up to 1024 (fused long rows). */
+function maxWorkgroupSize(backend: Backend): number {
+  return Math.min(1024, 2 ** Math.floor(Math.log2(backend.limits.maxWorkgroupInvocations)));
+}
+
 /** The longest row the fused (row-in-registers) kernel takes on this backend. */
 export function maxFusedRowLength(backend: Backend): number {
-  return workgroupSize(backend) * VALUES_PER_THREAD;
+  return maxWorkgroupSize(backend) * VALUES_PER_THREAD;
 }
 
 /** WGSL shared by all softmax programs: constants, loading z, and merging (m, d) pairs. */
@@ -98,7 +105,9 @@ fn row_and_chunk(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
   return vec2<u32>(linear / u.chunks, linear % u.chunks);
 }
 
-${subgroups ? `var<workgroup> shared_pairs: array<vec2<f32>, ${wg}>;
+${
+  subgroups
+    ? `var<workgroup> shared_pairs: array<vec2<f32>, ${wg}>;
 var<workgroup> subgroup_count: atomic<u32>;
 var<private> lane: u32;
 
@@ -121,7 +130,8 @@ fn reduce_pairs(pair: vec2<f32>, lid: u32) -> vec2<f32> {
   workgroupBarrier();
   return result;
 }
-` : `var<workgroup> shared_pairs: array<vec2<f32>, ${wg}>;
+`
+    : `var<workgroup> shared_pairs: array<vec2<f32>, ${wg}>;
 
 // Tree reduction of one (m, d) pair per thread; every thread gets the row's pair.
 fn reduce_pairs(pair: vec2<f32>, lid: u32) -> vec2<f32> {
@@ -137,7 +147,8 @@ fn reduce_pairs(pair: vec2<f32>, lid: u32) -> vec2<f32> {
   workgroupBarrier();
   return result;
 }
-`}
+`
+}
 fn reduce_max(value: f32, lid: u32) -> f32 {
   return reduce_pairs(vec2<f32>(value, 0.0), lid).x;
 }
@@ -181,75 +192,125 @@ function outputWrites(attrs: SoftmaxAttrs): { out: string; lse: string } {
   };
 }
 
-/** Fused: the row lives in registers; one read and one write of the row. */
-function fusedProgram(
-  backend: Backend,
-  attrs: SoftmaxAttrs,
-  inputs: readonly Tensor[],
-  out: Tensor | undefined,
-  lse: Tensor | undefined,
-): WebGpuProgram {
-  const wg = workgroupSize(backend);
-  const subgroups = useSubgroups(backend, attrs);
-  const vpt = Math.max(1, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(attrs.n / wg)))));
-  const hasMask = attrs.maskSize > 0;
-  const writes = outputWrites(attrs);
-  const algorithm = attrs.algorithm;
-  const reduction: Record<SoftmaxAlgorithm, string> = {
-    // One sweep over the registers keeps (max so far, rescaled sum), then one merge.
-    online: `
+/**
+ * The programs' passes. Every pass works on one chunk of a row per workgroup: each thread
+ * loads VPT values into registers (a loop of constant length, so the loads of a thread are
+ * all in flight at once), then reduces or writes them. The fused kernel is the chunk that
+ * holds the whole row, running the algorithm's reductions and the normalization in one go.
+ */
+type Pass = 'fused' | 'online_stats' | 'safe_max' | 'safe_sum' | 'naive_sum' | 'normalize';
+
+/** The row's (m, d) from the values in registers, per algorithm, as WGSL statements ending in `let stats`. */
+const LOCAL_STATS: Record<SoftmaxAlgorithm, string> = {
+  // One sweep keeps (max so far, rescaled sum), then one merge across the workgroup.
+  online: `
   var pair = vec2<f32>(NO_MAX, 0.0);
   for (var k = 0u; k < VPT; k++) {
     let m = max(pair.x, max_candidate(vals[k]));
     pair = vec2<f32>(m, pair.y * rescale(pair.x, m) + term(vals[k], m));
   }
   let stats = reduce_pairs(pair, lid);`,
-    // Max first (one reduction), then the denominator against it (a second reduction).
-    safe: `
+  // The max first (one reduction), then the denominator against it (a second reduction).
+  safe: `
   var local_max = NO_MAX;
   for (var k = 0u; k < VPT; k++) { local_max = max(local_max, max_candidate(vals[k])); }
   let row_max = reduce_max(local_max, lid);
   var local_sum = 0.0;
   for (var k = 0u; k < VPT; k++) { local_sum += term(vals[k], row_max); }
   let stats = vec2<f32>(row_max, reduce_sum(local_sum, lid));`,
-    naive: `
+  naive: `
   var local_sum = 0.0;
   for (var k = 0u; k < VPT; k++) { local_sum += term(vals[k], 0.0); }
   let stats = vec2<f32>(0.0, reduce_sum(local_sum, lid));`,
+};
+
+function passProgram(
+  backend: Backend,
+  pass: Pass,
+  attrs: SoftmaxAttrs,
+  inputs: readonly Tensor[],
+  shape: ChunkShape,
+  buffers: { partials?: Tensor; maxes?: Tensor; out?: Tensor; lse?: Tensor },
+): WebGpuProgram {
+  const { wg, vpt, chunks } = shape;
+  const subgroups = useSubgroups(backend, attrs);
+  const hasMask = attrs.maskSize > 0;
+  const writes = outputWrites(attrs);
+  // Writing the normalized chunk from the registers, and the row's logsumexp once.
+  const finish = `
+  let inv_d = 1.0 / stats.y;
+  ${
+    attrs.returnOutput
+      ? `for (var k = 0u; k < VPT; k++) {
+    let j = first + k * WG;
+    if (j < limit) {
+      let i = base + j;
+      let value = select(select(exp(vals[k] - stats.x) * inv_d, 0.0, stats.y == 0.0), nan(), !is_finite(stats.y));
+      ${writes.out}
+    }
+  }`
+      : ''
+  }
+  if (lid == 0u && chunk == 0u) { ${writes.lse} }`;
+  // Merging this row's chunk pairs: every thread does it (chunks are few), no barrier needed.
+  const rowStats = `
+  var stats = vec2<f32>(NO_MAX, 0.0);
+  for (var c = 0u; c < u.chunks; c++) { stats = merge(stats, partials[row * u.chunks + c]); }`;
+  const bodies: Record<Pass, string> = {
+    fused: `${LOCAL_STATS[attrs.algorithm]}${finish}`,
+    online_stats: `${LOCAL_STATS.online}
+  if (lid == 0u) { partials[slot] = stats; }`,
+    safe_max: `
+  var local_max = NO_MAX;
+  for (var k = 0u; k < VPT; k++) { local_max = max(local_max, max_candidate(vals[k])); }
+  let chunk_max = reduce_max(local_max, lid);
+  if (lid == 0u) { maxes[slot] = chunk_max; }`,
+    safe_sum: `
+  var row_max = NO_MAX;
+  for (var c = 0u; c < u.chunks; c++) { row_max = max(row_max, maxes[row * u.chunks + c]); }
+  var local_sum = 0.0;
+  for (var k = 0u; k < VPT; k++) { local_sum += term(vals[k], row_max); }
+  let chunk_sum = reduce_sum(local_sum, lid);
+  if (lid == 0u) { partials[slot] = vec2<f32>(row_max, chunk_sum); }`,
+    naive_sum: `${LOCAL_STATS.naive}
+  if (lid == 0u) { partials[slot] = stats; }`,
+    normalize: `${rowStats}${finish}`,
   };
   const source = `${commonWgsl(wg, hasMask, subgroups)}
 const VPT: u32 = ${vpt}u;
 
 ${mainHeader(wg, subgroups)}
-  let row = wid.x + wid.y * nwg.x;
+  let rc = row_and_chunk(wid, nwg);
+  let row = rc.x;
+  let chunk = rc.y;
   if (row >= u.rows) { return; }
   let base = row * u.n;
+  let first = chunk * u.chunk_len + lid;
+  let limit = min((chunk + 1u) * u.chunk_len, u.n);
+  let slot = row * u.chunks + chunk;
   var vals: array<f32, ${vpt}>;
   for (var k = 0u; k < VPT; k++) {
-    let j = lid + k * WG;
-    vals[k] = select(neg_inf(), logit(base + min(j, u.n - 1u)), j < u.n);
-  }
-${reduction[algorithm]}
-  let inv_d = 1.0 / stats.y;
-  for (var k = 0u; k < VPT; k++) {
-    let j = lid + k * WG;
-    if (j < u.n) {
-      let i = base + j;
-      let value = select(select(exp(vals[k] - stats.x) * inv_d, 0.0, stats.y == 0.0), nan(), !is_finite(stats.y));
-      ${writes.out}
-    }
-  }
-  if (lid == 0u) { ${writes.lse} }
+    let j = first + k * WG;
+    vals[k] = select(neg_inf(), logit(base + min(j, u.n - 1u)), j < limit);
+  }${bodies[pass]}
 }`;
+  const ins = bindInputs(inputs);
+  const outs: WgslBinding[] = [];
+  if (pass === 'safe_sum') ins.push({ name: 'maxes', tensor: buffers.maxes! });
+  if (pass === 'normalize')
+    ins.push({ name: 'partials', tensor: buffers.partials!, elementType: 'vec2<f32>' });
+  if (pass === 'fused' || pass === 'normalize') outs.push(...bindOutputs(buffers.out, buffers.lse));
+  else if (pass === 'safe_max') outs.push({ name: 'maxes', tensor: buffers.maxes! });
+  else outs.push({ name: 'partials', tensor: buffers.partials!, elementType: 'vec2<f32>' });
   return {
     kind: 'webgpu',
-    name: `softmax_fused_${algorithm}`,
-    cacheKey: `wg${wg}-sg${subgroups}-vpt${vpt}-mask${hasMask}-out${attrs.returnOutput}-lse${attrs.returnLse}`,
-    inputs: bindInputs(inputs),
-    outputs: bindOutputs(out, lse),
-    uniforms: uniformsFor(attrs, 1, attrs.n),
+    name: pass === 'fused' ? `softmax_fused_${attrs.algorithm}` : `softmax_${pass}`,
+    cacheKey: `wg${wg}-vpt${vpt}-sg${subgroups}-mask${hasMask}-out${attrs.returnOutput}-lse${attrs.returnLse}`,
+    inputs: ins,
+    outputs: outs,
+    uniforms: uniformsFor(attrs, chunks, wg * vpt),
     source,
-    dispatch: dispatch1d(attrs.rows, backend.limits.maxWorkgroupsPerDimension),
+    dispatch: dispatch1d(attrs.rows * chunks, backend.limits.maxWorkgroupsPerDimension),
     enables: subgroups ? ['subgroups'] : [],
   };
 }
@@ -267,97 +328,35 @@ function bindOutputs(out: Tensor | undefined, lse: Tensor | undefined): WgslBind
   return bindings;
 }
 
-type Pass = 'online_stats' | 'safe_max' | 'safe_sum' | 'naive_sum' | 'normalize';
+interface ChunkShape {
+  /** Threads per workgroup, values per thread, chunks per row (chunk length wg * vpt). */
+  readonly wg: number;
+  readonly vpt: number;
+  readonly chunks: number;
+}
 
 /**
- * One pass of the multipass form over a (row, chunk) grid. `partials` holds one vec2 per
- * (row, chunk): the (m, d) pair of that chunk. `maxes` holds one max per (row, chunk).
+ * Fused: the whole row in one workgroup, VPT a power of two up to 16, and the workgroup
+ * as large as the device allows (up to 1024) when 256 threads would not hold the row.
  */
-function passProgram(
-  backend: Backend,
-  pass: Pass,
-  attrs: SoftmaxAttrs,
-  inputs: readonly Tensor[],
-  chunks: number,
-  chunkLen: number,
-  buffers: { partials: Tensor; maxes?: Tensor; out?: Tensor; lse?: Tensor },
-): WebGpuProgram {
+function fusedShape(backend: Backend, n: number): ChunkShape {
+  const base = workgroupSize(backend);
+  const wg =
+    n <= base * VALUES_PER_THREAD
+      ? base
+      : Math.min(maxWorkgroupSize(backend), nextPow2(Math.ceil(n / VALUES_PER_THREAD)));
+  const vpt = Math.min(VALUES_PER_THREAD, nextPow2(Math.ceil(n / wg)));
+  return { wg, vpt, chunks: 1 };
+}
+
+/** Multipass: chunks of 256 x 16 values, one workgroup each. */
+function multipassShape(backend: Backend, n: number): ChunkShape {
   const wg = workgroupSize(backend);
-  const subgroups = useSubgroups(backend, attrs);
-  const hasMask = attrs.maskSize > 0;
-  const head = `${commonWgsl(wg, hasMask, subgroups)}
-${mainHeader(wg, subgroups)}
-  let rc = row_and_chunk(wid, nwg);
-  let row = rc.x;
-  let chunk = rc.y;
-  if (row >= u.rows) { return; }
-  let start = row * u.n + chunk * u.chunk_len;
-  let end = row * u.n + min((chunk + 1u) * u.chunk_len, u.n);
-  let slot = row * u.chunks + chunk;`;
-  // Merging this row's chunk pairs; every thread does it (chunks are few), no barrier needed.
-  const rowPair = `
-  var stats = vec2<f32>(NO_MAX, 0.0);
-  for (var c = 0u; c < u.chunks; c++) { stats = merge(stats, partials[row * u.chunks + c]); }`;
-  const bodies: Record<Pass, string> = {
-    online_stats: `
-  var pair = vec2<f32>(NO_MAX, 0.0);
-  for (var i = start + lid; i < end; i += WG) {
-    let z = logit(i);
-    let m = max(pair.x, max_candidate(z));
-    pair = vec2<f32>(m, pair.y * rescale(pair.x, m) + term(z, m));
-  }
-  let result = reduce_pairs(pair, lid);
-  if (lid == 0u) { partials[slot] = result; }`,
-    safe_max: `
-  var local_max = NO_MAX;
-  for (var i = start + lid; i < end; i += WG) { local_max = max(local_max, max_candidate(logit(i))); }
-  let result = reduce_max(local_max, lid);
-  if (lid == 0u) { maxes[slot] = result; }`,
-    safe_sum: `
-  var row_max = NO_MAX;
-  for (var c = 0u; c < u.chunks; c++) { row_max = max(row_max, maxes[row * u.chunks + c]); }
-  var local_sum = 0.0;
-  for (var i = start + lid; i < end; i += WG) { local_sum += term(logit(i), row_max); }
-  let result = reduce_sum(local_sum, lid);
-  if (lid == 0u) { partials[slot] = vec2<f32>(row_max, result); }`,
-    naive_sum: `
-  var local_sum = 0.0;
-  for (var i = start + lid; i < end; i += WG) { local_sum += term(logit(i), 0.0); }
-  let result = reduce_sum(local_sum, lid);
-  if (lid == 0u) { partials[slot] = vec2<f32>(0.0, result); }`,
-    normalize: `${rowPair}
-  let inv_d = 1.0 / stats.y;
-  ${
-    attrs.returnOutput
-      ? `for (var i = start + lid; i < end; i += WG) {
-    out[i] = select(select(exp(logit(i) - stats.x) * inv_d, 0.0, stats.y == 0.0), nan(), !is_finite(stats.y));
-  }`
-      : ''
-  }
-  if (lid == 0u && chunk == 0u) { ${outputWrites(attrs).lse} }`,
-  };
-  const ins = bindInputs(inputs);
-  const outs: WgslBinding[] = [];
-  if (pass === 'safe_sum') ins.push({ name: 'maxes', tensor: buffers.maxes! });
-  if (pass === 'normalize') {
-    ins.push({ name: 'partials', tensor: buffers.partials, elementType: 'vec2<f32>' });
-    outs.push(...bindOutputs(buffers.out, buffers.lse));
-  } else if (pass === 'safe_max') {
-    outs.push({ name: 'maxes', tensor: buffers.maxes! });
-  } else {
-    outs.push({ name: 'partials', tensor: buffers.partials, elementType: 'vec2<f32>' });
-  }
-  return {
-    kind: 'webgpu',
-    name: `softmax_${pass}`,
-    cacheKey: `wg${wg}-sg${subgroups}-mask${hasMask}-out${attrs.returnOutput}-lse${attrs.returnLse}`,
-    inputs: ins,
-    outputs: outs,
-    uniforms: uniformsFor(attrs, chunks, chunkLen),
-    source: `${head}${bodies[pass]}\n}`,
-    dispatch: dispatch1d(attrs.rows * chunks, backend.limits.maxWorkgroupsPerDimension),
-    enables: subgroups ? ['subgroups'] : [],
-  };
+  return { wg, vpt: VALUES_PER_THREAD, chunks: Math.ceil(n / (wg * VALUES_PER_THREAD)) };
+}
+
+function nextPow2(v: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, v)));
 }
 
 const PASSES: Record<SoftmaxAlgorithm, Pass[]> = {
@@ -366,7 +365,11 @@ const PASSES: Record<SoftmaxAlgorithm, Pass[]> = {
   naive: ['naive_sum', 'normalize'],
 };
 
-async function runSoftmaxWebGpu(backend: Backend, inputs: readonly Tensor[], attrs: SoftmaxAttrs): Promise<Tensor[]> {
+async function runSoftmaxWebGpu(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: SoftmaxAttrs,
+): Promise<Tensor[]> {
   const out = attrs.returnOutput ? backend.empty(attrs.outShape) : undefined;
   const lse = attrs.returnLse ? backend.empty(attrs.lseShape) : undefined;
   const results = [out, lse].filter((t): t is Tensor => t !== undefined);
@@ -397,19 +400,24 @@ async function writeSoftmax(
     attrs.variant === 'fused' || (attrs.variant === 'auto' && attrs.n <= maxFusedRowLength(backend));
   if (fused) {
     if (attrs.n > maxFusedRowLength(backend)) {
-      throw new DeviceLimitError('x row length (variant: fused)', 'maxFusedRowLength', attrs.n, maxFusedRowLength(backend));
+      throw new DeviceLimitError(
+        'x row length (variant: fused)',
+        'maxFusedRowLength',
+        attrs.n,
+        maxFusedRowLength(backend),
+      );
     }
-    await backend.run(fusedProgram(backend, attrs, inputs, out, lse));
+    await backend.run(
+      passProgram(backend, 'fused', attrs, inputs, fusedShape(backend, attrs.n), { out, lse }),
+    );
     return results;
   }
-  const chunkLen = workgroupSize(backend) * CHUNK_ITERATIONS;
-  const chunks = Math.ceil(attrs.n / chunkLen);
-  const partials = backend.empty([attrs.rows * chunks * 2]);
-  const maxes = attrs.algorithm === 'safe' ? backend.empty([attrs.rows * chunks]) : undefined;
+  const shape = multipassShape(backend, attrs.n);
+  const partials = backend.empty([attrs.rows * shape.chunks * 2]);
+  const maxes = attrs.algorithm === 'safe' ? backend.empty([attrs.rows * shape.chunks]) : undefined;
   try {
     for (const pass of PASSES[attrs.algorithm]) {
-      const buffers = { partials, ...(maxes && { maxes }), ...(out && { out }), ...(lse && { lse }) };
-      await backend.run(passProgram(backend, pass, attrs, inputs, chunks, chunkLen, buffers));
+      await backend.run(passProgram(backend, pass, attrs, inputs, shape, { partials, maxes, out, lse }));
     }
   } finally {
     partials.dispose();
