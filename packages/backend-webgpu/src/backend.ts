@@ -338,7 +338,8 @@ export class WebGpuBackend extends BackendBase {
     const out = allocTypedArray(dtype, size);
     new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(0, bytes)));
     staging.unmap();
-    if (epoch !== this.epoch || !this.readPool.give(staging, capacity)) staging.destroy();
+    if (epoch !== this.epoch) staging.destroy();
+    else for (const b of this.readPool.give(staging, capacity)) b.destroy();
     this.assertDevice();
     await this.surfaceErrors();
     return out;
@@ -348,10 +349,11 @@ export class WebGpuBackend extends BackendBase {
     const h = handle as WebGpuHandle;
     // Buffers of a lost device are dead; and after dispose() nothing is pooled.
     if (h.epoch !== this.epoch || this.lost || this.isDisposed) return;
-    if (this.pool.give(h.buffer, h.capacity)) return;
-    // Over the pool's budget. A buffer still used by the unsubmitted encoder must outlive its submit.
-    if (this.encoder) this.deferDestroy([h.buffer]);
-    else h.buffer.destroy();
+    const unpooled = this.pool.give(h.buffer, h.capacity);
+    if (unpooled.length === 0) return;
+    // Evicted (or too large to pool). One still used by the unsubmitted encoder must outlive its submit.
+    if (this.encoder) this.deferDestroy(unpooled);
+    else for (const b of unpooled) b.destroy();
   }
 
   protected async execute(program: Program): Promise<void> {

@@ -28,15 +28,23 @@ export function sizeClass(bytes: number, maxBufferSize: number): number {
   return cls > maxBufferSize ? Math.ceil(b / 4) * 4 : cls;
 }
 
+/**
+ * Buffers wait in free lists by size class. When a buffer would take the pool over its byte
+ * budget, the buffers pooled longest ago are evicted to make room: the sizes a program
+ * allocates now are the ones it will ask for next, while classes left over from earlier
+ * shapes would otherwise fill the budget for good and force every new allocation (and
+ * Dawn's zero-fill of it) through the driver.
+ */
 export class BufferPool {
   private readonly lists = new Map<number, GPUBuffer[]>();
+  /** Every pooled buffer with its class, oldest first (Map keeps insertion order). */
+  private readonly order = new Map<GPUBuffer, number>();
   private pooledBytes = 0;
-  private pooledCount = 0;
 
   constructor(private readonly maxBytes: number) {}
 
   get count(): number {
-    return this.pooledCount;
+    return this.order.size;
   }
 
   get bytes(): number {
@@ -44,35 +52,46 @@ export class BufferPool {
   }
 
   take(cls: number): GPUBuffer | undefined {
-    const list = this.lists.get(cls);
-    const buffer = list?.pop();
+    const buffer = this.lists.get(cls)?.pop();
     if (buffer) {
+      this.order.delete(buffer);
       this.pooledBytes -= cls;
-      this.pooledCount--;
     }
     return buffer;
   }
 
-  /** Returns false when keeping the buffer would exceed the pool's byte budget; the caller then destroys it. */
-  give(buffer: GPUBuffer, cls: number): boolean {
-    if (this.pooledBytes + cls > this.maxBytes) return false;
+  /**
+   * Pools `buffer`, evicting the oldest pooled buffers if needed. Returns the buffers the
+   * caller must destroy: the evicted ones, or `buffer` itself when it alone exceeds the budget.
+   */
+  give(buffer: GPUBuffer, cls: number): GPUBuffer[] {
+    if (cls > this.maxBytes) return [buffer];
+    const evicted: GPUBuffer[] = [];
+    for (const [old, oldCls] of this.order) {
+      if (this.pooledBytes + cls <= this.maxBytes) break;
+      this.order.delete(old);
+      const list = this.lists.get(oldCls)!;
+      list.splice(list.indexOf(old), 1);
+      this.pooledBytes -= oldCls;
+      evicted.push(old);
+    }
     let list = this.lists.get(cls);
     if (!list) {
       list = [];
       this.lists.set(cls, list);
     }
     list.push(buffer);
+    this.order.set(buffer, cls);
     this.pooledBytes += cls;
-    this.pooledCount++;
-    return true;
+    return evicted;
   }
 
   /** Empties the pool, returning every buffer it held. */
   drain(): GPUBuffer[] {
-    const all = [...this.lists.values()].flat();
+    const all = [...this.order.keys()];
     this.lists.clear();
+    this.order.clear();
     this.pooledBytes = 0;
-    this.pooledCount = 0;
     return all;
   }
 }
