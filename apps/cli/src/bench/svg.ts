@@ -34,8 +34,10 @@ export function plotSvg(results: readonly BenchResult[], options: PlotOptions): 
     if (!series.has(key)) series.set(key, []);
     series.get(key)!.push(r);
   }
-  const m = { left: 70, right: 210, top: 50, bottom: 55 };
-  const W = options.width ?? 760;
+  // The legend column is as wide as its longest label (about 7 px a character at 12 px).
+  const longest = Math.max(0, ...[...series.keys()].map((k) => k.length));
+  const m = { left: 70, right: Math.max(210, 50 + longest * 7), top: 50, bottom: 55 };
+  const W = (options.width ?? 550) + m.right;
   // Tall enough for the legend: one line per series.
   const H = Math.max(options.height ?? 460, m.top + m.bottom + series.size * 18);
   const pw = W - m.left - m.right;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Prepares .devcarry/ for benchmarks on the lent GPU machine (see ../shared/device/README.md):
+# Node, Dawn and the Vulkan loader (pack.sh), the bundled CLI as .devcarry/cli/bin.js, the
+# PyTorch reference scripts, and the golden attention file for `longseq verify`.
+# Then call the device tool with carry [".devcarry"] and, for example:
+#   source .devcarry/enter.sh && cd .devcarry && node cli/bin.js bench softmax --rows 16384 --lengths 4096
+set -euo pipefail
+root=$(git rev-parse --show-toplevel)
+cd "$root"
+pnpm --filter @longseq/cli build >/dev/null
+bash ../shared/device/pack.sh packages/backend-webgpu/node_modules/webgpu >/dev/null
+rm -rf .devcarry/cli
+cp -r apps/cli/dist .devcarry/cli
+cp apps/cli/reference/*.py .devcarry/
+cp ../shared/golden/attention.json .devcarry/
+du -sh .devcarry
