@@ -202,14 +202,16 @@ type Pass = 'fused' | 'online_stats' | 'safe_max' | 'safe_sum' | 'naive_sum' | '
 
 /** The row's (m, d) from the values in registers, per algorithm, as WGSL statements ending in `let stats`. */
 const LOCAL_STATS: Record<SoftmaxAlgorithm, string> = {
-  // One sweep keeps (max so far, rescaled sum), then one merge across the workgroup.
+  // Online across threads: each thread's values sit in registers, so it takes their max and
+  // then their sum against it (one exp per value, no per-value rescaling), and the (m, d)
+  // pairs of the threads merge with the online rule, rescaling d whenever m grows. The row
+  // is read from memory once: max and denominator in one pass.
   online: `
-  var pair = vec2<f32>(NO_MAX, 0.0);
-  for (var k = 0u; k < VPT; k++) {
-    let m = max(pair.x, max_candidate(vals[k]));
-    pair = vec2<f32>(m, pair.y * rescale(pair.x, m) + term(vals[k], m));
-  }
-  let stats = reduce_pairs(pair, lid);`,
+  var m = NO_MAX;
+  for (var k = 0u; k < VPT; k++) { m = max(m, max_candidate(vals[k])); }
+  var d = 0.0;
+  for (var k = 0u; k < VPT; k++) { d += term(vals[k], m); }
+  let stats = reduce_pairs(vec2<f32>(m, d), lid);`,
   // The max first (one reduction), then the denominator against it (a second reduction).
   safe: `
   var local_max = NO_MAX;
