@@ -60,3 +60,16 @@ function collectTensors(value: unknown, into: Set<Tensor>, seen: Set<unknown>): 
     for (const v of Object.values(value)) collectTensors(v, into, seen);
   }
 }
+
+/**
+ * Runs `fn`; if it throws, disposes `outputs` (the tensors made for this call) and rethrows,
+ * so a kernel that fails midway leaks nothing and the caller's state is as it was.
+ */
+export async function disposeOnError<T>(outputs: readonly Tensor[], fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    for (const t of outputs) t.dispose();
+    throw err;
+  }
+}

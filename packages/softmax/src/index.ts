@@ -1,8 +1,12 @@
 export {
   Softmax,
   type SoftmaxAttrs,
-  type SoftmaxOptions,
+  type SoftmaxOutputs,
   type SoftmaxVariant,
+  allocateSoftmaxOutputs,
+} from './contract';
+export {
+  type SoftmaxOptions,
   logsumexp,
   registerSoftmaxKernels,
   softmax,

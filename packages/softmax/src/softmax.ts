@@ -22,31 +22,9 @@ import {
   sizeOf,
 } from '@longseq/backend';
 import { softmaxGpuJsKernel } from './gpujs/softmax';
+import { Softmax, type SoftmaxAttrs, type SoftmaxVariant } from './contract';
 import type { SoftmaxAlgorithm } from './reference';
 import { softmaxWebGpuKernel } from './webgpu/softmax';
-
-/** The kernel contract shared by both backends' implementations. */
-export const Softmax = 'Softmax';
-
-export type SoftmaxVariant = 'auto' | 'fused' | 'multipass';
-
-export interface SoftmaxAttrs {
-  readonly algorithm: SoftmaxAlgorithm;
-  /** Rows (product of leading dims) and row length. */
-  readonly rows: number;
-  readonly n: number;
-  /** Elements of the mask (a suffix of x's shape), 0 without a mask. */
-  readonly maskSize: number;
-  readonly invTemperature: number;
-  readonly variant: SoftmaxVariant;
-  /** WebGPU: reduce with subgroup operations when the device has them. */
-  readonly subgroups: boolean;
-  /** Which outputs the kernel writes and returns, in this order: [output?, lse?]. */
-  readonly returnOutput: boolean;
-  readonly returnLse: boolean;
-  readonly outShape: readonly number[];
-  readonly lseShape: readonly number[];
-}
 
 export interface SoftmaxOptions {
   /**

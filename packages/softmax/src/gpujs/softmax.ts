@@ -15,9 +15,15 @@
  * value per thread). Memory beyond input and output: O(rows).
  * Indices are float32 in gpu.js' GL modes: exact while tensors stay under 2^24 elements.
  */
-import type { Backend, GpuJsProgram, KernelConfig, Tensor } from '@longseq/backend';
+import {
+  type Backend,
+  type GpuJsProgram,
+  type KernelConfig,
+  type Tensor,
+  disposeOnError,
+} from '@longseq/backend';
 import type { SoftmaxAlgorithm } from '../reference';
-import type { SoftmaxAttrs } from '../softmax';
+import { type SoftmaxAttrs, type SoftmaxOutputs, allocateSoftmaxOutputs } from '../contract';
 
 /** Large enough for any row a gpu.js binding can hold; GL needs a static loop bound. */
 const LOOP_MAX = 1 << 24;
@@ -190,30 +196,21 @@ const STATS: Record<SoftmaxAlgorithm, typeof onlineStats> = {
   naive: naiveStats,
 };
 
-async function runSoftmaxGpuJs(
+function runSoftmaxGpuJs(
   backend: Backend,
   inputs: readonly Tensor[],
   attrs: SoftmaxAttrs,
 ): Promise<Tensor[]> {
-  const out = attrs.returnOutput ? backend.empty(attrs.outShape) : undefined;
-  const lse = attrs.returnLse ? backend.empty(attrs.lseShape) : undefined;
-  const results = [out, lse].filter((t): t is Tensor => t !== undefined);
-  try {
-    return await writeSoftmax(backend, inputs, attrs, out, lse, results);
-  } catch (err) {
-    // Nothing is lost on failure: the outputs made for this call go with it.
-    for (const t of results) t.dispose();
-    throw err;
-  }
+  const outputs = allocateSoftmaxOutputs(backend, attrs);
+  // Nothing is lost on failure: the outputs made for this call go with it.
+  return disposeOnError(outputs.results, () => writeSoftmax(backend, inputs, attrs, outputs));
 }
 
 async function writeSoftmax(
   backend: Backend,
   inputs: readonly Tensor[],
   attrs: SoftmaxAttrs,
-  out: Tensor | undefined,
-  lse: Tensor | undefined,
-  results: Tensor[],
+  { out, lse, results }: SoftmaxOutputs,
 ): Promise<Tensor[]> {
   if (attrs.rows === 0) return results;
   const x = inputs[0]!;

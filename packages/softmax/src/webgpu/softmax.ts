@@ -29,9 +29,10 @@ import {
   type WgslBinding,
   type WgslUniform,
   dispatch1d,
+  disposeOnError,
 } from '@longseq/backend';
 import type { SoftmaxAlgorithm } from '../reference';
-import type { SoftmaxAttrs } from '../softmax';
+import { type SoftmaxAttrs, type SoftmaxOutputs, allocateSoftmaxOutputs } from '../contract';
 
 const VALUES_PER_THREAD = 16;
 
@@ -367,30 +368,21 @@ const PASSES: Record<SoftmaxAlgorithm, Pass[]> = {
   naive: ['naive_sum', 'normalize'],
 };
 
-async function runSoftmaxWebGpu(
+function runSoftmaxWebGpu(
   backend: Backend,
   inputs: readonly Tensor[],
   attrs: SoftmaxAttrs,
 ): Promise<Tensor[]> {
-  const out = attrs.returnOutput ? backend.empty(attrs.outShape) : undefined;
-  const lse = attrs.returnLse ? backend.empty(attrs.lseShape) : undefined;
-  const results = [out, lse].filter((t): t is Tensor => t !== undefined);
-  try {
-    return await writeSoftmax(backend, inputs, attrs, out, lse, results);
-  } catch (err) {
-    // Nothing is lost on failure: the outputs made for this call go with it.
-    for (const t of results) t.dispose();
-    throw err;
-  }
+  const outputs = allocateSoftmaxOutputs(backend, attrs);
+  // Nothing is lost on failure: the outputs made for this call go with it.
+  return disposeOnError(outputs.results, () => writeSoftmax(backend, inputs, attrs, outputs));
 }
 
 async function writeSoftmax(
   backend: Backend,
   inputs: readonly Tensor[],
   attrs: SoftmaxAttrs,
-  out: Tensor | undefined,
-  lse: Tensor | undefined,
-  results: Tensor[],
+  { out, lse, results }: SoftmaxOutputs,
 ): Promise<Tensor[]> {
   if (attrs.rows === 0) return results;
   if (attrs.n === 0) {
