@@ -28,5 +28,12 @@ export default defineConfig({
     emptyOutDir: true,
     // gpu.js' browser build is one ~600 kB file; it is loaded on demand, so the warning is noise.
     chunkSizeWarningLimit: 1500,
+    // Two pages: the playground, and the conformance self-test (test/conformance.test.ts).
+    rollupOptions: {
+      input: {
+        main: fileURLToPath(new URL('./index.html', import.meta.url)),
+        conformance: fileURLToPath(new URL('./conformance.html', import.meta.url)),
+      },
+    },
   },
 });

@@ -4,88 +4,26 @@
  * the page reports a result that passes the test rule. WebGPU missing in the browser is a
  * failure, never a skip: the playground exists to run on it.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Served, startServer } from '../scripts/serve.mjs';
+import { type Browser, distDir, openBrowser } from './chromium';
 
-const appDir = fileURLToPath(new URL('..', import.meta.url));
-const distDir = path.join(appDir, 'dist');
-const packagesDir = path.resolve(appDir, '../../packages');
-
-/** Chromium flags for WebGPU on SwiftShader in a container (DESIGN.md). */
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu',
-  '--use-webgpu-adapter=swiftshader',
-  '--enable-features=Vulkan',
-  '--no-sandbox',
-  '--headless=new',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
-
-/** Newest modification time under `dir` (skipping dist and node_modules). */
-function newest(dir: string): number {
-  let t = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (entry.name === 'node_modules' || entry.name === 'dist' || entry.name.startsWith('.')) continue;
-    const p = path.join(dir, entry.name);
-    t = Math.max(t, entry.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** Builds dist/ unless it is newer than every source it is made from (the app's and the packages'). */
-async function ensureBuilt(): Promise<void> {
-  const index = path.join(distDir, 'index.html');
-  const sources = Math.max(
-    newest(path.join(appDir, 'src')),
-    statSync(path.join(appDir, 'index.html')).mtimeMs,
-    statSync(path.join(appDir, 'vite.config.ts')).mtimeMs,
-    ...readdirSync(packagesDir).map((p) =>
-      existsSync(path.join(packagesDir, p, 'src')) ? newest(path.join(packagesDir, p, 'src')) : 0,
-    ),
-  );
-  if (existsSync(index) && statSync(index).mtimeMs >= sources) return;
-  const { build } = await import('vite');
-  await build({ root: appDir, configFile: path.join(appDir, 'vite.config.ts'), logLevel: 'warn' });
-}
-
-let served: Served;
-let context: BrowserContext;
+let browser: Browser | undefined;
 let page: Page;
-let userDataDir: string;
-const browserErrors: string[] = [];
+let browserErrors: string[] = [];
 
 beforeAll(async () => {
-  await ensureBuilt();
-  served = await startServer({ root: distDir, port: 0, host: '127.0.0.1' });
-  // A fresh profile each run: a persistent context is how playwright takes an explicit
-  // --user-data-dir (it refuses the flag in launch()'s args).
-  userDataDir = mkdtempSync(path.join(tmpdir(), 'longseq-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('pageerror', (err) => browserErrors.push(err.message));
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') browserErrors.push(msg.text());
-  });
-  await page.goto(`${served.url}#/softmax`);
+  browser = await openBrowser();
+  page = browser.page;
+  browserErrors = browser.errors;
+  await page.goto(`${browser.served.url}#/softmax`);
   await page.waitForSelector('[data-testid=page][data-ready=true]', { timeout: 30_000 });
 }, 300_000);
 
 afterAll(async () => {
-  await context?.close();
-  await served?.close();
-  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  await browser?.close();
 });
 
 interface PageResult {

@@ -47,6 +47,27 @@ const USAGE_STORAGE = 0x0080;
 const MAP_MODE_READ = 0x0001;
 
 /**
+ * GL has no "write a texture" in gpu.js' API: this identity kernel renders an array into one.
+ * A source string, like every kernel here (see kernels/math.ts).
+ */
+export const uploadKernel = /* js */ `function uploadKernel(a) {
+  return a[this.thread.x];
+}`;
+
+/**
+ * The name a `function name(...) { ... }` source declares, or undefined. gpu.js links
+ * helpers by name, so every helper source must declare one.
+ */
+export function nameOf(source: string): string | undefined {
+  return /^\s*function\s+([A-Za-z_$][\w$]*)/.exec(source)?.[1];
+}
+
+function excerpt(source: string): string {
+  const line = source.trim().split('\n')[0] ?? '';
+  return line.length > 60 ? `${line.slice(0, 60)}…` : line;
+}
+
+/**
  * The device handle of a gpujs tensor: a mutable box, because `allocate` must hand out a
  * handle before any kernel has produced the texture/buffer/array that holds the values.
  * `execute` fills it with the kernel's pipeline result; `free` deletes what it holds.
@@ -92,7 +113,7 @@ export class GpuJsBackend extends BackendBase {
   private readonly cache = new Map<string, GpuJsKernel>();
   private compilations = 0;
   private cacheHits = 0;
-  private uploadKernel: GpuJsKernel | undefined;
+  private uploader: GpuJsKernel | undefined;
   // stands in for zero-size inputs, which have no device storage (WebGPU cannot bind an
   // empty buffer); kernels never read it because their loops are bounded by the sizes
   private placeholder: KernelResult | undefined;
@@ -184,8 +205,8 @@ export class GpuJsBackend extends BackendBase {
   protected destroyDevice(): void {
     for (const k of this.cache.values()) k.destroy();
     this.cache.clear();
-    this.uploadKernel?.destroy();
-    this.uploadKernel = undefined;
+    this.uploader?.destroy();
+    this.uploader = undefined;
     if (this.placeholder !== undefined) releaseValue(this.placeholder);
     this.placeholder = undefined;
     // gpu.destroy() defers to a timer and resolves later; nothing waits on it. The WebGPU
@@ -223,17 +244,25 @@ export class GpuJsBackend extends BackendBase {
     // gpu.js merges settings with Object.assign, so an explicit `undefined` would erase defaults
     if (program.constants) settings.constants = { ...program.constants };
     if (program.functions && program.functions.length > 0) {
-      // by explicit name: a function's source name may differ from the name its callers use
-      // (bundlers rename, minifiers drop); `fn.name` follows renames of declarations
-      settings.functions = program.functions.map((fn) => ({
-        source: fn.toString(),
-        settings: { name: fn.name },
-      }));
+      // each helper under the name its source declares, which is the name kernels call it by
+      const functions: { source: string; settings: { name: string } }[] = [];
+      for (const source of program.functions) {
+        const name = nameOf(source);
+        if (name === undefined) {
+          throw new ValidationError(
+            program.name,
+            `a helper function source has no name (expected 'function name(...) { ... }'): ${excerpt(source)}`,
+          );
+        }
+        functions.push({ source: source.trimStart(), settings: { name } });
+      }
+      settings.functions = functions;
     }
     if (this.mode === 'webgl2') settings.tactic = 'precision';
     let kernel: GpuJsKernel;
     try {
-      kernel = this.gpu.createKernel(program.kernel, settings);
+      // gpu.js takes a string only if it starts with `function`
+      kernel = this.gpu.createKernel(program.kernel.trimStart(), settings);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       throw new ValidationError(program.name, `gpu.js (${this.mode}): ${message}`);
@@ -313,24 +342,19 @@ export class GpuJsBackend extends BackendBase {
 
   private uploadTexture(data: Float32Array): KernelResult {
     // GL has no "write a texture" in gpu.js' API: an identity kernel renders the array into one
-    if (!this.uploadKernel) {
-      this.uploadKernel = this.gpu.createKernel(
-        function upload(this: { thread: { x: number } }, a: ArrayLike<number>) {
-          return a[this.thread.x]!;
-        },
-        {
-          output: [data.length],
-          pipeline: true,
-          immutable: true,
-          dynamicOutput: true,
-          dynamicArguments: true,
-          precision: 'single',
-          tactic: 'precision',
-        },
-      );
+    if (!this.uploader) {
+      this.uploader = this.gpu.createKernel(uploadKernel, {
+        output: [data.length],
+        pipeline: true,
+        immutable: true,
+        dynamicOutput: true,
+        dynamicArguments: true,
+        precision: 'single',
+        tactic: 'precision',
+      });
     }
-    this.uploadKernel.setOutput([data.length]);
-    const texture = this.uploadKernel(data);
+    this.uploader.setOutput([data.length]);
+    const texture = this.uploader(data);
     if (!isGlTexture(texture)) {
       throw new BackendUnavailableError(
         this.name,

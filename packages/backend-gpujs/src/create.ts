@@ -119,6 +119,11 @@ function limitsFor(mode: GpuJsMode, gpu: GpuJsInstance, webgpu: WebGpuContext | 
   };
 }
 
+/** The probe's kernel, a source string like every kernel here (see kernels/math.ts). */
+export const probeKernel = /* js */ `function probeKernel(a, s) {
+  return a[this.thread.x] * s;
+}`;
+
 /** Runs one tiny kernel end to end; execute() throws if gpu.js ran it on another mode. */
 async function probe(backend: GpuJsBackend): Promise<void> {
   const x = backend.tensor([1, 2, 3], [3]);
@@ -128,9 +133,7 @@ async function probe(backend: GpuJsBackend): Promise<void> {
       kind: 'gpujs',
       name: 'probe',
       cacheKey: '',
-      kernel: function probe(this: { thread: { x: number } }, a: ArrayLike<number>, s: number) {
-        return a[this.thread.x]! * s;
-      },
+      kernel: probeKernel,
       inputs: [x],
       scalars: [2],
       output: y,

@@ -132,9 +132,9 @@ describe.each(NODE_MODES)('gpujs-%s backend', (mode) => {
       name: 'Broken',
       cacheKey: '',
       // an undefined helper: no mode can translate this
-      kernel: function broken(this: { thread: { x: number } }, a: ArrayLike<number>) {
-        return nowhere(a[this.thread.x]!);
-      },
+      kernel: /* js */ `function broken(a) {
+  return nowhere(a[this.thread.x]);
+}`,
       inputs: [x],
       output: y,
     };
@@ -144,7 +144,6 @@ describe.each(NODE_MODES)('gpujs-%s backend', (mode) => {
     expect(be.memory()).toMatchObject({ tensors: start.tensors, bytes: start.bytes });
   });
 });
-declare function nowhere(x: number): number;
 
 describe('mode selection', () => {
   it('throws BackendUnavailableError when gpu.js would silently run another mode', async () => {
@@ -156,9 +155,9 @@ describe('mode selection', () => {
       name: 'BooleanResult',
       cacheKey: '',
       // webasm cannot store a Boolean result and hands the kernel to cpu (fallbackReason)
-      kernel: function positive(this: { thread: { x: number } }, a: ArrayLike<number>) {
-        return a[this.thread.x]! > 0;
-      },
+      kernel: /* js */ `function positive(a) {
+  return a[this.thread.x] > 0;
+}`,
       inputs: [x],
       output: y,
     };

@@ -119,7 +119,11 @@ export abstract class BackendBase implements Backend {
     }
     const size = sizeOf(shape);
     if (data.length !== size) {
-      throw new ShapeError('data', `${size} elements for shape ${formatShape(shape)}`, `${data.length} elements`);
+      throw new ShapeError(
+        'data',
+        `${size} elements for shape ${formatShape(shape)}`,
+        `${data.length} elements`,
+      );
     }
     const bytes = size * bytesPerElement(dtype);
     this.checkAllocation(bytes, shape);
@@ -167,7 +171,12 @@ export abstract class BackendBase implements Backend {
   }
 
   memory(): MemoryInfo {
-    return { tensors: this.live.size, allocations: this.allocations.size, bytes: this.bytesInUse, peakBytes: this.peak };
+    return {
+      tensors: this.live.size,
+      allocations: this.allocations.size,
+      bytes: this.bytesInUse,
+      peakBytes: this.peak,
+    };
   }
 
   resetPeak(): void {
@@ -211,12 +220,18 @@ export abstract class BackendBase implements Backend {
   }
 
   protected assertUsable(): void {
-    if (this.disposed) throw new ArgumentError('backend', `a live backend (${this.name} was disposed)`, 'disposed');
+    if (this.disposed)
+      throw new ArgumentError('backend', `a live backend (${this.name} was disposed)`, 'disposed');
   }
 
   private checkAllocation(bytes: number, shape: Shape): void {
     if (bytes > this.limits.maxBufferSize) {
-      throw new DeviceLimitError(`shape ${formatShape(shape)}`, 'maxBufferSize (bytes)', bytes, this.limits.maxBufferSize);
+      throw new DeviceLimitError(
+        `shape ${formatShape(shape)}`,
+        'maxBufferSize (bytes)',
+        bytes,
+        this.limits.maxBufferSize,
+      );
     }
   }
 }

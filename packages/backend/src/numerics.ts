@@ -70,12 +70,26 @@ export function compareToReference(
     const e = ref64[i]!;
     if (Number.isNaN(e) || !Number.isFinite(e)) {
       if (!Object.is(a, e) && !(Number.isNaN(a) && Number.isNaN(e)) && a !== e) {
-        return { pass: false, maxError: Number.NaN, baselineError, allowed, worstIndex: i, reason: `index ${i}: got ${a}, expected ${e}` };
+        return {
+          pass: false,
+          maxError: Number.NaN,
+          baselineError,
+          allowed,
+          worstIndex: i,
+          reason: `index ${i}: got ${a}, expected ${e}`,
+        };
       }
       continue;
     }
     if (!Number.isFinite(a)) {
-      return { pass: false, maxError: Number.NaN, baselineError, allowed, worstIndex: i, reason: `index ${i}: got ${a}, expected ${e}` };
+      return {
+        pass: false,
+        maxError: Number.NaN,
+        baselineError,
+        allowed,
+        worstIndex: i,
+        reason: `index ${i}: got ${a}, expected ${e}`,
+      };
     }
     const d = Math.abs(a - e);
     if (d > maxError) {

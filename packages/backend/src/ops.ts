@@ -199,7 +199,12 @@ export async function gather(table: Tensor, indices: Tensor): Promise<Tensor> {
   checkRank(table, 'table', 2, 2, '[rows, rowSize]');
   const outShape = [...indices.shape, table.shape[1]!];
   checkBindingSize(table.backend, 'output', sizeOf(outShape), outShape);
-  const attrs: GatherAttrs = { rows: table.shape[0]!, rowSize: table.shape[1]!, count: indices.size, outShape };
+  const attrs: GatherAttrs = {
+    rows: table.shape[0]!,
+    rowSize: table.shape[1]!,
+    count: indices.size,
+    outShape,
+  };
   return one(runKernel(Gather, table.backend, [table, indices], attrs));
 }
 
@@ -234,7 +239,12 @@ export async function rmsNorm(x: Tensor, weight: Tensor, options: NormOptions = 
 }
 
 /** LayerNorm over the last axis (biased variance): `(x - mean) / sqrt(var + eps) * weight + bias`. */
-export async function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, options: NormOptions = {}): Promise<Tensor> {
+export async function layerNorm(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  options: NormOptions = {},
+): Promise<Tensor> {
   const { rows, cols } = checkNormInputs(x, { weight, bias });
   const eps = options.eps === undefined ? 1e-5 : checkPositiveNumber(options.eps, 'options.eps');
   const attrs: LayerNormAttrs = { eps, rows, cols };

@@ -58,12 +58,18 @@ export interface GpuJsProgram {
   /** Distinguishes variants of `name`; with `name` keys the compiled-kernel cache. Never shapes. */
   readonly cacheKey: string;
   /**
-   * A gpu.js kernel function in its JavaScript subset. It receives the `inputs` (flat, as
-   * arrays of floats) and then the `scalars`, and returns the value of output element
-   * `this.thread.x` of the flat output.
+   * The kernel's source: a gpu.js kernel function in its JavaScript subset, as a string
+   * (`'function name(x, n) { return x[this.thread.x] * n; }'`). It receives the `inputs`
+   * (flat, as arrays of floats) and then the `scalars`, and returns the value of output
+   * element `this.thread.x` of the flat output.
+   *
+   * A string, not a function: gpu.js compiles a kernel from its JavaScript source, and an
+   * application's minifier rewrites function bodies (folding ifs into comma expressions,
+   * reusing short names) into code gpu.js cannot translate. Strings pass through untouched.
+   * Avoid naming a scalar `<array argument>Size` or `<array argument>Dim`: gpu.js' GL
+   * backends declare those uniforms for every array argument.
    */
-  // biome-ignore lint/complexity/noBannedTypes: gpu.js takes any function source
-  readonly kernel: Function;
+  readonly kernel: string;
   readonly inputs: readonly Tensor[];
   /** Numbers passed after the inputs (sizes, strides, scales). Changes never recompile. */
   readonly scalars?: readonly number[];
@@ -73,9 +79,8 @@ export interface GpuJsProgram {
   readonly constants?: Readonly<Record<string, number>>;
   /** Upper bound of dynamic loops (gpu.js' loopMaxIterations on GL). */
   readonly loopMaxIterations?: number;
-  /** Helper functions the kernel calls. */
-  // biome-ignore lint/complexity/noBannedTypes: gpu.js takes any function source
-  readonly functions?: readonly Function[];
+  /** Helper functions the kernel calls, as sources (`'function name(a) { ... }'`), for the same reason. */
+  readonly functions?: readonly string[];
 }
 
 const WGSL_SCALAR: Record<string, string> = { f32: 'f32', i32: 'i32', u32: 'u32' };
@@ -93,7 +98,9 @@ export function wgslUniformStruct(uniforms: readonly WgslUniform[]): string {
  * (read) and output (read_write) in order, and the uniform struct `u`. Kernel sources
  * start from here, so they hold only the algorithm.
  */
-export function wgslHeader(program: Pick<WebGpuProgram, 'inputs' | 'outputs' | 'uniforms' | 'enables'>): string {
+export function wgslHeader(
+  program: Pick<WebGpuProgram, 'inputs' | 'outputs' | 'uniforms' | 'enables'>,
+): string {
   const lines: string[] = [];
   for (const e of program.enables ?? []) lines.push(`enable ${e};`);
   let binding = 0;

@@ -131,7 +131,9 @@ export function matmulRef(a: HostTensor, b: HostTensor, options: MatMulRefOption
   const r = rounderFor(options);
   const ra = a.shape.length;
   const rb = b.shape.length;
-  const [m, k] = options.transposeA ? [a.shape[ra - 1]!, a.shape[ra - 2]!] : [a.shape[ra - 2]!, a.shape[ra - 1]!];
+  const [m, k] = options.transposeA
+    ? [a.shape[ra - 1]!, a.shape[ra - 2]!]
+    : [a.shape[ra - 2]!, a.shape[ra - 1]!];
   const n = options.transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
   const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const batch = sizeOf(batchShape);
@@ -209,7 +211,12 @@ export function gatherRef(table: HostTensor, indices: HostTensor): RefResult {
 }
 
 /** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight. */
-export function rmsNormRef(x: HostTensor, weight: HostTensor, eps = 1e-5, options: RefOptions = {}): RefResult {
+export function rmsNormRef(
+  x: HostTensor,
+  weight: HostTensor,
+  eps = 1e-5,
+  options: RefOptions = {},
+): RefResult {
   const r = rounderFor(options);
   const cols = x.shape[x.shape.length - 1]!;
   const rows = cols === 0 ? 0 : x.data.length / cols;

@@ -34,7 +34,10 @@ export function unregisterKernel(kernelName: string, backendKind: BackendKind): 
   return registry.delete(key(kernelName, backendKind));
 }
 
-export function getKernel<Attrs = unknown>(kernelName: string, backendKind: BackendKind): KernelConfig<Attrs> {
+export function getKernel<Attrs = unknown>(
+  kernelName: string,
+  backendKind: BackendKind,
+): KernelConfig<Attrs> {
   const k = registry.get(key(kernelName, backendKind));
   if (!k) throw new KernelNotFoundError(kernelName, backendKind);
   return k as unknown as KernelConfig<Attrs>;

@@ -29,7 +29,12 @@ export function checkSameBackend(backend: Backend, tensors: Record<string, Tenso
 }
 
 /** Throws DeviceLimitError when a tensor of `elements` f32 elements would not fit one binding. */
-export function checkBindingSize(backend: Backend, argument: string, elements: number, shape?: readonly number[]): void {
+export function checkBindingSize(
+  backend: Backend,
+  argument: string,
+  elements: number,
+  shape?: readonly number[],
+): void {
   const bytes = elements * 4;
   if (bytes > backend.limits.maxStorageBufferBindingSize) {
     throw new DeviceLimitError(
@@ -42,7 +47,8 @@ export function checkBindingSize(backend: Backend, argument: string, elements: n
 }
 
 export function checkFiniteNumber(value: unknown, argument: string, expected = 'a finite number'): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new ArgumentError(argument, expected, value);
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    throw new ArgumentError(argument, expected, value);
   return value;
 }
 

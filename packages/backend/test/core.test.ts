@@ -106,9 +106,13 @@ describe('tensors and memory accounting', () => {
 
   it('rejects bad uploads and disposed or foreign tensors with typed errors', async () => {
     const b = new HostBackend();
-    expect(() => b.tensor(random(5), [2, 3])).toThrow(/data: expected shape 6 elements for shape \[2, 3\], got 5 elements/);
+    expect(() => b.tensor(random(5), [2, 3])).toThrow(
+      /data: expected shape 6 elements for shape \[2, 3\], got 5 elements/,
+    );
     expect(() => b.tensor(random(2), [2, -1] as number[])).toThrow(ArgumentError);
-    expect(() => b.tensor(random(2), [2], 'f64' as DType)).toThrow(/dtype: expected dtype f32 or i32 or u32, got f64/);
+    expect(() => b.tensor(random(2), [2], 'f64' as DType)).toThrow(
+      /dtype: expected dtype f32 or i32 or u32, got f64/,
+    );
     expect(() => b.empty([1 << 19])).toThrow(DeviceLimitError);
     const t = b.tensor(random(2), [2]);
     t.dispose();
@@ -165,7 +169,9 @@ describe('kernel registry', () => {
   it('ops validate before looking up kernels', async () => {
     const b = new HostBackend();
     const a = b.tensor(random(6), [2, 3]);
-    await expect(matmul(a, a)).rejects.toThrow(/^b: expected shape \[\.\.\., 3, N\] to match a's K = 3, got \[2, 3\]/);
+    await expect(matmul(a, a)).rejects.toThrow(
+      /^b: expected shape \[\.\.\., 3, N\] to match a's K = 3, got \[2, 3\]/,
+    );
     const c = b.tensor(random(12), [3, 4]);
     await expect(matmul(a, c)).rejects.toBeInstanceOf(KernelNotFoundError);
   });
@@ -191,18 +197,26 @@ describe('shapes, programs and references', () => {
     expect(header).toContain('enable subgroups;');
     expect(header).toContain('@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;');
     expect(header).toContain('@group(0) @binding(1) var<storage, read_write> y: array<u32>;');
-    expect(header).toMatch(/struct Uniforms \{\n {2}n: u32,\n {2}_pad0: u32,\n {2}_pad1: u32,\n {2}_pad2: u32,\n\}/);
+    expect(header).toMatch(
+      /struct Uniforms \{\n {2}n: u32,\n {2}_pad0: u32,\n {2}_pad1: u32,\n {2}_pad2: u32,\n\}/,
+    );
     expect(dispatch1d(70000)).toEqual([35000, 2, 1]);
     expect(dispatch1d(0)).toEqual([0, 0, 1]);
   });
 
   it('references agree with hand-computed values', () => {
-    const m = matmulRef({ shape: [2, 2], data: [1, 2, 3, 4] }, { shape: [2, 2], data: [5, 6, 7, 8] }, { transposeB: true });
+    const m = matmulRef(
+      { shape: [2, 2], data: [1, 2, 3, 4] },
+      { shape: [2, 2], data: [5, 6, 7, 8] },
+      { transposeB: true },
+    );
     expect(Array.from(m.data)).toEqual([17, 23, 39, 53]);
-    expect(Array.from(binaryRef({ shape: [2, 1], data: [1, 2] }, { shape: [3], data: [10, 20, 30] }, 'add').data)).toEqual([
-      11, 21, 31, 12, 22, 32,
-    ]);
-    expect(Array.from(reduceRef({ shape: [2, 3], data: [1, 5, 3, 4, 2, 6] }, 'max', { axis: 0 }).data)).toEqual([4, 5, 6]);
+    expect(
+      Array.from(binaryRef({ shape: [2, 1], data: [1, 2] }, { shape: [3], data: [10, 20, 30] }, 'add').data),
+    ).toEqual([11, 21, 31, 12, 22, 32]);
+    expect(
+      Array.from(reduceRef({ shape: [2, 3], data: [1, 5, 3, 4, 2, 6] }, 'max', { axis: 0 }).data),
+    ).toEqual([4, 5, 6]);
     expect(unaryScalar('softplus', 100)).toBe(100);
     expect(unaryScalar('softplus', -100)).toBeCloseTo(Math.exp(-100), 110);
     expect(unaryScalar('silu', 1)).toBeCloseTo(1 / (1 + Math.exp(-1)), 15);
@@ -214,6 +228,8 @@ describe('shapes, programs and references', () => {
     expect(compareToReference([1 + 1.5e-6, 2, 3], ref64, ref32, { atol: 0 }).pass).toBe(true);
     expect(compareToReference([1 + 3e-6, 2, 3], ref64, ref32, { atol: 0 }).pass).toBe(false);
     expect(compareToReference([Number.NaN, 2, 3], ref64, ref32).pass).toBe(false);
-    expect(compareToReference([Number.NEGATIVE_INFINITY], [Number.NEGATIVE_INFINITY], undefined).pass).toBe(true);
+    expect(compareToReference([Number.NEGATIVE_INFINITY], [Number.NEGATIVE_INFINITY], undefined).pass).toBe(
+      true,
+    );
   });
 });

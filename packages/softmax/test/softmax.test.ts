@@ -6,7 +6,14 @@ import {
   ShapeError,
   scope,
 } from '@longseq/backend';
-import { describeEachBackend, expectClose, freshSeed, randomFloats, randomInt, rng } from '@longseq/test-harness';
+import {
+  describeEachBackend,
+  expectClose,
+  freshSeed,
+  randomFloats,
+  randomInt,
+  rng,
+} from '@longseq/test-harness';
 import { describe, expect, it } from 'vitest';
 import {
   type SoftmaxAlgorithm,
@@ -39,7 +46,14 @@ describe('softmaxRef', () => {
 
 describeEachBackend('softmax', (ctx) => {
   // Each case: [leading dims..., n]. Lengths straddle workgroup sizes, powers of two and one.
-  const shapes: number[][] = [[1, 1], [4, 7], [3, 100], [2, 257], [5, 1000], [2, 3, 33]];
+  const shapes: number[][] = [
+    [1, 1],
+    [4, 7],
+    [3, 100],
+    [2, 257],
+    [5, 1000],
+    [2, 3, 33],
+  ];
   // WebGPU has two kernel shapes and two reduction styles (subgroups, workgroup-memory tree).
   const variants: [SoftmaxVariant, boolean][] =
     ctx.name === 'webgpu'
@@ -67,7 +81,11 @@ describeEachBackend('softmax', (ctx) => {
           const ref32 = softmaxRef({ shape, data }, { algorithm, precision: 'f32' });
           const label = `${algorithm}/${variant}/sg ${subgroups} ${JSON.stringify(shape)}`;
           expectClose(await output.read(), ref.output.data, ref32.output.data, { label, seed });
-          expectClose(await lse.read(), ref.lse.data, ref32.lse.data, { label: `${label} lse`, seed, atol: 1e-5 });
+          expectClose(await lse.read(), ref.lse.data, ref32.lse.data, {
+            label: `${label} lse`,
+            seed,
+            atol: 1e-5,
+          });
           x.dispose();
           output.dispose();
           lse.dispose();
@@ -89,8 +107,15 @@ describeEachBackend('softmax', (ctx) => {
           const { output, lse } = await softmaxWithLse(x, { algorithm });
           const ref = softmaxRef({ shape: [2, n], data });
           const ref32 = softmaxRef({ shape: [2, n], data }, { algorithm, precision: 'f32' });
-          expectClose(await output.read(), ref.output.data, ref32.output.data, { label: `${algorithm} n=${n}`, seed });
-          expectClose(await lse.read(), ref.lse.data, ref32.lse.data, { label: `${algorithm} lse n=${n}`, seed, atol: 1e-5 });
+          expectClose(await output.read(), ref.output.data, ref32.output.data, {
+            label: `${algorithm} n=${n}`,
+            seed,
+          });
+          expectClose(await lse.read(), ref.lse.data, ref32.lse.data, {
+            label: `${algorithm} lse n=${n}`,
+            seed,
+            atol: 1e-5,
+          });
         }
       });
     }
@@ -122,7 +147,11 @@ describeEachBackend('softmax', (ctx) => {
         const out = await output.read();
         expectClose(out, ref.output.data, ref32.output.data, { label: `${algorithm} masked`, seed });
         const lseHost = await lse.read();
-        expectClose(lseHost, ref.lse.data, ref32.lse.data, { label: `${algorithm} masked lse`, seed, atol: 1e-5 });
+        expectClose(lseHost, ref.lse.data, ref32.lse.data, {
+          label: `${algorithm} masked lse`,
+          seed,
+          atol: 1e-5,
+        });
         for (let batch = 0; batch < b; batch++) {
           expect(lseHost[batch * q + 2]).toBe(Number.NEGATIVE_INFINITY);
           for (let j = 0; j < n; j++) expect(out[(batch * q + 2) * n + j]).toBe(0);
@@ -146,7 +175,10 @@ describeEachBackend('softmax', (ctx) => {
           const y = await softmax(x, { algorithm });
           const ref = softmaxRef({ shape: [2, n], data });
           const ref32 = softmaxRef({ shape: [2, n], data }, { algorithm, precision: 'f32' });
-          expectClose(await y.read(), ref.output.data, ref32.output.data, { label: `${algorithm} extreme`, seed });
+          expectClose(await y.read(), ref.output.data, ref32.output.data, {
+            label: `${algorithm} extreme`,
+            seed,
+          });
         }
       });
     }
@@ -203,7 +235,9 @@ describeEachBackend('softmax', (ctx) => {
         const ref = softmaxRef({ shape: [3, n], data });
         for (let j = 0; j < 2 * n; j++) expect(out[j], `${algorithm} index ${j}`).toBeNaN();
         const ref32 = softmaxRef({ shape: [3, n], data }, { algorithm, precision: 'f32' });
-        expectClose(out.subarray(2 * n), ref.output.data.subarray(2 * n), ref32.output.data.subarray(2 * n), { seed });
+        expectClose(out.subarray(2 * n), ref.output.data.subarray(2 * n), ref32.output.data.subarray(2 * n), {
+          seed,
+        });
       });
     }
   });
@@ -220,10 +254,14 @@ describeEachBackend('softmax', (ctx) => {
     await expect(softmax(ids)).rejects.toBeInstanceOf(DTypeError);
     await expect(softmax(ids)).rejects.toThrow(/x: expected dtype f32, got i32/);
     await expect(softmax(x, { mask: badMask })).rejects.toBeInstanceOf(ShapeError);
-    await expect(softmax(x, { mask: badMask })).rejects.toThrow(/options\.mask: expected shape a suffix of x's shape \[3, 4\]/);
+    await expect(softmax(x, { mask: badMask })).rejects.toThrow(
+      /options\.mask: expected shape a suffix of x's shape \[3, 4\]/,
+    );
     await expect(softmax(x, { temperature: 0 })).rejects.toBeInstanceOf(ArgumentError);
     await expect(softmax(x, { temperature: Number.NaN })).rejects.toThrow(/options\.temperature/);
-    await expect(softmax(x, { algorithm: 'fast' as never })).rejects.toThrow(/options\.algorithm: expected one of 'online', 'safe', 'naive'/);
+    await expect(softmax(x, { algorithm: 'fast' as never })).rejects.toThrow(
+      /options\.algorithm: expected one of 'online', 'safe', 'naive'/,
+    );
     await expect(softmax(x, { variant: 'tiled' as never })).rejects.toBeInstanceOf(ArgumentError);
     await expect(softmax({} as never)).rejects.toThrow(/x: expected a Tensor/);
     await expect(softmax(scalar)).rejects.toBeInstanceOf(ShapeError);

@@ -106,7 +106,12 @@ function variantsFor(
 ): { run: Variant[]; skip: { label: string; reason: string }[] } {
   if (backend.kind !== 'webgpu') {
     return {
-      run: ALGORITHMS.map((algorithm) => ({ algorithm, variant: 'auto' as const, subgroups: false, label: algorithm })),
+      run: ALGORITHMS.map((algorithm) => ({
+        algorithm,
+        variant: 'auto' as const,
+        subgroups: false,
+        label: algorithm,
+      })),
       skip: [],
     };
   }
@@ -118,9 +123,13 @@ function variantsFor(
   for (const algorithm of ALGORITHMS) {
     for (const subgroups of reductions) {
       const how = reductions.length > 1 ? (subgroups ? ' +subgroups' : ' +tree') : '';
-      if (n <= maxFused) run.push({ algorithm, variant: 'fused', subgroups, label: `${algorithm} fused${how}` });
+      if (n <= maxFused)
+        run.push({ algorithm, variant: 'fused', subgroups, label: `${algorithm} fused${how}` });
       else
-        skip.push({ label: `${algorithm} fused${how}`, reason: `row length ${n} > maxFusedRowLength ${maxFused}` });
+        skip.push({
+          label: `${algorithm} fused${how}`,
+          reason: `row length ${n} > maxFusedRowLength ${maxFused}`,
+        });
       run.push({ algorithm, variant: 'multipass', subgroups, label: `${algorithm} multipass${how}` });
     }
   }

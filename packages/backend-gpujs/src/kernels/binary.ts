@@ -1,4 +1,3 @@
-// biome-ignore-all lint/complexity/useArrowFunction: gpu.js parses helpers as function expressions; arrows are not part of the subset this package relies on
 import {
   Binary,
   type BinaryAttrs,
@@ -7,82 +6,66 @@ import {
   type KernelConfig,
   MAX_BROADCAST_RANK,
 } from '@longseq/backend';
-import { type Flat, type KernelThis, named, runToNew } from './common';
+import { runToNew } from './common';
 import { isNan } from './math';
 
 /**
- * Each op is a helper named `binaryOp(x, y, nan, inf)`. NaN and Infinity come in as scalars
- * because WGSL has no literal for either (gpu.js writes Infinity as the largest finite f32).
+ * Each op is a helper source named `binaryOp(x, y, nan, inf)`; the kernel calls it, so one
+ * kernel body serves all ops (the op is part of the cache key). NaN and Infinity come in as
+ * scalars because WGSL has no literal for either (gpu.js writes Infinity as the largest
+ * finite f32). Sources, not functions: see math.ts.
  */
-// biome-ignore lint/complexity/noBannedTypes: gpu.js takes any function source
-const OPS: Record<BinaryOp, Function> = {
-  add: named('binaryOp', function (x: number, y: number, _nan: number, _inf: number) {
-    return x + y;
-  }),
-  sub: named('binaryOp', function (x: number, y: number, _nan: number, _inf: number) {
-    return x - y;
-  }),
-  mul: named('binaryOp', function (x: number, y: number, _nan: number, _inf: number) {
-    return x * y;
-  }),
-  div: named('binaryOp', function (x: number, y: number, _nan: number, _inf: number) {
-    return x / y;
-  }),
+export const BINARY_OP_SOURCES: Readonly<Record<BinaryOp, string>> = {
+  add: /* js */ `function binaryOp(x, y, nan, inf) {
+  return x + y;
+}`,
+  sub: /* js */ `function binaryOp(x, y, nan, inf) {
+  return x - y;
+}`,
+  mul: /* js */ `function binaryOp(x, y, nan, inf) {
+  return x * y;
+}`,
+  div: /* js */ `function binaryOp(x, y, nan, inf) {
+  return x / y;
+}`,
   // Math.max is implementation-defined for NaN on the GPU; the reference propagates it
-  max: named('binaryOp', function (x: number, y: number, nan: number, _inf: number) {
-    if (isNan(x) + isNan(y) > 0) return nan;
-    return Math.max(x, y);
-  }),
-  min: named('binaryOp', function (x: number, y: number, nan: number, _inf: number) {
-    if (isNan(x) + isNan(y) > 0) return nan;
-    return Math.min(x, y);
-  }),
+  max: /* js */ `function binaryOp(x, y, nan, inf) {
+  if (isNan(x) + isNan(y) > 0) return nan;
+  return Math.max(x, y);
+}`,
+  min: /* js */ `function binaryOp(x, y, nan, inf) {
+  if (isNan(x) + isNan(y) > 0) return nan;
+  return Math.min(x, y);
+}`,
   // JS `x ** y`: GPU pow(x, y) is exp2(y * log2(x)), undefined for x <= 0, so the sign of a
-  // negative base with an integer exponent is restored here, and the rest follows JS
-  pow: named('binaryOp', function (x: number, y: number, nan: number, inf: number) {
-    if (y === 0) return 1;
-    if (isNan(x) + isNan(y) > 0) return nan;
-    if (x === 0) {
-      if (y > 0) return 0;
-      return inf;
-    }
-    // biome-ignore lint/style/useExponentiationOperator: gpu.js translates Math.pow, not **
-    const m = Math.pow(Math.abs(x), y);
-    if (x > 0) return m;
-    if (Math.floor(y) !== y) return nan;
-    const half = y * 0.5;
-    if (Math.floor(half) === half) return m;
-    return -m;
-  }),
+  // negative base with an integer exponent is restored here, and the rest follows JS.
+  // Math.pow, not `**`: gpu.js translates only the former
+  pow: /* js */ `function binaryOp(x, y, nan, inf) {
+  if (y === 0) return 1;
+  if (isNan(x) + isNan(y) > 0) return nan;
+  if (x === 0) {
+    if (y > 0) return 0;
+    return inf;
+  }
+  const m = Math.pow(Math.abs(x), y);
+  if (x > 0) return m;
+  if (Math.floor(y) !== y) return nan;
+  const half = y * 0.5;
+  if (Math.floor(half) === half) return m;
+  return -m;
+}`,
 };
 
 /**
  * out[t] = op(a[t . aStrides], b[t . bStrides]) over the output shape padded to rank 6:
  * the coordinates of t are peeled from the innermost dim out; broadcast dims have stride 0.
  */
-export function binaryKernel(
-  this: KernelThis,
-  a: Flat,
-  b: Flat,
-  d1: number,
-  d2: number,
-  d3: number,
-  d4: number,
-  d5: number,
-  as0: number,
-  as1: number,
-  as2: number,
-  as3: number,
-  as4: number,
-  as5: number,
-  bs0: number,
-  bs1: number,
-  bs2: number,
-  bs3: number,
-  bs4: number,
-  bs5: number,
-  nan: number,
-  inf: number,
+export const binaryKernel = /* js */ `function binaryKernel(
+  a, b,
+  d1, d2, d3, d4, d5,
+  as0, as1, as2, as3, as4, as5,
+  bs0, bs1, bs2, bs3, bs4, bs5,
+  nan, inf
 ) {
   const q5 = Math.floor(this.thread.x / d5);
   const c5 = this.thread.x - q5 * d5;
@@ -97,9 +80,8 @@ export function binaryKernel(
   // what is left is the outermost coordinate
   const ia = q1 * as0 + c1 * as1 + c2 * as2 + c3 * as3 + c4 * as4 + c5 * as5;
   const ib = q1 * bs0 + c1 * bs1 + c2 * bs2 + c3 * bs3 + c4 * bs4 + c5 * bs5;
-  return binaryOp(a[ia]!, b[ib]!, nan, inf);
-}
-declare function binaryOp(x: number, y: number, nan: number, inf: number): number;
+  return binaryOp(a[ia], b[ib], nan, inf);
+}`;
 
 /** Pads a per-dim list on the left to MAX_BROADCAST_RANK dims. */
 function pad(values: readonly number[], fill: number): number[] {
@@ -126,7 +108,7 @@ export const binaryConfig: KernelConfig<BinaryAttrs> = {
         // dim 0 is never divided by: its coordinate is whatever remains
         scalars: [...dims.slice(1), ...as, ...bs, Number.NaN, Number.POSITIVE_INFINITY],
         output,
-        functions: [OPS[attrs.op], isNan],
+        functions: [BINARY_OP_SOURCES[attrs.op], isNan],
       }),
     );
   },

@@ -1,14 +1,14 @@
 import { Gather, type GatherAttrs, type GpuJsProgram, type KernelConfig } from '@longseq/backend';
-import { type Flat, type KernelThis, runToNew } from './common';
+import { runToNew } from './common';
 
 /** out[j, c] = table[ids[j], c], or 0 when ids[j] is outside [0, rows). Ids are stored as f32 (exact to 2^24). */
-export function gatherKernel(this: KernelThis, table: Flat, ids: Flat, rows: number, rowSize: number) {
+export const gatherKernel = /* js */ `function gatherKernel(table, ids, rows, rowSize) {
   const j = Math.floor(this.thread.x / rowSize);
   const c = this.thread.x - j * rowSize;
-  const id = ids[j]!;
+  const id = ids[j];
   if (id < 0 || id >= rows) return 0;
-  return table[id * rowSize + c]!;
-}
+  return table[id * rowSize + c];
+}`;
 
 export const gatherConfig: KernelConfig<GatherAttrs> = {
   kernelName: Gather,

@@ -1,6 +1,12 @@
 /**
  * Helper functions for kernels, in gpu.js' JS subset (passed as a program's `functions`).
  * They exist where a backend's built-in is not good enough to meet the float64 references.
+ *
+ * Every kernel and helper in this package is a JavaScript source string, not a function:
+ * gpu.js compiles from source, and an application's minifier rewrites function bodies
+ * (comma expressions, reused short names) into code gpu.js cannot translate. Strings pass
+ * through bundlers untouched. Each source starts with `function <name>(`, the name the
+ * backend registers it under.
  */
 
 /**
@@ -8,28 +14,28 @@
  * NaNs, and Dawn on SwiftShader folds it to false; ordered comparisons still answer false
  * for NaN, so "neither <= 0 nor > 0" survives.
  */
-export function isNan(x: number): number {
+export const isNan = /* js */ `function isNan(x) {
   if (x <= 0) return 0;
   if (x > 0) return 0;
   return 1;
-}
+}`;
 
 /**
  * log(1 + u) accurate for small u. gpu.js' WGSL log1p is `log(1.0 + x)`, which loses u
  * entirely below 2^-24; the correction factor u / (w - 1) restores it (Goldberg's trick).
  */
-export function log1pStable(u: number): number {
+export const log1pStable = /* js */ `function log1pStable(u) {
   const w = 1 + u;
   if (w === 1) return u;
   return Math.log(w) * (u / (w - 1));
-}
+}`;
 
 /**
  * tanh that is finite for any finite x and accurate near 0. Dawn on SwiftShader returns
  * NaN for tanh(inf) and is off by 20% near 1e-7; this uses exp(-2|x|), which cannot
  * overflow, and a Taylor series where 1 - exp(-2|x|) would cancel.
  */
-export function tanhStable(x: number): number {
+export const tanhStable = /* js */ `function tanhStable(x) {
   const ax = Math.abs(x);
   if (ax < 0.0625) {
     const x2 = x * x;
@@ -39,7 +45,7 @@ export function tanhStable(x: number): number {
   const r = (1 - t) / (1 + t);
   if (x < 0) return -r;
   return r;
-}
+}`;
 
 /**
  * e^x to about half an ulp. WGSL only promises exp to 3 + 2|x| ulp, and Dawn on SwiftShader
@@ -47,12 +53,13 @@ export function tanhStable(x: number): number {
  * x = k ln2 + r (ln2 split so k * LN2_HI is exact), then 1 + q with q = e^r - 1 from a
  * degree-7 Taylor polynomial (|r| <= ln2/2, truncation < 1e-8): Horner's rounding errors
  * stay relative to q, so only the final add rounds at the scale of the result. 2^k is exact.
+ * 1.4426950408889634 is log2(e), a literal since kernels cannot read Math.LOG2E; Math.pow,
+ * not `**`, because gpu.js translates only the former.
  */
-export function expAccurate(x: number): number {
+export const expAccurate = /* js */ `function expAccurate(x) {
   // outside the f32 range (and NaN): the built-in already gives 0 / Infinity
   if (x > 88) return Math.exp(x);
   if (x < -87) return Math.exp(x);
-  // biome-ignore lint/suspicious/noApproximativeNumericConstant: a literal, since kernels cannot read Math.LOG2E
   const k = Math.floor(x * 1.4426950408889634 + 0.5);
   const r = x - k * 0.693145751953125 - k * 1.4286068203094173e-6;
   const q =
@@ -65,6 +72,5 @@ export function expAccurate(x: number): number {
               r *
                 (0.041666666666666664 +
                   r * (0.008333333333333333 + r * (0.001388888888888889 + r * 0.0001984126984126984))))));
-  // biome-ignore lint/style/useExponentiationOperator: gpu.js translates Math.pow, not **
   return (1 + q) * Math.pow(2, k);
-}
+}`;

@@ -1,25 +1,12 @@
 import { type GpuJsProgram, type KernelConfig, MatMul, type MatMulAttrs } from '@longseq/backend';
-import { type Flat, type KernelThis, runToNew } from './common';
+import { runToNew } from './common';
 
 /**
  * One output element per thread: a dot product of length k. Transposes are strides
  * (scalars), so all four layouts share one compiled kernel. A(i, p) = a[aBase + p * sAp],
  * B(p, j) = b[bBase + p * sBp].
  */
-export function matmulKernel(
-  this: KernelThis,
-  a: Flat,
-  b: Flat,
-  m: number,
-  k: number,
-  n: number,
-  batchStrideA: number,
-  batchStrideB: number,
-  sAi: number,
-  sAp: number,
-  sBp: number,
-  sBj: number,
-) {
+export const matmulKernel = /* js */ `function matmulKernel(a, b, m, k, n, batchStrideA, batchStrideB, sAi, sAp, sBp, sBj) {
   const mn = m * n;
   const bt = Math.floor(this.thread.x / mn);
   const rem = this.thread.x - bt * mn;
@@ -29,10 +16,10 @@ export function matmulKernel(
   const bBase = bt * batchStrideB + j * sBj;
   let acc = 0;
   for (let p = 0; p < k; p++) {
-    acc += a[aBase + p * sAp]! * b[bBase + p * sBp]!;
+    acc += a[aBase + p * sAp] * b[bBase + p * sBp];
   }
   return acc;
-}
+}`;
 
 export const matMulConfig: KernelConfig<MatMulAttrs> = {
   kernelName: MatMul,

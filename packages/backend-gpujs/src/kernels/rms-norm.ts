@@ -5,28 +5,28 @@ import {
   type RmsNormAttrs,
   type Tensor,
 } from '@longseq/backend';
-import { type Flat, type KernelThis, runToNew } from './common';
+import { runToNew } from './common';
 
 /**
  * Two kernels, since gpu.js has no workgroup memory to share a row's statistic: one thread
  * per row computes 1 / sqrt(mean(x^2) + eps), then one thread per element applies it.
  * O(rows * cols) work, where recomputing the statistic per element would be O(rows * cols^2).
  */
-export function rmsNormStatsKernel(this: KernelThis, x: Flat, cols: number, eps: number) {
+export const rmsNormStatsKernel = /* js */ `function rmsNormStatsKernel(x, cols, eps) {
   const base = this.thread.x * cols;
   let sumSq = 0;
   for (let c = 0; c < cols; c++) {
-    const v = x[base + c]!;
+    const v = x[base + c];
     sumSq += v * v;
   }
   return 1 / Math.sqrt(sumSq / cols + eps);
-}
+}`;
 
-export function rmsNormApplyKernel(this: KernelThis, x: Flat, weight: Flat, inv: Flat, cols: number) {
+export const rmsNormApplyKernel = /* js */ `function rmsNormApplyKernel(x, weight, inv, cols) {
   const row = Math.floor(this.thread.x / cols);
   const c = this.thread.x - row * cols;
-  return x[this.thread.x]! * inv[row]! * weight[c]!;
-}
+  return x[this.thread.x] * inv[row] * weight[c];
+}`;
 
 export const rmsNormConfig: KernelConfig<RmsNormAttrs> = {
   kernelName: RmsNorm,
@@ -68,15 +68,18 @@ export const rmsNormConfig: KernelConfig<RmsNormAttrs> = {
   },
 };
 
+/** The kernel of `noop`: never compiled, since the backend skips a program with an empty output. */
+export const emptyKernel = /* js */ `function emptyKernel() {
+  return 0;
+}`;
+
 /** A program over an empty output: the backend skips it, and the op still returns a tensor. */
 export function noop(output: Tensor, x: Tensor): GpuJsProgram {
   return {
     kind: 'gpujs',
     name: 'Empty',
     cacheKey: '',
-    kernel: function empty(this: KernelThis) {
-      return 0;
-    },
+    kernel: emptyKernel,
     inputs: [x],
     output,
   };

@@ -28,46 +28,37 @@ import { type SoftmaxAttrs, type SoftmaxOutputs, allocateSoftmaxOutputs } from '
 /** Large enough for any row a gpu.js binding can hold; GL needs a static loop bound. */
 const LOOP_MAX = 1 << 24;
 
-// The kernels below are gpu.js source: plain functions in its JavaScript subset, reading
-// this.thread and this.constants. They must not close over anything.
+// The kernels are gpu.js sources: JavaScript in its kernel subset, kept as strings because
+// gpu.js compiles them from source and an application's minifier would rewrite functions
+// into forms it cannot translate. `LOGIT` computes z = x[i] / T (+ mask) for element i;
+// `maskCount` is the mask's element count (not `maskSize`: gpu.js' GL backends declare a
+// uniform of that name for the array argument `mask`).
+const LOGIT = `
+    let z = x[i] * invT;
+    if (this.constants.hasMask > 0) {
+      z = z + mask[i - Math.floor(i / maskCount) * maskCount];
+    }`;
 
-function rowMax(
-  this: GpuKernelThis,
-  x: number[],
-  mask: number[],
-  n: number,
-  maskSize: number,
-  invT: number,
-  inf: number,
-): number {
+/** Safe pass 1: the max of each row. NaN and +inf fail z < inf and stay out of it. */
+const rowMax = `function rowMax(x, mask, n, maskCount, invT, inf) {
   const row = this.thread.x;
   let m = -3.4028234e38;
   for (let j = 0; j < n; j++) {
-    const i = row * n + j;
-    let z = x[i]! * invT;
-    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-    // NaN and +inf fail z < inf; they stay out of the max (the stats pass marks the row).
-    if (z < inf) m = Math.max(m, z);
+    const i = row * n + j;${LOGIT}
+    if (z < inf) {
+      m = Math.max(m, z);
+    }
   }
   return m;
-}
+}`;
 
-function onlineStats(
-  this: GpuKernelThis,
-  x: number[],
-  mask: number[],
-  n: number,
-  maskSize: number,
-  invT: number,
-  inf: number,
-): number {
+/** Online: one sweep keeps the max so far and rescales the sum when it grows; a NaN or +inf logit sets d = inf. */
+const onlineStats = `function onlineStats(x, mask, n, maskCount, invT, inf) {
   const row = Math.floor(this.thread.x / 2);
   let m = -3.4028234e38;
   let d = 0;
   for (let j = 0; j < n; j++) {
-    const i = row * n + j;
-    let z = x[i]! * invT;
-    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+    const i = row * n + j;${LOGIT}
     if (z < inf) {
       const mNew = Math.max(m, z);
       d = d * Math.exp(m - mNew) + Math.exp(z - mNew);
@@ -76,97 +67,80 @@ function onlineStats(
       d = inf;
     }
   }
-  if (this.thread.x - row * 2 < 0.5) return m;
-  return d;
-}
-
-function safeStats(
-  this: GpuKernelThis,
-  x: number[],
-  mask: number[],
-  maxes: number[],
-  n: number,
-  maskSize: number,
-  invT: number,
-  inf: number,
-): number {
-  const row = Math.floor(this.thread.x / 2);
-  const m = maxes[row]!;
-  if (this.thread.x - row * 2 < 0.5) return m;
-  let d = 0;
-  for (let j = 0; j < n; j++) {
-    const i = row * n + j;
-    let z = x[i]! * invT;
-    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-    if (z < inf) d = d + Math.exp(z - m);
-    else d = inf;
+  if (this.thread.x - row * 2 < 0.5) {
+    return m;
   }
   return d;
-}
+}`;
 
-function naiveStats(
-  this: GpuKernelThis,
-  x: number[],
-  mask: number[],
-  n: number,
-  maskSize: number,
-  invT: number,
-  inf: number,
-): number {
+/** Safe pass 2: the denominator against the row max of pass 1. */
+const safeStats = `function safeStats(x, mask, maxes, n, maskCount, invT, inf) {
   const row = Math.floor(this.thread.x / 2);
-  if (this.thread.x - row * 2 < 0.5) return 0;
+  const m = maxes[row];
+  if (this.thread.x - row * 2 < 0.5) {
+    return m;
+  }
   let d = 0;
   for (let j = 0; j < n; j++) {
-    const i = row * n + j;
-    let z = x[i]! * invT;
-    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
-    if (z < inf) d = d + Math.exp(z);
-    else d = inf;
+    const i = row * n + j;${LOGIT}
+    if (z < inf) {
+      d = d + Math.exp(z - m);
+    } else {
+      d = inf;
+    }
   }
   return d;
-}
+}`;
 
-function normalize(
-  this: GpuKernelThis,
-  x: number[],
-  mask: number[],
-  stats: number[],
-  n: number,
-  maskSize: number,
-  invT: number,
-  inf: number,
-): number {
+/** Naive: the sum of exp(z), the max taken as 0 (overflows past z ~ 88 in float32). */
+const naiveStats = `function naiveStats(x, mask, n, maskCount, invT, inf) {
+  const row = Math.floor(this.thread.x / 2);
+  if (this.thread.x - row * 2 < 0.5) {
+    return 0;
+  }
+  let d = 0;
+  for (let j = 0; j < n; j++) {
+    const i = row * n + j;${LOGIT}
+    if (z < inf) {
+      d = d + Math.exp(z);
+    } else {
+      d = inf;
+    }
+  }
+  return d;
+}`;
+
+/** One element per thread: exp(z - m) / d; 0 for a fully masked row (d = 0), NaN (inf - inf) for a poisoned one. */
+const normalize = `function normalize(x, mask, stats, n, maskCount, invT, inf) {
   const i = this.thread.x;
   const row = Math.floor(i / n);
-  const m = stats[row * 2]!;
-  const d = stats[row * 2 + 1]!;
-  if (d === 0) return 0;
-  if (d < inf) {
-    let z = x[i]! * invT;
-    if (this.constants.hasMask > 0) z = z + mask[i - Math.floor(i / maskSize) * maskSize]!;
+  const m = stats[row * 2];
+  const d = stats[row * 2 + 1];
+  if (d === 0) {
+    return 0;
+  }
+  if (d < inf) {${LOGIT}
     return Math.exp(z - m) / d;
   }
   return inf - inf;
-}
+}`;
 
 /** lse = m + log(d); a fully masked row (d = 0) gets -inf, a poisoned one (d = inf) NaN. */
-function logSumExp(this: GpuKernelThis, stats: number[], inf: number): number {
+const logSumExp = `function logSumExp(stats, inf) {
   const row = this.thread.x;
-  const d = stats[row * 2 + 1]!;
-  if (d === 0) return -inf;
-  if (d < inf) return stats[row * 2]! + Math.log(d);
+  const d = stats[row * 2 + 1];
+  if (d === 0) {
+    return -inf;
+  }
+  if (d < inf) {
+    return stats[row * 2] + Math.log(d);
+  }
   return inf - inf;
-}
-
-interface GpuKernelThis {
-  thread: { x: number };
-  constants: { hasMask: number };
-}
+}`;
 
 function program(
   name: string,
-  // biome-ignore lint/complexity/noBannedTypes: gpu.js kernels are plain functions
-  kernel: Function,
+  kernel: string,
   inputs: Tensor[],
   output: Tensor,
   attrs: SoftmaxAttrs,
@@ -190,7 +164,7 @@ function program(
   };
 }
 
-const STATS: Record<SoftmaxAlgorithm, typeof onlineStats> = {
+const STATS: Record<SoftmaxAlgorithm, string> = {
   online: onlineStats,
   safe: onlineStats, // replaced below: safe runs rowMax first
   naive: naiveStats,
