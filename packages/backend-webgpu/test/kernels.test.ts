@@ -13,6 +13,7 @@ import {
   type ReduceOp,
   reduce,
   reduceRef,
+  reduceRefF32Worst,
   rmsNorm,
   rmsNormRef,
   UNARY_OPS,
@@ -216,7 +217,8 @@ describe('Reduce', () => {
           const hx = { shape: c.shape, data: uniform(rand, size(c.shape), lo, hi) };
           const out = await reduce(backend.tensor(hx.data, hx.shape), op as ReduceOp, { axis: c.axis });
           const ref64 = reduceRef(hx, op, { axis: c.axis });
-          const ref32 = reduceRef(hx, op, { axis: c.axis, precision: 'f32' });
+          // The kernel reduces in a tree: its rounding is one sample; the baseline is the worst of several orders.
+          const ref32 = reduceRefF32Worst(hx, op, { axis: c.axis });
           expect(out.shape).toEqual(ref64.shape);
           expectClose(compareToReference(await out.read(), ref64.data, ref32.data), `${op} ${c.name}`, seed);
         });

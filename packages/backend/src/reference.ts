@@ -255,3 +255,52 @@ export function layerNormRef(
   }
   return { shape: [...x.shape], data };
 }
+
+/**
+ * The float32 baseline of a reduction, as the worst of several straightforward float32
+ * computations that differ only in the order of the reduced axis (as given, reversed, then
+ * seeded shuffles); per output, the result farthest from float64 is kept. Each multiply of
+ * a product rounds by the same relative amount in any order, so one order's error is a
+ * single random sample, and a kernel reducing in a tree draws another sample of the same
+ * size: comparing against one sample fails by chance. The worst of `orders` samples is the
+ * error a straightforward float32 reduction can actually make.
+ */
+export function reduceRefF32Worst(
+  x: HostTensor,
+  op: ReduceOp,
+  options: Omit<ReduceRefOptions, 'precision'> = {},
+  orders = 8,
+): RefResult {
+  const exact = reduceRef(x, op, options);
+  const axis = normalizeAxis(options.axis ?? -1, x.shape.length);
+  const outer = sizeOf(x.shape.slice(0, axis));
+  const size = x.shape[axis]!;
+  const inner = sizeOf(x.shape.slice(axis + 1));
+  const worst = new Float64Array(exact.data.length).fill(Number.NaN);
+  let seed = 0x9e3779b9;
+  for (let k = 0; k < orders; k++) {
+    const order = Array.from({ length: size }, (_, j) => j);
+    if (k === 1) order.reverse();
+    if (k > 1) {
+      for (let j = size - 1; j > 0; j--) {
+        seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+        const swap = seed % (j + 1);
+        [order[j], order[swap]] = [order[swap]!, order[j]!];
+      }
+    }
+    const permuted = new Float64Array(x.data.length);
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < size; j++) {
+        for (let i = 0; i < inner; i++)
+          permuted[(o * size + j) * inner + i] = x.data[(o * size + order[j]!) * inner + i]!;
+      }
+    }
+    const sample = reduceRef({ shape: x.shape, data: permuted }, op, { ...options, precision: 'f32' });
+    for (let i = 0; i < worst.length; i++) {
+      const w = worst[i]!;
+      const v = sample.data[i]!;
+      if (Number.isNaN(w) || Math.abs(v - exact.data[i]!) > Math.abs(w - exact.data[i]!)) worst[i] = v;
+    }
+  }
+  return { shape: exact.shape, data: worst };
+}

@@ -28,6 +28,7 @@ import {
   matmul,
   matmulRef,
   reduceRef,
+  reduceRefF32Worst,
   registerKernel,
   scope,
   unaryScalar,
@@ -220,6 +221,20 @@ describe('shapes, programs and references', () => {
     expect(unaryScalar('softplus', 100)).toBe(100);
     expect(unaryScalar('softplus', -100)).toBeCloseTo(Math.exp(-100), 110);
     expect(unaryScalar('silu', 1)).toBeCloseTo(1 / (1 + Math.exp(-1)), 15);
+  });
+
+  it('the worst-of-orders float32 baseline of a reduction is at least the sequential one', () => {
+    const x = { shape: [3, 500], data: Float32Array.from({ length: 1500 }, () => 0.9 + 0.2 * Math.random()) };
+    const exact = reduceRef(x, 'prod');
+    const sequential = reduceRef(x, 'prod', { precision: 'f32' });
+    const worst = reduceRefF32Worst(x, 'prod', {}, 8);
+    expect(worst.shape).toEqual([3]);
+    for (let i = 0; i < 3; i++) {
+      const w = Math.abs(worst.data[i]! - exact.data[i]!);
+      expect(w).toBeGreaterThanOrEqual(Math.abs(sequential.data[i]! - exact.data[i]!));
+      expect(w).toBeLessThan(1e-4 * Math.abs(exact.data[i]!));
+      expect(worst.data[i]).toBe(Math.fround(worst.data[i]!));
+    }
   });
 
   it('the tolerance rule passes within 2x the float32 baseline and fails beyond, and on NaN', () => {
