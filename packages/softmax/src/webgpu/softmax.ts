@@ -227,6 +227,9 @@ const LOCAL_STATS: Record<SoftmaxAlgorithm, string> = {
   let stats = vec2<f32>(0.0, reduce_sum(local_sum, lid));`,
 };
 
+/** WGSL sources by program name and cache key. */
+const sources = new Map<string, string>();
+
 function passProgram(
   backend: Backend,
   pass: Pass,
@@ -238,65 +241,72 @@ function passProgram(
   const { wg, vpt, chunks } = shape;
   const subgroups = useSubgroups(backend, attrs);
   const hasMask = attrs.maskSize > 0;
-  const writes = outputWrites(attrs);
-  // Writing the normalized chunk from the registers, and the row's logsumexp once.
-  const finish = `
-  let inv_d = 1.0 / stats.y;
-  ${
-    attrs.returnOutput
-      ? `for (var k = 0u; k < VPT; k++) {
-    let j = first + k * WG;
-    if (j < limit) {
-      let i = base + j;
-      let value = select(select(exp(vals[k] - stats.x) * inv_d, 0.0, stats.y == 0.0), nan(), !is_finite(stats.y));
-      ${writes.out}
+  const name = pass === 'fused' ? `softmax_fused_${attrs.algorithm}` : `softmax_${pass}`;
+  const cacheKey = `wg${wg}-vpt${vpt}-sg${subgroups}-mask${hasMask}-out${attrs.returnOutput}-lse${attrs.returnLse}`;
+  // The source depends only on the name and the cache key: build it once, not per call.
+  let source = sources.get(`${name}|${cacheKey}`);
+  if (source === undefined) {
+    const writes = outputWrites(attrs);
+    // Writing the normalized chunk from the registers, and the row's logsumexp once.
+    const finish = `
+    let inv_d = 1.0 / stats.y;
+    ${
+      attrs.returnOutput
+        ? `for (var k = 0u; k < VPT; k++) {
+      let j = first + k * WG;
+      if (j < limit) {
+        let i = base + j;
+        let value = select(select(exp(vals[k] - stats.x) * inv_d, 0.0, stats.y == 0.0), nan(), !is_finite(stats.y));
+        ${writes.out}
+      }
+    }`
+        : ''
     }
-  }`
-      : ''
-  }
-  if (lid == 0u && chunk == 0u) { ${writes.lse} }`;
-  // Merging this row's chunk pairs: every thread does it (chunks are few), no barrier needed.
-  const rowStats = `
-  var stats = vec2<f32>(NO_MAX, 0.0);
-  for (var c = 0u; c < u.chunks; c++) { stats = merge(stats, partials[row * u.chunks + c]); }`;
-  const bodies: Record<Pass, string> = {
-    fused: `${LOCAL_STATS[attrs.algorithm]}${finish}`,
-    online_stats: `${LOCAL_STATS.online}
-  if (lid == 0u) { partials[slot] = stats; }`,
-    safe_max: `
-  var local_max = NO_MAX;
-  for (var k = 0u; k < VPT; k++) { local_max = max(local_max, max_candidate(vals[k])); }
-  let chunk_max = reduce_max(local_max, lid);
-  if (lid == 0u) { maxes[slot] = chunk_max; }`,
-    safe_sum: `
-  var row_max = NO_MAX;
-  for (var c = 0u; c < u.chunks; c++) { row_max = max(row_max, maxes[row * u.chunks + c]); }
-  var local_sum = 0.0;
-  for (var k = 0u; k < VPT; k++) { local_sum += term(vals[k], row_max); }
-  let chunk_sum = reduce_sum(local_sum, lid);
-  if (lid == 0u) { partials[slot] = vec2<f32>(row_max, chunk_sum); }`,
-    naive_sum: `${LOCAL_STATS.naive}
-  if (lid == 0u) { partials[slot] = stats; }`,
-    normalize: `${rowStats}${finish}`,
-  };
-  const source = `${commonWgsl(wg, hasMask, subgroups)}
-const VPT: u32 = ${vpt}u;
+    if (lid == 0u && chunk == 0u) { ${writes.lse} }`;
+    // Merging this row's chunk pairs: every thread does it (chunks are few), no barrier needed.
+    const rowStats = `
+    var stats = vec2<f32>(NO_MAX, 0.0);
+    for (var c = 0u; c < u.chunks; c++) { stats = merge(stats, partials[row * u.chunks + c]); }`;
+    const bodies: Record<Pass, string> = {
+      fused: `${LOCAL_STATS[attrs.algorithm]}${finish}`,
+      online_stats: `${LOCAL_STATS.online}
+    if (lid == 0u) { partials[slot] = stats; }`,
+      safe_max: `
+    var local_max = NO_MAX;
+    for (var k = 0u; k < VPT; k++) { local_max = max(local_max, max_candidate(vals[k])); }
+    let chunk_max = reduce_max(local_max, lid);
+    if (lid == 0u) { maxes[slot] = chunk_max; }`,
+      safe_sum: `
+    var row_max = NO_MAX;
+    for (var c = 0u; c < u.chunks; c++) { row_max = max(row_max, maxes[row * u.chunks + c]); }
+    var local_sum = 0.0;
+    for (var k = 0u; k < VPT; k++) { local_sum += term(vals[k], row_max); }
+    let chunk_sum = reduce_sum(local_sum, lid);
+    if (lid == 0u) { partials[slot] = vec2<f32>(row_max, chunk_sum); }`,
+      naive_sum: `${LOCAL_STATS.naive}
+    if (lid == 0u) { partials[slot] = stats; }`,
+      normalize: `${rowStats}${finish}`,
+    };
+    source = `${commonWgsl(wg, hasMask, subgroups)}
+  const VPT: u32 = ${vpt}u;
 
-${mainHeader(wg, subgroups)}
-  let rc = row_and_chunk(wid, nwg);
-  let row = rc.x;
-  let chunk = rc.y;
-  if (row >= u.rows) { return; }
-  let base = row * u.n;
-  let first = chunk * u.chunk_len + lid;
-  let limit = min((chunk + 1u) * u.chunk_len, u.n);
-  let slot = row * u.chunks + chunk;
-  var vals: array<f32, ${vpt}>;
-  for (var k = 0u; k < VPT; k++) {
-    let j = first + k * WG;
-    vals[k] = select(neg_inf(), logit(base + min(j, u.n - 1u)), j < limit);
-  }${bodies[pass]}
-}`;
+  ${mainHeader(wg, subgroups)}
+    let rc = row_and_chunk(wid, nwg);
+    let row = rc.x;
+    let chunk = rc.y;
+    if (row >= u.rows) { return; }
+    let base = row * u.n;
+    let first = chunk * u.chunk_len + lid;
+    let limit = min((chunk + 1u) * u.chunk_len, u.n);
+    let slot = row * u.chunks + chunk;
+    var vals: array<f32, ${vpt}>;
+    for (var k = 0u; k < VPT; k++) {
+      let j = first + k * WG;
+      vals[k] = select(neg_inf(), logit(base + min(j, u.n - 1u)), j < limit);
+    }${bodies[pass]}
+  }`;
+    sources.set(`${name}|${cacheKey}`, source);
+  }
   const ins = bindInputs(inputs);
   const outs: WgslBinding[] = [];
   if (pass === 'safe_sum') ins.push({ name: 'maxes', tensor: buffers.maxes! });
@@ -307,8 +317,8 @@ ${mainHeader(wg, subgroups)}
   else outs.push({ name: 'partials', tensor: buffers.partials!, elementType: 'vec2<f32>' });
   return {
     kind: 'webgpu',
-    name: pass === 'fused' ? `softmax_fused_${attrs.algorithm}` : `softmax_${pass}`,
-    cacheKey: `wg${wg}-vpt${vpt}-sg${subgroups}-mask${hasMask}-out${attrs.returnOutput}-lse${attrs.returnLse}`,
+    name,
+    cacheKey,
     inputs: ins,
     outputs: outs,
     uniforms: uniformsFor(attrs, chunks, wg * vpt),
