@@ -21,7 +21,10 @@ if (!process.env.VK_ICD_FILENAMES && !process.env.LONGSEQ_TEST_SYSTEM_VULKAN && 
  */
 export default defineConfig({
   resolve: {
-    alias: [{ find: /^@longseq\/([a-z0-9-]+)$/, replacement: `${packagesDir}$1/src/index.ts` }],
+    alias: [
+      { find: /^@longseq\/([a-z0-9-]+)$/, replacement: `${packagesDir}$1/src/index.ts` },
+      { find: /^@longseq\/([a-z0-9-]+)\/([a-z0-9-]+)$/, replacement: `${packagesDir}$1/src/$2.ts` },
+    ],
   },
   test: {
     env,

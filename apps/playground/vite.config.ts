@@ -19,6 +19,8 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^@longseq\/([a-z0-9-]+)$/, replacement: `${packagesDir}$1/src/index.ts` },
+      // Subpath exports (`@longseq/test-harness/random`) map to the module of that name.
+      { find: /^@longseq\/([a-z0-9-]+)\/([a-z0-9-]+)$/, replacement: `${packagesDir}$1/src/$2.ts` },
       { find: /^webgpu$/, replacement: webgpuStub },
     ],
   },

@@ -7,5 +7,14 @@ export {
   poisonOutputs,
   toHost,
 } from './harness';
-export { type Rng, freshSeed, randomFloats, randomInt, randomInts, randomNormal, rng } from './random';
+export {
+  type Rng,
+  caseSeed,
+  freshSeed,
+  randomFloats,
+  randomInt,
+  randomInts,
+  randomNormal,
+  rng,
+} from './random';
 export { runReadmeExample } from './readme';

@@ -1,5 +1,6 @@
 /**
- * Seeded random data. Every run draws a fresh seed (or takes LONGSEQ_SEED), and failures
+ * Seeded random data (no vitest here: the browser conformance page imports this module as
+ * `@longseq/test-harness/random`). Every run draws a fresh seed (or takes LONGSEQ_SEED), and failures
  * print it, so a failing draw can be replayed exactly.
  */
 export type Rng = () => number;
@@ -20,6 +21,13 @@ export function freshSeed(): number {
   const env = typeof process !== 'undefined' ? process.env.LONGSEQ_SEED : undefined;
   if (env) return Number(env) >>> 0;
   return (Math.random() * 2 ** 32) >>> 0;
+}
+
+/** A 32-bit seed for one named case: the run's seed mixed with the name (FNV-1a), so a case replays alone. */
+export function caseSeed(seed: number, name: string): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }
 
 /** Uniform floats in [min, max), rounded to float32 so host references see the exact device inputs. */

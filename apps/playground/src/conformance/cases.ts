@@ -30,7 +30,7 @@ import {
   unaryRef,
 } from '@longseq/backend';
 import { type SoftmaxAlgorithm, softmax, softmaxRef, softmaxWithLse } from '@longseq/softmax';
-import { type Rng, randomFloats, randomInt, randomInts } from './random';
+import { type Rng, randomFloats, randomInt, randomInts } from '@longseq/test-harness/random';
 
 /** One comparison inside a case, labelled (a case may check an output and its lse). */
 export interface Check extends Comparison {

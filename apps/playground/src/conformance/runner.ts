@@ -1,6 +1,6 @@
 import { type Backend, scope } from '@longseq/backend';
 import type { Check, ConformanceCase } from './cases';
-import { caseSeed, rng } from './random';
+import { caseSeed, rng } from '@longseq/test-harness/random';
 
 /** One case's outcome, as the browser test reads it from `window.__conformance`. */
 export interface CaseResult {
