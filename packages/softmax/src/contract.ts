@@ -2,7 +2,13 @@
  * The Softmax kernel contract: its name, its parsed attributes and its outputs, shared by
  * the op and by both backends' implementations (which import nothing else from the op).
  */
-import type { Backend, Tensor } from '@longseq/backend';
+import {
+  type Backend,
+  type BackendKind,
+  type KernelConfig,
+  type Tensor,
+  disposeOnError,
+} from '@longseq/backend';
 import type { SoftmaxAlgorithm } from './reference';
 
 /** The kernel contract shared by both backends' implementations. */
@@ -40,4 +46,29 @@ export function allocateSoftmaxOutputs(backend: Backend, attrs: SoftmaxAttrs): S
   const out = attrs.returnOutput ? backend.empty(attrs.outShape) : undefined;
   const lse = attrs.returnLse ? backend.empty(attrs.lseShape) : undefined;
   return { out, lse, results: [out, lse].filter((t): t is Tensor => t !== undefined) };
+}
+
+/**
+ * A Softmax kernel for one backend kind from the function that writes its outputs: both
+ * kinds allocate the outputs the same way, and dispose them if writing fails, so a failed
+ * call leaks nothing.
+ */
+export function softmaxKernel(
+  backendKind: BackendKind,
+  write: (
+    backend: Backend,
+    inputs: readonly Tensor[],
+    attrs: SoftmaxAttrs,
+    outputs: SoftmaxOutputs,
+  ) => Promise<void>,
+): KernelConfig<SoftmaxAttrs> {
+  return {
+    kernelName: Softmax,
+    backendKind,
+    async run(backend, inputs, attrs) {
+      const outputs = allocateSoftmaxOutputs(backend, attrs);
+      await disposeOnError(outputs.results, () => write(backend, inputs, attrs, outputs));
+      return outputs.results;
+    },
+  };
 }

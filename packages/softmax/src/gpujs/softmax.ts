@@ -15,15 +15,13 @@
  * value per thread). Memory beyond input and output: O(rows).
  * Indices are float32 in gpu.js' GL modes: exact while tensors stay under 2^24 elements.
  */
-import {
-  type Backend,
-  type GpuJsProgram,
-  type KernelConfig,
-  type Tensor,
-  disposeOnError,
+import type {
+  Backend,
+  GpuJsProgram,
+  Tensor,
 } from '@longseq/backend';
 import type { SoftmaxAlgorithm } from '../reference';
-import { type SoftmaxAttrs, type SoftmaxOutputs, allocateSoftmaxOutputs } from '../contract';
+import { type SoftmaxAttrs, type SoftmaxOutputs, softmaxKernel } from '../contract';
 
 /** Large enough for any row a gpu.js binding can hold; GL needs a static loop bound. */
 const LOOP_MAX = 1 << 24;
@@ -164,29 +162,19 @@ function program(
   };
 }
 
-const STATS: Record<SoftmaxAlgorithm, string> = {
+/** The one-pass stats kernels; safe runs rowMax and then safeStats instead. */
+const STATS: Record<Exclude<SoftmaxAlgorithm, 'safe'>, string> = {
   online: onlineStats,
-  safe: onlineStats, // replaced below: safe runs rowMax first
   naive: naiveStats,
 };
-
-function runSoftmaxGpuJs(
-  backend: Backend,
-  inputs: readonly Tensor[],
-  attrs: SoftmaxAttrs,
-): Promise<Tensor[]> {
-  const outputs = allocateSoftmaxOutputs(backend, attrs);
-  // Nothing is lost on failure: the outputs made for this call go with it.
-  return disposeOnError(outputs.results, () => writeSoftmax(backend, inputs, attrs, outputs));
-}
 
 async function writeSoftmax(
   backend: Backend,
   inputs: readonly Tensor[],
   attrs: SoftmaxAttrs,
-  { out, lse, results }: SoftmaxOutputs,
-): Promise<Tensor[]> {
-  if (attrs.rows === 0) return results;
+  { out, lse }: SoftmaxOutputs,
+): Promise<void> {
+  if (attrs.rows === 0) return;
   const x = inputs[0]!;
   // Without a mask, x stands in for it so every kernel keeps one signature.
   const mask = inputs[1] ?? x;
@@ -197,7 +185,7 @@ async function writeSoftmax(
       const zeros = backend.tensor(new Float32Array(attrs.rows * 2), [attrs.rows * 2]);
       if (lse) await backend.run(program('softmax_lse', logSumExp, [zeros], lse, attrs, false));
       zeros.dispose();
-      return results;
+      return;
     }
     if (attrs.algorithm === 'safe') {
       const maxes = backend.empty([attrs.rows]);
@@ -217,11 +205,6 @@ async function writeSoftmax(
   } finally {
     stats.dispose();
   }
-  return results;
 }
 
-export const softmaxGpuJsKernel: KernelConfig<SoftmaxAttrs> = {
-  kernelName: 'Softmax',
-  backendKind: 'gpujs',
-  run: runSoftmaxGpuJs,
-};
+export const softmaxGpuJsKernel = softmaxKernel('gpujs', writeSoftmax);

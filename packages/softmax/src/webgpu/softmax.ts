@@ -22,17 +22,15 @@
  */
 import {
   type Backend,
-  type KernelConfig,
   type Tensor,
   DeviceLimitError,
   type WebGpuProgram,
   type WgslBinding,
   type WgslUniform,
   dispatch1d,
-  disposeOnError,
 } from '@longseq/backend';
 import type { SoftmaxAlgorithm } from '../reference';
-import { type SoftmaxAttrs, type SoftmaxOutputs, allocateSoftmaxOutputs } from '../contract';
+import { type SoftmaxAttrs, type SoftmaxOutputs, softmaxKernel } from '../contract';
 
 const VALUES_PER_THREAD = 16;
 
@@ -378,27 +376,17 @@ const PASSES: Record<SoftmaxAlgorithm, Pass[]> = {
   naive: ['naive_sum', 'normalize'],
 };
 
-function runSoftmaxWebGpu(
-  backend: Backend,
-  inputs: readonly Tensor[],
-  attrs: SoftmaxAttrs,
-): Promise<Tensor[]> {
-  const outputs = allocateSoftmaxOutputs(backend, attrs);
-  // Nothing is lost on failure: the outputs made for this call go with it.
-  return disposeOnError(outputs.results, () => writeSoftmax(backend, inputs, attrs, outputs));
-}
-
 async function writeSoftmax(
   backend: Backend,
   inputs: readonly Tensor[],
   attrs: SoftmaxAttrs,
-  { out, lse, results }: SoftmaxOutputs,
-): Promise<Tensor[]> {
-  if (attrs.rows === 0) return results;
+  { out, lse }: SoftmaxOutputs,
+): Promise<void> {
+  if (attrs.rows === 0) return;
   if (attrs.n === 0) {
     // Empty rows: nothing to normalize; logsumexp of nothing is -inf.
     if (lse) await fillNegInf(backend, lse);
-    return results;
+    return;
   }
   const fused =
     attrs.variant === 'fused' || (attrs.variant === 'auto' && attrs.n <= maxFusedRowLength(backend));
@@ -414,7 +402,7 @@ async function writeSoftmax(
     await backend.run(
       passProgram(backend, 'fused', attrs, inputs, fusedShape(backend, attrs.n), { out, lse }),
     );
-    return results;
+    return;
   }
   const shape = multipassShape(backend, attrs.n);
   const partials = backend.empty([attrs.rows * shape.chunks * 2]);
@@ -427,7 +415,6 @@ async function writeSoftmax(
     partials.dispose();
     maxes?.dispose();
   }
-  return results;
 }
 
 async function fillNegInf(backend: Backend, t: Tensor): Promise<void> {
@@ -448,8 +435,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   });
 }
 
-export const softmaxWebGpuKernel: KernelConfig<SoftmaxAttrs> = {
-  kernelName: 'Softmax',
-  backendKind: 'webgpu',
-  run: runSoftmaxWebGpu,
-};
+export const softmaxWebGpuKernel = softmaxKernel('webgpu', writeSoftmax);
