@@ -15,11 +15,7 @@
  * value per thread). Memory beyond input and output: O(rows).
  * Indices are float32 in gpu.js' GL modes: exact while tensors stay under 2^24 elements.
  */
-import type {
-  Backend,
-  GpuJsProgram,
-  Tensor,
-} from '@longseq/backend';
+import type { Backend, GpuJsProgram, Tensor } from '@longseq/backend';
 import type { SoftmaxAlgorithm } from '../reference';
 import { type SoftmaxAttrs, type SoftmaxOutputs, softmaxKernel } from '../contract';
 
