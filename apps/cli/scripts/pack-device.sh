@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares .devcarry/ for benchmarks on the lent GPU machine (see ../shared/device/README.md):
 # Node, Dawn and the Vulkan loader (pack.sh), the bundled CLI as .devcarry/cli/bin.js, the
-# PyTorch reference scripts, and the golden attention file for `longseq verify`.
+# PyTorch reference scripts, and golden files for `longseq verify` (attention, discretize, mamba-tiny).
 # Then call the device tool with carry [".devcarry"] and, for example:
 #   source .devcarry/enter.sh && cd .devcarry && node cli/bin.js bench softmax --rows 16384 --lengths 4096
 set -euo pipefail
@@ -12,5 +12,6 @@ bash ../shared/device/pack.sh packages/backend-webgpu/node_modules/webgpu >/dev/
 rm -rf .devcarry/cli
 cp -r apps/cli/dist .devcarry/cli
 cp apps/cli/reference/*.py .devcarry/
-cp ../shared/golden/attention.json .devcarry/
+cp ../shared/golden/attention.json ../shared/golden/discretize.json .devcarry/
+rm -rf .devcarry/golden && mkdir -p .devcarry/golden && cp -r ../shared/golden/mamba-tiny .devcarry/golden/
 du -sh .devcarry
