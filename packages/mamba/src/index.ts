@@ -1,1 +1,27 @@
-export {};
+export { CONFIG_DTYPES, MAMBA_ARCHITECTURES, type MambaConfig, mambaConfig, mambaConfigFromHf } from './config';
+export { MambaSsmStep, type MambaSsmStepAttrs } from './contract';
+export { type SsmStepInputs, mambaSsmStep, registerMambaKernels } from './ssm-step';
+export {
+  type MambaRefState,
+  type SsmStepRefInputs,
+  mambaRef,
+  softplusTorch,
+  ssmStepRef,
+} from './reference';
+export { type SamplingOptions, Sampler, argmax, seededRandom } from './sampler';
+export {
+  type ForwardOptions,
+  type GenerateOptions,
+  type GenerateResult,
+  MambaModel,
+  MambaState,
+} from './model';
+export {
+  type MambaLayerWeights,
+  type MambaWeights,
+  type TensorReader,
+  checkpointReader,
+  randomReader,
+  uploadMambaWeights,
+  weightTensors,
+} from './weights';

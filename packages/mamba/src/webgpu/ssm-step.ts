@@ -1,0 +1,102 @@
+/**
+ * WebGPU program of the one-token SSM update: one thread per (batch, channel) holding its
+ * N states, reading them once and writing them once. O(N) work per channel per token.
+ */
+import { type Backend, type Tensor, dispatch1d } from '@longseq/backend';
+import { type MambaSsmStepAttrs, mambaSsmStepKernel } from '../contract';
+
+const WG = 64;
+
+/**
+ * e^x to about an ulp (WGSL's exp may be off by 3 + 2|x| ulp, Dawn on SwiftShader by ~3):
+ * x = k ln2 + r with ln2 split in two so k * ln2_hi is exact, e^r by a degree-7 Taylor
+ * polynomial, scaled by 2^k in two steps so 2^k itself never overflows.
+ */
+export const WGSL_EXP_ACCURATE = /* wgsl */ `
+fn exp_accurate(x: f32) -> f32 {
+  // Overflows to +inf at run time (WGSL rejects infinite constants).
+  if (x > 88.72284) { return x * 3.4e38; }
+  if (x < -103.97208) { return 0.0; }
+  let k = round(x * 1.4426950408889634);
+  let r = fma(-k, 1.428606765330187e-6, fma(-k, 0.693145751953125, x));
+  var q = 1.0 / 5040.0;
+  q = fma(q, r, 1.0 / 720.0);
+  q = fma(q, r, 1.0 / 120.0);
+  q = fma(q, r, 1.0 / 24.0);
+  q = fma(q, r, 1.0 / 6.0);
+  q = fma(q, r, 0.5);
+  q = fma(q, r, 1.0);
+  let p = fma(q, r, 1.0);
+  let ki = i32(k);
+  return ldexp(ldexp(p, ki / 2), ki - ki / 2);
+}
+// log(1 + e^x) with PyTorch's threshold; log1p by Goldberg's correction so tiny e^x survive.
+fn softplus_torch(x: f32) -> f32 {
+  if (x > 20.0) { return x; }
+  let y = exp_accurate(x);
+  let w = 1.0 + y;
+  if (w == 1.0) { return y; }
+  return log(w) * (y / (w - 1.0));
+}
+fn silu_accurate(x: f32) -> f32 {
+  return x / (1.0 + exp_accurate(-x));
+}`;
+
+const SOURCE = /* wgsl */ `${WGSL_EXP_ACCURATE}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let bc = gid.x + gid.y * nwg.x * ${WG}u;
+  if (bc >= u.total) { return; }
+  let b = bc / u.channels;
+  let c = bc - b * u.channels;
+  let dt = softplus_torch(dt_in[bc] + dt_bias[c]);
+  let x = u_in[bc];
+  let dtx = dt * x;
+  var acc = 0.0;
+  for (var j = 0u; j < u.states; j++) {
+    let h = exp_accurate(dt * a[c * u.states + j]) * state[bc * u.states + j] + dtx * b_in[b * u.states + j];
+    new_state[bc * u.states + j] = h;
+    acc = acc + c_in[b * u.states + j] * h;
+  }
+  y[bc] = (acc + d_skip[c] * x) * silu_accurate(z[bc]);
+}`;
+
+async function writeStep(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: MambaSsmStepAttrs,
+  outputs: Tensor[],
+): Promise<void> {
+  const [u, dt, A, B, C, D, z, dtBias, state] = inputs as Tensor[];
+  const total = attrs.batch * attrs.channels;
+  if (total === 0) return;
+  await backend.run({
+    kind: 'webgpu',
+    name: 'mamba_ssm_step',
+    cacheKey: '',
+    inputs: [
+      { name: 'u_in', tensor: u! },
+      { name: 'dt_in', tensor: dt! },
+      { name: 'a', tensor: A! },
+      { name: 'b_in', tensor: B! },
+      { name: 'c_in', tensor: C! },
+      { name: 'd_skip', tensor: D! },
+      { name: 'z', tensor: z! },
+      { name: 'dt_bias', tensor: dtBias! },
+      { name: 'state', tensor: state! },
+    ],
+    outputs: [
+      { name: 'y', tensor: outputs[0]! },
+      { name: 'new_state', tensor: outputs[1]! },
+    ],
+    uniforms: [
+      { name: 'total', type: 'u32', value: total },
+      { name: 'channels', type: 'u32', value: attrs.channels },
+      { name: 'states', type: 'u32', value: attrs.states },
+    ],
+    source: SOURCE,
+    dispatch: dispatch1d(Math.ceil(total / WG), backend.limits.maxWorkgroupsPerDimension),
+  });
+}
+
+export const mambaSsmStepWebGpuKernel = mambaSsmStepKernel('webgpu', writeStep);

@@ -1,0 +1,74 @@
+import { ShapeError } from '@longseq/backend';
+import { describeEachBackend, expectClose, freshSeed, randomFloats, rng } from '@longseq/test-harness';
+import { expect, it } from 'vitest';
+import { mambaSsmStep, ssmStepRef } from '../src';
+
+describeEachBackend('mambaSsmStep', (ctx) => {
+  // [batch, channels, states]: one channel, odd sizes, Mamba's N = 16, a wide state.
+  const cases: [number, number, number][] = [
+    [1, 1, 1],
+    [2, 5, 3],
+    [3, 67, 16],
+    [1, 130, 64],
+  ];
+  for (const [batch, channels, states] of cases) {
+    it(`[${batch}, ${channels}, ${states}] matches the float64 reference`, async () => {
+      const seed = freshSeed();
+      const random = rng(seed);
+      const host = {
+        u: randomFloats(batch * channels, random, -2, 2),
+        // dt before the bias: some past softplus' threshold 20, most in the usual range
+        dt: Float32Array.from(randomFloats(batch * channels, random, -4, 2), (v, i) => (i % 7 === 3 ? 21 + v : v)),
+        A: randomFloats(channels * states, random, -4, -0.05),
+        B: randomFloats(batch * states, random, -1, 1),
+        C: randomFloats(batch * states, random, -1, 1),
+        D: randomFloats(channels, random, 0.5, 1.5),
+        z: randomFloats(batch * channels, random, -3, 3),
+        dtBias: randomFloats(channels, random, -3, 0),
+        state: randomFloats(batch * channels * states, random, -2, 2),
+      };
+      const shapes = {
+        u: [batch, channels],
+        dt: [batch, channels],
+        A: [channels, states],
+        B: [batch, states],
+        C: [batch, states],
+        D: [channels],
+        z: [batch, channels],
+        dtBias: [channels],
+        state: [batch, channels, states],
+      };
+      const t = Object.fromEntries(
+        Object.entries(host).map(([k, v]) => [k, ctx.backend.tensor(v, shapes[k as keyof typeof shapes])]),
+      ) as unknown as Parameters<typeof mambaSsmStep>[0];
+      const { y, state } = await mambaSsmStep(t);
+      const sizes = { batch, channels, states };
+      const ref = ssmStepRef(host, sizes);
+      const ref32 = ssmStepRef(host, sizes, { precision: 'f32' });
+      expectClose(await state.read(), ref.state, ref32.state, { seed, label: 'state' });
+      expectClose(await y.read(), ref.y, ref32.y, { seed, label: 'y' });
+      for (const x of [...Object.values(t), y, state]) (x as { dispose(): void }).dispose();
+    });
+  }
+
+  it('shape mismatches throw ShapeError naming the input', async () => {
+    const mk = (shape: number[]) => ctx.backend.tensor(randomFloats(shape.reduce((a, b) => a * b, 1), rng(1)), shape);
+    const good = {
+      u: mk([2, 3]),
+      dt: mk([2, 3]),
+      A: mk([3, 4]),
+      B: mk([2, 4]),
+      C: mk([2, 4]),
+      D: mk([3]),
+      z: mk([2, 3]),
+      dtBias: mk([3]),
+      state: mk([2, 3, 4]),
+    };
+    const wrongState = mk([2, 3, 5]);
+    const wrongB = mk([1, 4]);
+    await expect(mambaSsmStep({ ...good, state: wrongState })).rejects.toMatchObject({ argument: 'state' });
+    await expect(mambaSsmStep({ ...good, B: wrongB })).rejects.toThrow(ShapeError);
+    await expect(mambaSsmStep({ ...good, u: good.state })).rejects.toMatchObject({ argument: 'u' });
+    for (const x of [...Object.values(good), wrongState, wrongB]) x.dispose();
+  });
+});
