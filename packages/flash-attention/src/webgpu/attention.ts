@@ -1,0 +1,974 @@
+/**
+ * WebGPU programs for FlashAttention.
+ *
+ * Forward, 'tiled' (FlashAttention-2's loop order): one workgroup per (query block of BR
+ * rows, head, sequence). The block's queries sit in workgroup memory for the whole pass;
+ * keys and values stream through workgroup memory BC at a time. Thread (ty, tx) owns rows
+ * ty*TR .. ty*TR+TR-1 of the block and score columns tx, tx + NTX, ... (TC of them: strided,
+ * so neighbouring threads read neighbouring rows of K without bank conflicts), and output
+ * columns (vec4) tx, tx + NTX, ... of the same rows. Per key block:
+ *   S = scale * Q K^T in registers (softcap, ALiBi, mask applied in place),
+ *   row max through workgroup memory, P = exp(S - m_new) to workgroup memory,
+ *   O = O * e^(m_old - m_new) + P V in registers.
+ * Each thread keeps its own partial denominator (all threads of a row share the row's max,
+ * so partials rescale alike) and the partials are summed once at the end. Key blocks wholly
+ * outside the causal / window band are never visited: the loop runs over the band only.
+ * Memory beyond inputs and outputs: none (lse is an output).
+ *
+ * Forward, 'split' (decode, few query rows): one workgroup per (query row, head, sequence,
+ * key split); each thread folds its keys with the online rule, the workgroup merges (m, l, o)
+ * partials, and a second program merges the splits. Extra memory O(rows * splits * d).
+ *
+ * Backward (FlashAttention-2's recomputation from the saved logsumexp, no stored P):
+ *   pass 1: D_i = dO_i . O_i per query row,
+ *   pass 2: one thread per key row accumulates dK and dV over the query heads of its group
+ *           and the query rows that see it,
+ *   pass 3: one thread per query row accumulates dQ over its visible keys.
+ * WGSL has no float atomics, so dQ has its own pass instead of atomic adds.
+ *
+ * Special values: a NaN or +Infinity score poisons its row (written as NaN); a row with no
+ * visible key writes 0 and logsumexp -Infinity.
+ */
+import {
+  type Backend,
+  DeviceLimitError,
+  type Tensor,
+  type WgslBinding,
+  type WgslUniform,
+} from '@longseq/backend';
+import {
+  type FlashAttentionAttrs,
+  type FlashAttentionGradOutputs,
+  type FlashAttentionOutputs,
+  type FlashTile,
+  flashAttentionBackwardKernel,
+  flashAttentionKernel,
+  windowInt,
+} from '../contract';
+import { SPAN_FIELDS, spanTable } from '../layout';
+
+/** Tiles tried in order; the first that fits the device's workgroup memory and invocations wins. */
+const TILE_CANDIDATES: readonly FlashTile[] = [
+  { br: 64, bc: 32, tr: 4, tc: 2 },
+  { br: 32, bc: 32, tr: 2, tc: 2 },
+  { br: 32, bc: 16, tr: 2, tc: 1 },
+  { br: 16, bc: 16, tr: 1, tc: 1 },
+  { br: 16, bc: 8, tr: 1, tc: 1 },
+  { br: 8, bc: 8, tr: 1, tc: 1 },
+  { br: 4, bc: 4, tr: 1, tc: 1 },
+];
+
+interface TileShape extends FlashTile {
+  /** Threads along the key columns and along the query rows. */
+  readonly ntx: number;
+  readonly nty: number;
+  /** vec4s per head row, and the padded stride of the Q and K tiles (odd, against bank conflicts). */
+  readonly d4: number;
+  readonly qStride: number;
+  /** Stride of a row of P (floats). */
+  readonly pStride: number;
+  /** Output vec4 columns per thread. */
+  readonly oc: number;
+  readonly bytes: number;
+}
+
+function tileShape(tile: FlashTile, d: number): TileShape {
+  const d4 = Math.ceil(d / 4);
+  const qStride = d4 % 2 === 0 ? d4 + 1 : d4;
+  const ntx = tile.bc / tile.tc;
+  const nty = tile.br / tile.tr;
+  const pStride = tile.bc + 1;
+  const bytes =
+    16 * (tile.br * qStride + tile.bc * qStride + tile.bc * d4) +
+    4 * (tile.br * pStride + 2 * tile.br * ntx) +
+    64;
+  return { ...tile, ntx, nty, d4, qStride, pStride, oc: Math.ceil(d4 / ntx), bytes };
+}
+
+function fits(backend: Backend, t: TileShape): boolean {
+  return (
+    t.tr <= t.br &&
+    t.tc <= t.bc &&
+    t.bytes <= backend.limits.maxWorkgroupStorageSize &&
+    t.ntx * t.nty <= backend.limits.maxWorkgroupInvocations
+  );
+}
+
+/** The forward tile for this device and head dim: the first candidate that fits, with the caller's overrides. */
+export function chooseTile(backend: Backend, d: number, override?: Partial<FlashTile>): TileShape {
+  const base =
+    TILE_CANDIDATES.map((t) => tileShape(t, d)).find((t) => fits(backend, t)) ??
+    tileShape(TILE_CANDIDATES.at(-1)!, d);
+  const shape = tileShape({ ...base, ...override }, d);
+  if (shape.bytes > backend.limits.maxWorkgroupStorageSize) {
+    throw new DeviceLimitError(
+      override ? 'options.tile' : `head dim ${d}`,
+      'maxComputeWorkgroupStorageSize (bytes)',
+      shape.bytes,
+      backend.limits.maxWorkgroupStorageSize,
+    );
+  }
+  if (
+    shape.ntx * shape.nty > backend.limits.maxWorkgroupInvocations ||
+    shape.tr > shape.br ||
+    shape.tc > shape.bc
+  ) {
+    throw new DeviceLimitError(
+      'options.tile',
+      'maxComputeInvocationsPerWorkgroup (threads = br/tr * bc/tc, with tr <= br, tc <= bc)',
+      shape.ntx * shape.nty,
+      backend.limits.maxWorkgroupInvocations,
+    );
+  }
+  return shape;
+}
+
+function commonUniforms(attrs: FlashAttentionAttrs): WgslUniform[] {
+  const l = attrs.layout;
+  return [
+    { name: 'heads', type: 'u32', value: l.heads },
+    { name: 'group', type: 'u32', value: l.group },
+    { name: 'd', type: 'u32', value: l.d },
+    { name: 'q_head_stride', type: 'u32', value: l.qHeadStride },
+    { name: 'q_token_stride', type: 'u32', value: l.qTokenStride },
+    { name: 'k_head_stride', type: 'u32', value: l.kHeadStride },
+    { name: 'k_token_stride', type: 'u32', value: l.kTokenStride },
+    { name: 'lse_head_stride', type: 'u32', value: l.lseHeadStride },
+    { name: 'window_left', type: 'i32', value: windowInt(attrs.windowLeft) },
+    { name: 'window_right', type: 'i32', value: windowInt(attrs.windowRight) },
+    { name: 'scale', type: 'f32', value: attrs.scale },
+    { name: 'softcap', type: 'f32', value: attrs.softcap },
+    { name: 'slopes_at', type: 'u32', value: l.sequences.length * SPAN_FIELDS },
+  ];
+}
+
+/** WGSL shared by every program: special values and the score of one (query, key) pair after softcap and ALiBi. */
+function commonWgsl(attrs: FlashAttentionAttrs): string {
+  return /* wgsl */ `
+const NO_MAX: f32 = -3.40282346e38;
+var<private> INF_BITS: u32 = 0x7f800000u;
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
+var<private> NAN_BITS: u32 = 0x7fc00000u;
+fn pos_inf() -> f32 { return bitcast<f32>(INF_BITS); }
+fn neg_inf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
+fn nan() -> f32 { return bitcast<f32>(NAN_BITS); }
+// NaN or +inf: the score poisons its row (WGSL lets compilers assume neither exists, so test bits).
+fn poisons(z: f32) -> bool {
+  let bits = bitcast<u32>(z);
+  return (bits & 0x7f800000u) == 0x7f800000u && bits != 0xff800000u;
+}
+fn is_finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+fn is_neg_inf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }
+
+// scale * dot, then softcap, then ALiBi, as the reference orders them.
+fn finish_score(dot: f32, head: u32, pos: i32, key: i32) -> f32 {
+  var s = dot * u.scale;
+  ${attrs.softcap > 0 ? 's = u.softcap * tanh(s / u.softcap);' : ''}
+  ${attrs.alibiSlopes ? 's = s - bitcast<f32>(spans[u.slopes_at + head]) * f32(abs(pos - key));' : ''}
+  return s;
+}
+`;
+}
+
+/**
+ * The per-sequence table (SPAN_FIELDS u32 per sequence) followed by the ALiBi slopes as
+ * float bits: one binding, so no pass needs more than 8 storage buffers.
+ */
+function spanBinding(backend: Backend, attrs: FlashAttentionAttrs): Tensor {
+  const table = spanTable(attrs.layout);
+  const slopes = new Uint32Array(Float32Array.from(attrs.alibiSlopes ?? []).buffer);
+  const data = new Uint32Array(table.length + slopes.length + 1);
+  data.set(table);
+  data.set(slopes, table.length);
+  return backend.tensor(data, [data.length], 'u32');
+}
+
+function tiledForwardSource(attrs: FlashAttentionAttrs, t: TileShape, vec4In: boolean): string {
+  const loadRow = vec4In
+    ? `fn load4(base: u32, c4: u32, valid: bool, which: u32) -> vec4<f32> {
+  if (!valid) { return vec4<f32>(0.0); }
+  let at = (base >> 2u) + c4;
+  if (which == 0u) { return q[at]; }
+  if (which == 1u) { return k[at]; }
+  return v[at];
+}`
+    : `fn load4(base: u32, c4: u32, valid: bool, which: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  if (!valid) { return r; }
+  for (var c = 0u; c < 4u; c++) {
+    let e = c4 * 4u + c;
+    if (e < u.d) {
+      let at = base + e;
+      if (which == 0u) { r[c] = q[at]; } else if (which == 1u) { r[c] = k[at]; } else { r[c] = v[at]; }
+    }
+  }
+  return r;
+}`;
+  return /* wgsl */ `
+${commonWgsl(attrs)}
+const BR: u32 = ${t.br}u;
+const BC: u32 = ${t.bc}u;
+const TR: u32 = ${t.tr}u;
+const TC: u32 = ${t.tc}u;
+const NTX: u32 = ${t.ntx}u;
+const WG: u32 = ${t.ntx * t.nty}u;
+const D4: u32 = ${t.d4}u;
+const QS: u32 = ${t.qStride}u;
+const PS: u32 = ${t.pStride}u;
+const OC: u32 = ${t.oc}u;
+
+var<workgroup> q_tile: array<vec4<f32>, ${t.br * t.qStride}>;
+var<workgroup> k_tile: array<vec4<f32>, ${t.bc * t.qStride}>;
+var<workgroup> v_tile: array<vec4<f32>, ${t.bc * t.d4}>;
+var<workgroup> p_tile: array<f32, ${t.br * t.pStride}>;
+var<workgroup> row_part: array<f32, ${t.br * t.ntx}>;
+var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
+
+${loadRow}
+
+@compute @workgroup_size(${t.ntx * t.nty})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let seq = wid.z;
+  let head = wid.y;
+  if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
+  let q_base_seq = workgroupUniformLoad(&span_shared[0]);
+  let q_len = workgroupUniformLoad(&span_shared[1]);
+  let k_base_seq = workgroupUniformLoad(&span_shared[2]);
+  let k_len = workgroupUniformLoad(&span_shared[3]);
+  let lse_base = workgroupUniformLoad(&span_shared[4]);
+  let i0 = wid.x * BR;
+  if (i0 >= q_len) { return; }
+  let tx = lid % NTX;
+  let ty = lid / NTX;
+  let q_head = q_base_seq + head * u.q_head_stride;
+  let k_head = k_base_seq + (head / u.group) * u.k_head_stride;
+  let offset = i32(k_len) - i32(q_len);
+
+  // The band of keys any row of this block can see; blocks outside it are skipped.
+  let last_row = min(i0 + BR, q_len) - 1u;
+  let key_lo = max(0, i32(i0) + offset - u.window_left);
+  let key_hi = min(i32(k_len) - 1, i32(last_row) + offset + u.window_right);
+  var block_lo = 0u;
+  var block_hi = 0u;
+  if (key_hi >= key_lo) {
+    block_lo = u32(key_lo) / BC;
+    block_hi = u32(key_hi) / BC + 1u;
+  }
+
+  for (var idx = lid; idx < BR * D4; idx += WG) {
+    let r = idx / D4;
+    let c4 = idx % D4;
+    q_tile[r * QS + c4] = load4(q_head + (i0 + r) * u.q_token_stride, c4, i0 + r < q_len, 0u);
+  }
+
+  var m: array<f32, ${t.tr}>;
+  var l: array<f32, ${t.tr}>;
+  var o: array<array<vec4<f32>, ${t.oc}>, ${t.tr}>;
+  for (var a = 0u; a < TR; a++) {
+    m[a] = NO_MAX;
+    l[a] = 0.0;
+    for (var c = 0u; c < OC; c++) { o[a][c] = vec4<f32>(0.0); }
+  }
+
+  for (var block = block_lo; block < block_hi; block++) {
+    let j0 = block * BC;
+    workgroupBarrier();
+    for (var idx = lid; idx < BC * D4; idx += WG) {
+      let r = idx / D4;
+      let c4 = idx % D4;
+      let base = k_head + (j0 + r) * u.k_token_stride;
+      let valid = j0 + r < k_len;
+      k_tile[r * QS + c4] = load4(base, c4, valid, 1u);
+      v_tile[r * D4 + c4] = load4(base, c4, valid, 2u);
+    }
+    workgroupBarrier();
+
+    var s: array<array<f32, ${t.tc}>, ${t.tr}>;
+    for (var a = 0u; a < TR; a++) { for (var c = 0u; c < TC; c++) { s[a][c] = 0.0; } }
+    for (var e = 0u; e < D4; e++) {
+      var kv: array<vec4<f32>, ${t.tc}>;
+      for (var c = 0u; c < TC; c++) { kv[c] = k_tile[(tx + c * NTX) * QS + e]; }
+      for (var a = 0u; a < TR; a++) {
+        let qv = q_tile[(ty * TR + a) * QS + e];
+        for (var c = 0u; c < TC; c++) { s[a][c] += dot(qv, kv[c]); }
+      }
+    }
+    for (var a = 0u; a < TR; a++) {
+      let row = ty * TR + a;
+      let pos = i32(i0 + row) + offset;
+      var part = NO_MAX;
+      for (var c = 0u; c < TC; c++) {
+        let key = i32(j0 + tx + c * NTX);
+        let visible = key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right;
+        var z = finish_score(s[a][c], head, pos, key);
+        if (!visible) {
+          z = NO_MAX;
+        } else if (poisons(z)) {
+          l[a] = pos_inf();
+          z = NO_MAX;
+        }
+        s[a][c] = z;
+        part = max(part, z);
+      }
+      row_part[row * NTX + tx] = part;
+    }
+    workgroupBarrier();
+    for (var a = 0u; a < TR; a++) {
+      let row = ty * TR + a;
+      var m_new = m[a];
+      for (var t = 0u; t < NTX; t++) { m_new = max(m_new, row_part[row * NTX + t]); }
+      let alpha = select(exp(m[a] - m_new), 1.0, m[a] == m_new);
+      var sum = 0.0;
+      for (var c = 0u; c < TC; c++) {
+        let pv = select(exp(s[a][c] - m_new), 0.0, s[a][c] == NO_MAX);
+        p_tile[row * PS + tx + c * NTX] = pv;
+        sum += pv;
+      }
+      l[a] = l[a] * alpha + sum;
+      m[a] = m_new;
+      for (var c = 0u; c < OC; c++) { o[a][c] *= alpha; }
+    }
+    workgroupBarrier();
+    for (var j = 0u; j < BC; j++) {
+      var vv: array<vec4<f32>, ${t.oc}>;
+      for (var c = 0u; c < OC; c++) { vv[c] = v_tile[j * D4 + min(tx + c * NTX, D4 - 1u)]; }
+      for (var a = 0u; a < TR; a++) {
+        let pa = p_tile[(ty * TR + a) * PS + j];
+        for (var c = 0u; c < OC; c++) { o[a][c] += pa * vv[c]; }
+      }
+    }
+  }
+
+  // Sum the threads' partial denominators of each row.
+  workgroupBarrier();
+  for (var a = 0u; a < TR; a++) { row_part[(ty * TR + a) * NTX + tx] = l[a]; }
+  workgroupBarrier();
+  for (var a = 0u; a < TR; a++) {
+    let row = ty * TR + a;
+    let i = i0 + row;
+    if (i >= q_len) { continue; }
+    var total = 0.0;
+    for (var t = 0u; t < NTX; t++) { total += row_part[row * NTX + t]; }
+    let poisoned = !is_finite(total);
+    let empty = total == 0.0;
+    let inv = select(1.0 / total, 0.0, empty);
+    let out_base = q_head + i * u.q_token_stride;
+    for (var c = 0u; c < OC; c++) {
+      let c4 = tx + c * NTX;
+      if (c4 >= D4) { continue; }
+      let val = select(o[a][c] * inv, vec4<f32>(nan()), poisoned);
+      for (var comp = 0u; comp < 4u; comp++) {
+        let e = c4 * 4u + comp;
+        if (e < u.d) { out[out_base + e] = val[comp]; }
+      }
+    }
+    if (tx == 0u) {
+      lse[lse_base + head * u.lse_head_stride + i] =
+        select(select(m[a] + log(total), neg_inf(), empty), nan(), poisoned);
+    }
+  }
+}
+`;
+}
+
+/** Workgroup size of the row-per-thread programs (split decode, backward passes). */
+const ROW_WG = 64;
+
+function splitForwardSource(attrs: FlashAttentionAttrs, d4: number, wg: number): string {
+  return /* wgsl */ `
+${commonWgsl(attrs)}
+const WG: u32 = ${wg}u;
+const D4: u32 = ${d4}u;
+var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
+var<workgroup> stats: array<vec2<f32>, ${wg}>;
+var<workgroup> acc: array<vec4<f32>, ${wg * d4}>;
+
+
+// One workgroup per (query row, head, sequence, split): threads take keys lid, lid + WG, ...
+// of the split with the online rule; the workgroup merges its (m, l, o) and writes them.
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let seq = wid.z;
+  let head = wid.y;
+  let row_i = wid.x / u.splits;
+  let split = wid.x % u.splits;
+  if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
+  let q_len = workgroupUniformLoad(&span_shared[1]);
+  let q_base_seq = span_shared[0];
+  let k_base_seq = span_shared[2];
+  let k_len = span_shared[3];
+  if (row_i >= q_len) { return; }
+  let q_row = q_base_seq + head * u.q_head_stride + row_i * u.q_token_stride;
+  let k_head = k_base_seq + (head / u.group) * u.k_head_stride;
+  let pos = i32(row_i) + i32(k_len) - i32(q_len);
+  let lo = max(0, pos - u.window_left);
+  let hi = min(i32(k_len) - 1, pos + u.window_right);
+  let per_split = (u.max_k + u.splits - 1u) / u.splits;
+  let s_lo = max(lo, i32(split * per_split));
+  let s_hi = min(hi, i32((split + 1u) * per_split) - 1);
+
+  var qv: array<vec4<f32>, ${d4}>;
+  for (var c = 0u; c < D4; c++) {
+    var r = vec4<f32>(0.0);
+    for (var comp = 0u; comp < 4u; comp++) {
+      let e = c * 4u + comp;
+      if (e < u.d) { r[comp] = q[q_row + e]; }
+    }
+    qv[c] = r;
+  }
+  var m = NO_MAX;
+  var l = 0.0;
+  var o: array<vec4<f32>, ${d4}>;
+  for (var c = 0u; c < D4; c++) { o[c] = vec4<f32>(0.0); }
+  for (var key = s_lo + i32(lid); key <= s_hi; key += i32(WG)) {
+    let k_row = k_head + u32(key) * u.k_token_stride;
+    var dotv = 0.0;
+    for (var c = 0u; c < D4; c++) {
+      var kk = vec4<f32>(0.0);
+      for (var comp = 0u; comp < 4u; comp++) {
+        let e = c * 4u + comp;
+        if (e < u.d) { kk[comp] = k[k_row + e]; }
+      }
+      dotv += dot(qv[c], kk);
+    }
+    let z = finish_score(dotv, head, pos, key);
+    if (poisons(z)) { l = pos_inf(); continue; }
+    let m_new = max(m, z);
+    let alpha = select(exp(m - m_new), 1.0, m == m_new);
+    let pv = exp(z - m_new);
+    l = l * alpha + pv;
+    m = m_new;
+    for (var c = 0u; c < D4; c++) {
+      var vv = vec4<f32>(0.0);
+      for (var comp = 0u; comp < 4u; comp++) {
+        let e = c * 4u + comp;
+        if (e < u.d) { vv[comp] = v[k_row + e]; }
+      }
+      o[c] = o[c] * alpha + pv * vv;
+    }
+  }
+  stats[lid] = vec2<f32>(m, l);
+  workgroupBarrier();
+  var mm = NO_MAX;
+  for (var t = 0u; t < WG; t++) { mm = max(mm, stats[t].x); }
+  let my_scale = select(exp(m - mm), 1.0, m == mm);
+  for (var c = 0u; c < D4; c++) { acc[lid * D4 + c] = o[c] * my_scale; }
+  stats[lid] = vec2<f32>(m, l * my_scale);
+  workgroupBarrier();
+  let part = ((seq * u.heads + head) * u.max_q + row_i) * u.splits + split;
+  if (lid == 0u) {
+    var total = 0.0;
+    for (var t = 0u; t < WG; t++) { total += stats[t].y; }
+    part_stats[part] = vec2<f32>(mm, total);
+  }
+  for (var c = lid; c < D4; c += WG) {
+    var sum = vec4<f32>(0.0);
+    for (var t = 0u; t < WG; t++) { sum += acc[t * D4 + c]; }
+    part_out[part * D4 + c] = sum;
+  }
+}
+`;
+}
+
+function splitMergeSource(attrs: FlashAttentionAttrs, d4: number): string {
+  return /* wgsl */ `
+${commonWgsl(attrs)}
+const D4: u32 = ${d4}u;
+// One thread per (query row, head, sequence): merges the splits' (m, l, o) by the online rule.
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let seq = wid.z;
+  let head = wid.y;
+  let row_i = gid.x;
+  let q_len = spans[seq * ${SPAN_FIELDS}u + 1u];
+  if (row_i >= q_len) { return; }
+  let first = ((seq * u.heads + head) * u.max_q + row_i) * u.splits;
+  var m = NO_MAX;
+  for (var s = 0u; s < u.splits; s++) { m = max(m, part_stats[first + s].x); }
+  var total = 0.0;
+  for (var s = 0u; s < u.splits; s++) {
+    let st = part_stats[first + s];
+    total += st.y * select(exp(st.x - m), 1.0, st.x == m);
+  }
+  let poisoned = !is_finite(total);
+  let empty = total == 0.0;
+  let inv = select(1.0 / total, 0.0, empty);
+  let q_row = spans[seq * ${SPAN_FIELDS}u] + head * u.q_head_stride + row_i * u.q_token_stride;
+  for (var c = 0u; c < D4; c++) {
+    var sum = vec4<f32>(0.0);
+    for (var s = 0u; s < u.splits; s++) {
+      let st = part_stats[first + s];
+      sum += part_out[(first + s) * D4 + c] * select(exp(st.x - m), 1.0, st.x == m);
+    }
+    let val = select(sum * inv, vec4<f32>(nan()), poisoned);
+    for (var comp = 0u; comp < 4u; comp++) {
+      let e = c * 4u + comp;
+      if (e < u.d) { out[q_row + e] = val[comp]; }
+    }
+  }
+  lse[spans[seq * ${SPAN_FIELDS}u + 4u] + head * u.lse_head_stride + row_i] =
+    select(select(m + log(total), neg_inf(), empty), nan(), poisoned);
+}
+`;
+}
+
+function cacheKeyOf(attrs: FlashAttentionAttrs, extra: string): string {
+  return `${extra}|softcap${attrs.softcap > 0 ? 1 : 0}|alibi${attrs.alibiSlopes ? 1 : 0}`;
+}
+
+function baseInputs(inputs: readonly Tensor[], spans: Tensor, vec4In: boolean): WgslBinding[] {
+  const el = vec4In ? 'vec4<f32>' : undefined;
+  return [
+    { name: 'q', tensor: inputs[0]!, elementType: el },
+    { name: 'k', tensor: inputs[1]!, elementType: el },
+    { name: 'v', tensor: inputs[2]!, elementType: el },
+    { name: 'spans', tensor: spans },
+  ];
+}
+
+/** 'split' when every sequence has at most 4 query rows and some has many keys (decode). */
+function useSplit(attrs: FlashAttentionAttrs): boolean {
+  if (attrs.variant === 'split') return true;
+  if (attrs.variant === 'tiled') return false;
+  return attrs.layout.maxQLen <= 4 && attrs.layout.maxKLen >= 256;
+}
+
+async function writeForward(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: FlashAttentionAttrs,
+  { out, lse }: FlashAttentionOutputs,
+): Promise<void> {
+  const layout = attrs.layout;
+  const sequences = layout.sequences.length;
+  if (out.size === 0 && lse.size === 0) return;
+  const spans = spanBinding(backend, attrs);
+  try {
+    if (layout.maxQLen === 0 || sequences === 0) {
+      // No attention rows; padded rows still need their zeros and -inf.
+      await writeEmptyRows(backend, attrs, spans, out, lse);
+      return;
+    }
+    if (layout.form === 'padded' && layout.sequences.some((s) => s.qLen < layout.qShape[2]!)) {
+      await writeEmptyRows(backend, attrs, spans, out, lse);
+    }
+    if (useSplit(attrs)) {
+      await runSplit(backend, inputs, attrs, spans, out, lse);
+      return;
+    }
+    const t = chooseTile(backend, layout.d, attrs.tile);
+    const vec4In = layout.d % 4 === 0;
+    await backend.run({
+      kind: 'webgpu',
+      name: 'flash_attention_forward',
+      cacheKey: cacheKeyOf(attrs, `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|d4${t.d4}|vec4${vec4In ? 1 : 0}`),
+      inputs: baseInputs(inputs, spans, vec4In),
+      outputs: [
+        { name: 'out', tensor: out },
+        { name: 'lse', tensor: lse },
+      ],
+      uniforms: commonUniforms(attrs),
+      source: tiledForwardSource(attrs, t, vec4In),
+      dispatch: [Math.ceil(layout.maxQLen / t.br), layout.heads, sequences],
+    });
+  } finally {
+    spans.dispose();
+  }
+}
+
+async function runSplit(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: FlashAttentionAttrs,
+  spans: Tensor,
+  out: Tensor,
+  lse: Tensor,
+): Promise<void> {
+  const layout = attrs.layout;
+  const d4 = Math.ceil(layout.d / 4);
+  const wg = Math.min(64, backend.limits.maxWorkgroupInvocations);
+  if (wg * d4 * 16 + wg * 8 + 64 > backend.limits.maxWorkgroupStorageSize) {
+    throw new DeviceLimitError(
+      `head dim ${layout.d} (split decode)`,
+      'maxComputeWorkgroupStorageSize (bytes)',
+      wg * d4 * 16 + wg * 8,
+      backend.limits.maxWorkgroupStorageSize,
+    );
+  }
+  // Enough splits that the GPU has work for every multiprocessor, each split at least 4 * wg keys.
+  const splits = Math.max(1, Math.min(64, Math.ceil(layout.maxKLen / (4 * wg))));
+  const sequences = layout.sequences.length;
+  const rows = sequences * layout.heads * layout.maxQLen * splits;
+  const partStats = backend.empty([rows * 2]);
+  const partOut = backend.empty([rows * d4 * 4]);
+  try {
+    const uniforms: WgslUniform[] = [
+      ...commonUniforms(attrs),
+      { name: 'splits', type: 'u32', value: splits },
+      { name: 'max_q', type: 'u32', value: layout.maxQLen },
+      { name: 'max_k', type: 'u32', value: layout.maxKLen },
+    ];
+    await backend.run({
+      kind: 'webgpu',
+      name: 'flash_attention_split',
+      cacheKey: cacheKeyOf(attrs, `wg${wg}|d4${d4}`),
+      inputs: baseInputs(inputs, spans, false),
+      outputs: [
+        { name: 'part_stats', tensor: partStats, elementType: 'vec2<f32>' },
+        { name: 'part_out', tensor: partOut, elementType: 'vec4<f32>' },
+      ],
+      uniforms,
+      source: splitForwardSource(attrs, d4, wg),
+      dispatch: [layout.maxQLen * splits, layout.heads, sequences],
+    });
+    const mergeInputs: WgslBinding[] = [
+      { name: 'spans', tensor: spans },
+      { name: 'part_stats', tensor: partStats, elementType: 'vec2<f32>' },
+      { name: 'part_out', tensor: partOut, elementType: 'vec4<f32>' },
+    ];
+    await backend.run({
+      kind: 'webgpu',
+      name: 'flash_attention_split_merge',
+      cacheKey: cacheKeyOf({ ...attrs, softcap: 0, alibiSlopes: undefined }, `d4${d4}`),
+      inputs: mergeInputs,
+      outputs: [
+        { name: 'out', tensor: out },
+        { name: 'lse', tensor: lse },
+      ],
+      uniforms,
+      source: splitMergeSource({ ...attrs, softcap: 0, alibiSlopes: undefined }, d4),
+      dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
+    });
+  } finally {
+    partStats.dispose();
+    partOut.dispose();
+  }
+}
+
+/**
+ * Padded form: rows past a sequence's query length are not attention rows; they get out 0
+ * and lse -Infinity (one thread per element of out, then of lse).
+ */
+async function writeEmptyRows(
+  backend: Backend,
+  attrs: FlashAttentionAttrs,
+  spans: Tensor,
+  out: Tensor,
+  lse: Tensor,
+): Promise<void> {
+  const layout = attrs.layout;
+  const nq = layout.form === 'padded' ? layout.qShape[2]! : 0;
+  const source = /* wgsl */ `
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${ROW_WG}u;
+  if (i < u.out_count) {
+    let seq = i / (u.heads * u.nq * u.d);
+    let token = (i / u.d) % u.nq;
+    if (u.padded == 0u || token >= spans[seq * ${SPAN_FIELDS}u + 1u]) { out[i] = 0.0; }
+  }
+  if (i < u.lse_count) {
+    let seq = i / (u.heads * u.nq);
+    let token = i % u.nq;
+    if (u.padded == 0u || token >= spans[seq * ${SPAN_FIELDS}u + 1u]) { lse[i] = bitcast<f32>(NEG_INF_BITS); }
+  }
+}
+`;
+  const count = Math.max(out.size, lse.size);
+  const groups = Math.ceil(count / ROW_WG);
+  const y = Math.ceil(groups / 65535);
+  await backend.run({
+    kind: 'webgpu',
+    name: 'flash_attention_empty_rows',
+    cacheKey: '',
+    inputs: [{ name: 'spans', tensor: spans }],
+    outputs: [
+      { name: 'out', tensor: out },
+      { name: 'lse', tensor: lse },
+    ],
+    uniforms: [
+      { name: 'out_count', type: 'u32', value: out.size },
+      { name: 'lse_count', type: 'u32', value: lse.size },
+      { name: 'heads', type: 'u32', value: layout.heads },
+      { name: 'nq', type: 'u32', value: Math.max(nq, 1) },
+      { name: 'd', type: 'u32', value: layout.d },
+      { name: 'padded', type: 'u32', value: layout.form === 'padded' ? 1 : 0 },
+    ],
+    source,
+    dispatch: [Math.ceil(groups / y), y, 1],
+  });
+}
+
+export const flashAttentionWebGpuKernel = flashAttentionKernel('webgpu', writeForward);
+
+// ---------------------------------------------------------------------------------------
+// Backward
+
+/** Binding numbers read4 takes: 0 q, 1 k, 2 v, 3 o_in, 4 d_out (only those a pass binds). */
+const READ4_NAMES = ['q', 'k', 'v', 'o_in', 'd_out'] as const;
+
+function backwardCommon(
+  attrs: FlashAttentionAttrs,
+  d4: number,
+  bound: readonly (typeof READ4_NAMES)[number][],
+): string {
+  const cases = bound
+    .map((name) => `        case ${READ4_NAMES.indexOf(name)}u: { r[comp] = ${name}[at]; }`)
+    .join('\n');
+  return /* wgsl */ `
+${commonWgsl(attrs)}
+const D4: u32 = ${d4}u;
+fn read4(which: u32, base: u32, c: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  for (var comp = 0u; comp < 4u; comp++) {
+    let e = c * 4u + comp;
+    if (e < u.d) {
+      let at = base + e;
+      switch which {
+${cases}
+        default: {}
+      }
+    }
+  }
+  return r;
+}
+// dS / (P (dP - D)) for one score: softcap's tanh derivative, times scale.
+fn grad_factor(dot: f32) -> f32 {
+  ${attrs.softcap > 0 ? 'let t = tanh(dot * u.scale / u.softcap);\n  return (1.0 - t * t) * u.scale;' : 'return u.scale;'}
+}
+`;
+}
+
+function backwardDotSource(attrs: FlashAttentionAttrs, d4: number): string {
+  return /* wgsl */ `
+${backwardCommon(attrs, d4, ['o_in', 'd_out'])}
+// D_i = dO_i . O_i, stored like the logsumexp.
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let seq = wid.z;
+  let head = wid.y;
+  let i = gid.x;
+  if (i >= spans[seq * ${SPAN_FIELDS}u + 1u]) { return; }
+  let row = spans[seq * ${SPAN_FIELDS}u] + head * u.q_head_stride + i * u.q_token_stride;
+  var acc = 0.0;
+  for (var c = 0u; c < D4; c++) { acc += dot(read4(3u, row, c), read4(4u, row, c)); }
+  let at = spans[seq * ${SPAN_FIELDS}u + 4u] + head * u.lse_head_stride + i;
+  stats[at] = vec2<f32>(lse[at], acc);
+}
+`;
+}
+
+function backwardDqSource(attrs: FlashAttentionAttrs, d4: number): string {
+  return /* wgsl */ `
+${backwardCommon(attrs, d4, ['q', 'k', 'v', 'd_out'])}
+// One thread per query row: dq_i = sum_j dS_ij k_j over its visible keys.
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let seq = wid.z;
+  let head = wid.y;
+  let i = gid.x;
+  let q_len = spans[seq * ${SPAN_FIELDS}u + 1u];
+  if (i >= q_len) { return; }
+  let k_len = spans[seq * ${SPAN_FIELDS}u + 3u];
+  let row = spans[seq * ${SPAN_FIELDS}u] + head * u.q_head_stride + i * u.q_token_stride;
+  let k_head = spans[seq * ${SPAN_FIELDS}u + 2u] + (head / u.group) * u.k_head_stride;
+  let stat = spans[seq * ${SPAN_FIELDS}u + 4u] + head * u.lse_head_stride + i;
+  let row_lse = stats[stat].x;
+  let row_delta = stats[stat].y;
+  var qv: array<vec4<f32>, ${d4}>;
+  var gv: array<vec4<f32>, ${d4}>;
+  var acc: array<vec4<f32>, ${d4}>;
+  for (var c = 0u; c < D4; c++) {
+    qv[c] = read4(0u, row, c);
+    gv[c] = read4(4u, row, c);
+    acc[c] = vec4<f32>(0.0);
+  }
+  let pos = i32(i) + i32(k_len) - i32(q_len);
+  let lo = max(0, pos - u.window_left);
+  let hi = min(i32(k_len) - 1, pos + u.window_right);
+  if (!is_neg_inf(row_lse)) {
+    for (var key = lo; key <= hi; key++) {
+      let k_row = k_head + u32(key) * u.k_token_stride;
+      var qk = 0.0;
+      var dp = 0.0;
+      for (var c = 0u; c < D4; c++) {
+        qk += dot(qv[c], read4(1u, k_row, c));
+        dp += dot(gv[c], read4(2u, k_row, c));
+      }
+      let p = exp(finish_score(qk, head, pos, key) - row_lse);
+      let ds = p * (dp - row_delta) * grad_factor(qk);
+      for (var c = 0u; c < D4; c++) { acc[c] += ds * read4(1u, k_row, c); }
+    }
+  }
+  for (var c = 0u; c < D4; c++) {
+    for (var comp = 0u; comp < 4u; comp++) {
+      let e = c * 4u + comp;
+      if (e < u.d) { dq[row + e] = acc[c][comp]; }
+    }
+  }
+}
+`;
+}
+
+function backwardDkvSource(attrs: FlashAttentionAttrs, d4: number): string {
+  return /* wgsl */ `
+${backwardCommon(attrs, d4, ['q', 'k', 'v', 'd_out'])}
+// One thread per key row of a kv head: dk_j and dv_j over the group's query heads and the
+// query rows that see key j (the band j - right <= p <= j + left).
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let seq = wid.z;
+  let kv_head = wid.y;
+  let key = gid.x;
+  let k_len = spans[seq * ${SPAN_FIELDS}u + 3u];
+  if (key >= k_len) { return; }
+  let q_len = spans[seq * ${SPAN_FIELDS}u + 1u];
+  let k_row = spans[seq * ${SPAN_FIELDS}u + 2u] + kv_head * u.k_head_stride + key * u.k_token_stride;
+  var kv: array<vec4<f32>, ${d4}>;
+  var vv: array<vec4<f32>, ${d4}>;
+  var dk_acc: array<vec4<f32>, ${d4}>;
+  var dv_acc: array<vec4<f32>, ${d4}>;
+  for (var c = 0u; c < D4; c++) {
+    kv[c] = read4(1u, k_row, c);
+    vv[c] = read4(2u, k_row, c);
+    dk_acc[c] = vec4<f32>(0.0);
+    dv_acc[c] = vec4<f32>(0.0);
+  }
+  let offset = i32(k_len) - i32(q_len);
+  // Query i sits at p = i + offset and sees key j when p - left <= j <= p + right.
+  let i_lo = max(0, i32(key) - u.window_right - offset);
+  let i_hi = min(i32(q_len) - 1, i32(key) + u.window_left - offset);
+  for (var g = 0u; g < u.group; g++) {
+    let head = kv_head * u.group + g;
+    let q_head = spans[seq * ${SPAN_FIELDS}u] + head * u.q_head_stride;
+    let stat_base = spans[seq * ${SPAN_FIELDS}u + 4u] + head * u.lse_head_stride;
+    for (var i = i_lo; i <= i_hi; i++) {
+      let row_stats = stats[stat_base + u32(i)];
+      let row_lse = row_stats.x;
+      if (is_neg_inf(row_lse)) { continue; }
+      let row = q_head + u32(i) * u.q_token_stride;
+      var qk = 0.0;
+      var dp = 0.0;
+      for (var c = 0u; c < D4; c++) {
+        qk += dot(read4(0u, row, c), kv[c]);
+        dp += dot(read4(4u, row, c), vv[c]);
+      }
+      let p = exp(finish_score(qk, head, i + offset, i32(key)) - row_lse);
+      let ds = p * (dp - row_stats.y) * grad_factor(qk);
+      for (var c = 0u; c < D4; c++) {
+        dk_acc[c] += ds * read4(0u, row, c);
+        dv_acc[c] += p * read4(4u, row, c);
+      }
+    }
+  }
+  for (var c = 0u; c < D4; c++) {
+    for (var comp = 0u; comp < 4u; comp++) {
+      let e = c * 4u + comp;
+      if (e < u.d) {
+        dk[k_row + e] = dk_acc[c][comp];
+        dv[k_row + e] = dv_acc[c][comp];
+      }
+    }
+  }
+}
+`;
+}
+
+async function writeBackward(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: FlashAttentionAttrs,
+  { dq, dk, dv }: FlashAttentionGradOutputs,
+): Promise<void> {
+  const layout = attrs.layout;
+  const sequences = layout.sequences.length;
+  const d4 = Math.ceil(layout.d / 4);
+  const [q, k, v, o, dOut, lse] = inputs as Tensor[];
+  const spans = spanBinding(backend, attrs);
+  // (lse, D) per query row, laid out like the logsumexp.
+  const stats = backend.empty([Math.max(lse!.size, 1) * 2]);
+  try {
+    if (layout.form === 'padded') {
+      // Gradients of rows and keys past a sequence's lengths are 0.
+      for (const t of [dq, dk, dv]) await zeroFill(backend, t);
+    }
+    if (sequences === 0 || dq.size + dk.size === 0) return;
+    const uniforms = commonUniforms(attrs);
+    const key = cacheKeyOf(attrs, `d4${d4}`);
+    const statsBinding: WgslBinding = { name: 'stats', tensor: stats, elementType: 'vec2<f32>' };
+    const operands: WgslBinding[] = [
+      { name: 'q', tensor: q! },
+      { name: 'k', tensor: k! },
+      { name: 'v', tensor: v! },
+      { name: 'd_out', tensor: dOut! },
+      statsBinding,
+      { name: 'spans', tensor: spans },
+    ];
+    if (layout.maxQLen === 0) return;
+    await backend.run({
+      kind: 'webgpu',
+      name: 'flash_attention_backward_dot',
+      cacheKey: key,
+      inputs: [
+        { name: 'o_in', tensor: o! },
+        { name: 'd_out', tensor: dOut! },
+        { name: 'lse', tensor: lse! },
+        { name: 'spans', tensor: spans },
+      ],
+      outputs: [statsBinding],
+      uniforms,
+      source: backwardDotSource(attrs, d4),
+      dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
+    });
+    if (layout.maxKLen === 0) return;
+    await backend.run({
+      kind: 'webgpu',
+      name: 'flash_attention_backward_dkdv',
+      cacheKey: key,
+      inputs: operands,
+      outputs: [
+        { name: 'dk', tensor: dk },
+        { name: 'dv', tensor: dv },
+      ],
+      uniforms,
+      source: backwardDkvSource(attrs, d4),
+      dispatch: [Math.ceil(layout.maxKLen / ROW_WG), layout.kvHeads, sequences],
+    });
+    await backend.run({
+      kind: 'webgpu',
+      name: 'flash_attention_backward_dq',
+      cacheKey: key,
+      inputs: operands,
+      outputs: [{ name: 'dq', tensor: dq }],
+      uniforms,
+      source: backwardDqSource(attrs, d4),
+      dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
+    });
+  } finally {
+    spans.dispose();
+    stats.dispose();
+  }
+}
+
+async function zeroFill(backend: Backend, t: Tensor): Promise<void> {
+  if (t.size === 0) return;
+  const groups = Math.ceil(t.size / ROW_WG);
+  const y = Math.ceil(groups / 65535);
+  await backend.run({
+    kind: 'webgpu',
+    name: 'flash_attention_zero',
+    cacheKey: '',
+    inputs: [],
+    outputs: [{ name: 'target', tensor: t }],
+    uniforms: [{ name: 'count', type: 'u32', value: t.size }],
+    source: `@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${ROW_WG}u;
+  if (i < u.count) { target[i] = 0.0; }
+}`,
+    dispatch: [Math.ceil(groups / y), y, 1],
+  });
+}
+
+export const flashAttentionBackwardWebGpuKernel = flashAttentionBackwardKernel('webgpu', writeBackward);
