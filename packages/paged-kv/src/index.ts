@@ -27,3 +27,28 @@ export {
   type SchedulerOptions,
   type StepResult,
 } from './scheduler';
+export { type BlockTablesInput, PagedKvCache, type PagedKvCacheOptions } from './cache';
+export {
+  CopyBlocks,
+  type CopyBlocksAttrs,
+  PagedAttention,
+  type PagedAttentionAttrs,
+  WriteKv,
+  type WriteKvAttrs,
+} from './contract';
+export {
+  type PagedAttentionOptions,
+  copyBlocks,
+  defaultPartitionSize,
+  pagedAttention,
+  registerPagedKvKernels,
+  writeKv,
+} from './ops';
+export {
+  type PagedAttentionRefInputs,
+  type PagedAttentionRefOptions,
+  contiguousAttentionRef,
+  copyBlocksRef,
+  pagedAttentionRef,
+  writeKvRef,
+} from './reference';
