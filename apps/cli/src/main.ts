@@ -1,5 +1,6 @@
 import { benchCommand } from './commands/bench';
 import { infoCommand } from './commands/info';
+import { runCommand } from './commands/run';
 import { verifyCommand } from './commands/verify';
 import { UsageError, exitCodeFor, messageOf } from './errors';
 import { type Io, processIo } from './io';
@@ -17,6 +18,12 @@ Usage:
   longseq verify <golden file or folder> [--backend NAME] [--json]
       Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
       Exits 1 if any case fails.
+  longseq run <checkpoint-dir> --ids 3,17,42 [--generate N] [--backend NAME] [--json]
+              [--all-logits] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+      Loads a Hugging Face checkpoint folder (config.json's architecture picks the model:
+      MambaForCausalLM), prints the last position's logits (every position with
+      --all-logits) and N generated ids (greedy unless --temperature is given).
+      --json prints {"logits": [[...per position...]], "generated": [...]}.
 
 Backends: webgpu, gpujs-webgpu, gpujs-webasm, gpujs-cpu (all = every one of them).
 Exit codes: 0 ok, 1 a check or run failed, 2 bad usage or unavailable backend.
@@ -29,6 +36,7 @@ const COMMANDS: Record<string, Command> = {
   info: infoCommand,
   bench: benchCommand,
   verify: verifyCommand,
+  run: runCommand,
 };
 
 /** Runs the CLI in-process and returns its exit code (the binary passes it to process.exit). */

@@ -2,6 +2,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UnsupportedFormatError } from '../errors';
 import { attentionFormat } from './attention';
+import { checkpointFormat } from './checkpoint';
 import type { GoldenFormat, GoldenTarget } from './types';
 
 /**
@@ -15,11 +16,7 @@ export const GOLDEN_FORMATS: readonly GoldenFormat[] = [
     description: 'SSM discretization cases (ZOH, bilinear, Euler), e.g. golden/discretize.json',
     matches: (t) => !t.isDirectory && /^discretize.*\.json$/i.test(t.basename),
   },
-  {
-    name: 'checkpoint',
-    description: 'a model checkpoint folder with config.json and expected.json, e.g. golden/mamba-tiny',
-    matches: (t) => t.isDirectory && t.entries.includes('config.json') && t.entries.includes('expected.json'),
-  },
+  checkpointFormat,
 ];
 
 /** Reads what is at `file` (a JSON file or a folder) enough to pick its format. */
