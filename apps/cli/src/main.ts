@@ -15,6 +15,18 @@ Usage:
                         [--json] [--svg out.svg]
       Times naive, safe and online softmax (fused and multipass on WebGPU) against a copy
       kernel of the same tensor. Prints median time, GB/s and % of copy bandwidth.
+  longseq bench paged-kv [--requests R] [--rate PER_STEP] [--blocks B] [--block-size S]
+                         [--max-len L] [--n N | --beam W] [--shared-prefix T]
+                         [--preemption recompute|swap] [--seed S] [--json] [--svg out.svg]
+      Serving simulation (CPU): a synthetic chat trace replayed under a fixed KV budget by
+      contiguous reservation and by the paged cache. Prints KV waste, concurrent sequences,
+      tokens per step and memory saved by sharing; --svg writes memory and concurrency plots.
+  longseq bench paged-attention [--backend NAME] [--seqs S] [--context L] [--heads H]
+                                [--kv-heads K] [--head-dim D] [--block-size B] [--partition P]
+                                [--repeats K] [--warmup W] [--timer auto|wall] [--no-contiguous]
+                                [--json]
+      Paged decode attention: time, GB/s of the K/V read, % of a copy of the same bytes,
+      and flash-attention's contiguous decode on the same data.
   longseq verify <golden file or folder> [--backend NAME] [--json]
       Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
       Exits 1 if any case fails.

@@ -52,3 +52,17 @@ export {
   pagedAttentionRef,
   writeKvRef,
 } from './reference';
+export {
+  type LogNormal,
+  type RunStats,
+  SHAREGPT_OUTPUT,
+  SHAREGPT_PROMPT,
+  type SeriesPoint,
+  type SimulationOptions,
+  type SimulationReport,
+  type TraceOptions,
+  type TraceRequest,
+  generateTrace,
+  seededRandom,
+  simulateServing,
+} from './simulate';

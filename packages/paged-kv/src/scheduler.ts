@@ -31,6 +31,11 @@ export interface SchedulerOptions {
   readonly preemption?: PreemptionMode;
   /** At most this many sequences run at once (default unlimited). */
   readonly maxRunningSequences?: number;
+  /**
+   * Share of the blocks kept free when admitting new requests, so running sequences can
+   * grow a while before anything is preempted (vLLM's watermark). Default 0.01.
+   */
+  readonly watermark?: number;
 }
 
 /** A sampling function: the next token of a sequence. */
@@ -76,6 +81,7 @@ export class Scheduler {
   readonly manager: BlockManager;
   readonly preemption: PreemptionMode;
   readonly maxRunningSequences: number;
+  readonly watermark: number;
   private readonly waiting: Group[] = [];
   private readonly running: Group[] = [];
   private readonly swapped: Group[] = [];
@@ -87,6 +93,9 @@ export class Scheduler {
     if (!['recompute', 'swap', 'none'].includes(this.preemption))
       throw new ArgumentError('options.preemption', "'recompute', 'swap' or 'none'", this.preemption);
     this.maxRunningSequences = options.maxRunningSequences ?? Number.POSITIVE_INFINITY;
+    this.watermark = options.watermark ?? 0.01;
+    if (!(this.watermark >= 0 && this.watermark < 1))
+      throw new ArgumentError('options.watermark', 'a number in [0, 1)', this.watermark);
   }
 
   get numWaiting(): number {
@@ -185,9 +194,10 @@ export class Scheduler {
         const width = Math.max(g.request.n ?? 1, g.request.beamWidth ?? 1);
         // the prompt, plus a block per extra sequence for its first copy-on-write or new block
         const cost = m.blocksToAdd(g.prompt) + width;
-        if (cost > free || seqs + width > this.maxRunningSequences) {
-          if (this.running.length === 0 && admitted.length === 0 && cost > m.device.numBlocks)
-            throw new OutOfBlocksError('request.prompt', cost, m.device.numBlocks, 'KV blocks in the budget');
+        const reserve = Math.floor(this.watermark * m.device.numBlocks);
+        if (cost + reserve > free || seqs + width > this.maxRunningSequences) {
+          if (this.running.length === 0 && admitted.length === 0 && cost + reserve > m.device.numBlocks)
+            throw new OutOfBlocksError('request.prompt', cost + reserve, m.device.numBlocks, 'KV blocks in the budget');
           break;
         }
         this.waiting.shift();
@@ -247,9 +257,13 @@ export class Scheduler {
       if (!Number.isInteger(p) || p < 0 || p >= g.seqIds.length)
         throw new ArgumentError('selectBeams result', `indices in [0, ${g.seqIds.length})`, p);
     }
-    // fork every survivor before freeing the old beams, so shared blocks are never released
-    const next = parents.map((p) => m.fork(g.seqIds[p]!));
-    for (const id of g.seqIds) m.free(id);
+    // a beam that continues itself keeps its sequence; a replaced one becomes a fork of its
+    // new parent. Every fork happens before any free, so shared blocks are never released.
+    const old = g.seqIds;
+    const next = parents.map((p, i) => (p === i ? old[i]! : m.fork(old[p]!)));
+    parents.forEach((p, i) => {
+      if (p !== i) m.free(old[i]!);
+    });
     g.seqIds = next;
   }
 

@@ -9,11 +9,14 @@ import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
 import { Progress } from '../progress';
+import { benchPagedAttentionCommand, benchPagedKvCommand } from './paged-kv';
 import { jsonNumbers } from './verify';
 
 /** Benchmarks by name: `longseq bench <name>`. */
 const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   softmax: benchSoftmaxCommand,
+  'paged-kv': benchPagedKvCommand,
+  'paged-attention': benchPagedAttentionCommand,
 };
 
 export async function benchCommand(args: string[], io: Io): Promise<number> {
