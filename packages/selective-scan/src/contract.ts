@@ -5,15 +5,18 @@
 import {
   type Backend,
   type BackendKind,
+  disposeOnError,
   type KernelConfig,
   type Tensor,
-  disposeOnError,
 } from '@longseq/backend';
 
 export const SelectiveScan = 'SelectiveScan';
 
 /** 'sequential': a loop over time per channel; 'parallel': an associative (tree) scan over time. */
 export type ScanAlgorithm = 'auto' | 'sequential' | 'parallel';
+
+/** WebGPU's e^(dt A): 'fast' = hardware exp2 with a split argument, 'accurate' = a 1-ulp polynomial. */
+export type ScanExp = 'auto' | 'fast' | 'accurate';
 
 /**
  * How B or C is laid out: 'variable' = [batch, groups, n, L] (input-dependent, the 3-D
@@ -40,6 +43,8 @@ export interface SelectiveScanAttrs {
   readonly returnLastState: boolean;
   /** Resolved: never 'auto'. */
   readonly algorithm: 'sequential' | 'parallel';
+  /** WebGPU: how e^(dt A) is computed; 'auto' probes the device's exp2 once (see the WebGPU kernel). */
+  readonly exp: ScanExp;
   readonly yShape: readonly number[];
   readonly stateShape: readonly number[];
 }

@@ -1,33 +1,34 @@
 export {
-  type ScanAlgorithm,
-  type ScanOperandLayout,
-  SelectiveScan,
-  type SelectiveScanAttrs,
-  type ScanInputs,
-  type ScanOutputs,
   allocateScanOutputs,
   packScanInputs,
+  type ScanAlgorithm,
+  type ScanExp,
+  type ScanInputs,
+  type ScanOperandLayout,
+  type ScanOutputs,
+  SelectiveScan,
+  type SelectiveScanAttrs,
 } from './contract';
+export { GPUJS_CHUNK } from './gpujs/selective-scan';
 export {
-  MAX_STATES,
-  type SelectiveScanOptions,
-  type SelectiveScanResult,
-  registerSelectiveScanKernels,
-  selectiveScan,
-} from './selective-scan';
-export {
-  type ScanPair,
-  type SelectiveScanRefOptions,
-  type SelectiveScanRefResult,
   chunkedScanRef,
   combineScanPairs,
   hillisSteeleLevels,
   mambaDiscretize,
+  type ScanPair,
+  type SelectiveScanRefOptions,
+  type SelectiveScanRefResult,
   scanOperandIndexer,
   selectiveScanRef,
   sequentialScanRef,
   siluRef,
   softplusRef,
 } from './reference';
-export { parallelChunkLength } from './webgpu/selective-scan';
-export { GPUJS_CHUNK } from './gpujs/selective-scan';
+export {
+  MAX_STATES,
+  registerSelectiveScanKernels,
+  type SelectiveScanOptions,
+  type SelectiveScanResult,
+  selectiveScan,
+} from './selective-scan';
+export { exp2IsAccurate, measureFastExpError, parallelChunkLength } from './webgpu/selective-scan';

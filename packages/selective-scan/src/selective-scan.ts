@@ -7,24 +7,25 @@
 import {
   ArgumentError,
   type Backend,
-  DeviceLimitError,
-  ShapeError,
-  type Tensor,
   checkBindingSize,
   checkDType,
   checkOneOf,
   checkSameBackend,
   checkTensor,
+  DeviceLimitError,
   formatShape,
   registerKernelsOnce,
   runKernel,
+  ShapeError,
+  type Tensor,
 } from '@longseq/backend';
 import {
+  packScanInputs,
   type ScanAlgorithm,
+  type ScanExp,
   type ScanOperandLayout,
   SelectiveScan,
   type SelectiveScanAttrs,
-  packScanInputs,
 } from './contract';
 import { selectiveScanGpuJsKernel } from './gpujs/selective-scan';
 import { selectiveScanWebGpuKernel } from './webgpu/selective-scan';
@@ -57,6 +58,14 @@ export interface SelectiveScanOptions {
    * the input); without it a non-finite dt propagates as NaN / Infinity into y, as in PyTorch.
    */
   readonly checkFinite?: boolean;
+  /**
+   * WebGPU: how e^(dt A) is computed. 'fast': the hardware exp2 with the argument's rounding
+   * error carried by fma (about 5 instructions and one special-function op). 'accurate': a
+   * range-reduced polynomial, about 1 ulp (about 20 instructions). 'auto' (default): fast
+   * where a one-time probe finds the device's exp2 within 2 ulp (GPUs), else accurate
+   * (SwiftShader). gpu.js uses its Math.exp.
+   */
+  readonly exp?: ScanExp;
 }
 
 export interface SelectiveScanResult {
@@ -70,6 +79,7 @@ export interface SelectiveScanResult {
 export const MAX_STATES = 256;
 
 const ALGORITHMS: readonly ScanAlgorithm[] = ['auto', 'sequential', 'parallel'];
+const EXP_MODES: readonly ScanExp[] = ['auto', 'fast', 'accurate'];
 
 let registered = false;
 /** Registers the SelectiveScan kernels for both backend kinds (done on first use). */
@@ -168,6 +178,7 @@ function parse(
   optionalBoolean(options.checkFinite, 'options.checkFinite');
   const requested = checkOneOf(options.algorithm ?? 'auto', 'options.algorithm', ALGORITHMS);
   const algorithm = requested === 'auto' ? (L <= 32 ? 'sequential' : 'parallel') : requested;
+  const exp = checkOneOf(options.exp ?? 'auto', 'options.exp', EXP_MODES);
 
   for (const [name, t] of Object.entries({ u, delta, A, B, C, D, z, deltaBias, initialState })) {
     if (t) checkBindingSize(backend, name, t.size, t.shape);
@@ -192,6 +203,7 @@ function parse(
       hasInitialState: initialState !== undefined,
       returnLastState,
       algorithm,
+      exp,
       yShape: [batch, d, L],
       stateShape: [batch, d, n],
     },

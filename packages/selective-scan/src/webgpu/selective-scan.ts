@@ -26,12 +26,18 @@
  */
 import {
   type Backend,
+  dispatch1d,
   type WebGpuProgram,
   type WgslBinding,
   type WgslUniform,
-  dispatch1d,
 } from '@longseq/backend';
-import { type ScanInputs, type ScanOutputs, type SelectiveScanAttrs, selectiveScanKernel } from '../contract';
+import {
+  type ScanInputs,
+  type ScanOperandLayout,
+  type ScanOutputs,
+  type SelectiveScanAttrs,
+  selectiveScanKernel,
+} from '../contract';
 
 /** Threads per workgroup of the sequential kernel (one channel each). */
 const SEQUENTIAL_WORKGROUP = 64;
@@ -50,8 +56,50 @@ function threadsFor(backend: Backend): number {
   return Math.min(PARALLEL_THREADS, 2 ** Math.floor(Math.log2(backend.limits.maxWorkgroupInvocations)));
 }
 
+/**
+ * e^(dt a) for the discretization, the hottest operation of the scan (batch d L n times).
+ * Fast form: through the hardware exp2 (one special-function op on a GPU, where exp_acc
+ * costs a dozen fma): a log2(e) comes split as a_hi + a_lo (once per state), the rounding
+ * error of dt * a_hi is recovered exactly with fma, and 2^(x + err) = 2^x (1 + err ln2) to
+ * first order. The argument is then exact to about 2^-48 relative and only exp2's own error
+ * remains, so it is used where a probe finds exp2 within 2 ulp (see expProbe). Accurate
+ * form: a_hi = a, a_lo = 0 and exp_acc.
+ */
+const EXP_CONSTANTS_WGSL = /* wgsl */ `
+const LOG2E: f32 = 1.44269502162933349609375;  // log2(e) rounded to f32, and the rest
+const LOG2E_LO: f32 = 1.925963033500659e-8;
+const LN2: f32 = 0.6931471805599453;
+`;
+
+const FAST_EXP_WGSL = /* wgsl */ `
+fn split_hi(a: f32) -> f32 { return a * LOG2E; }
+fn split_lo(a: f32, hi: f32) -> f32 { return fma(a, LOG2E_LO, fma(a, LOG2E, -hi)); }
+fn exp_dt_a(dt: f32, a_hi: f32, a_lo: f32) -> f32 {
+  let x = dt * a_hi;
+  let err = fma(dt, a_lo, fma(dt, a_hi, -x));
+  let p = exp2(x);
+  return fma(p, err * LN2, p);
+}
+fn exp_dt_a4(dt: vec4<f32>, a_hi: vec4<f32>, a_lo: vec4<f32>) -> vec4<f32> {
+  let x = dt * a_hi;
+  let err = fma(dt, a_lo, fma(dt, a_hi, -x));
+  let p = exp2(x);
+  return fma(p, err * LN2, p);
+}
+`;
+
+const ACCURATE_EXP_WGSL = /* wgsl */ `
+fn split_hi(a: f32) -> f32 { return a; }
+fn split_lo(a: f32, hi: f32) -> f32 { return 0.0; }
+fn exp_dt_a(dt: f32, a_hi: f32, a_lo: f32) -> f32 { return exp_acc(dt * a_hi); }
+fn exp_dt_a4(dt: vec4<f32>, a_hi: vec4<f32>, a_lo: vec4<f32>) -> vec4<f32> {
+  let x = dt * a_hi;
+  return vec4<f32>(exp_acc(x.x), exp_acc(x.y), exp_acc(x.z), exp_acc(x.w));
+}
+`;
+
 /** WGSL shared by both programs: exp, softplus, silu, and where B and C live. */
-function commonWgsl(attrs: SelectiveScanAttrs): string {
+function commonWgsl(attrs: SelectiveScanAttrs, fastExp: boolean): string {
   return /* wgsl */ `
 const N: u32 = ${attrs.states}u;
 
@@ -76,6 +124,8 @@ fn exp_acc(x: f32) -> f32 {
   return ldexp(ldexp(p, half), ki - half);
 }
 
+${EXP_CONSTANTS_WGSL}
+${fastExp ? FAST_EXP_WGSL : ACCURATE_EXP_WGSL}
 // log(1 + y) for y >= 0 that keeps tiny y: the rounding of 1 + y cancels in log(w) y / (w - 1).
 fn log1p_pos(y: f32) -> f32 {
   let w = 1.0 + y;
@@ -129,29 +179,41 @@ function uniformsFor(attrs: SelectiveScanAttrs): WgslUniform[] {
   ];
 }
 
-function bindings(inputs: ScanInputs, outputs: ScanOutputs): { ins: WgslBinding[]; outs: WgslBinding[] } {
+/** Storage bindings; with `vec4`, the [batch, d, L]-shaped ones (and variable B, C) are read as vec4 along L. */
+function bindings(
+  inputs: ScanInputs,
+  outputs: ScanOutputs,
+  attrs: SelectiveScanAttrs,
+  vec4: boolean,
+): { ins: WgslBinding[]; outs: WgslBinding[] } {
+  const along = vec4 ? { elementType: 'vec4<f32>' } : {};
   const ins: WgslBinding[] = [
-    { name: 'xs', tensor: inputs.u },
-    { name: 'dts', tensor: inputs.delta },
+    { name: 'xs', tensor: inputs.u, ...along },
+    { name: 'dts', tensor: inputs.delta, ...along },
     { name: 'a_mat', tensor: inputs.A },
-    { name: 'b_mat', tensor: inputs.B },
-    { name: 'c_mat', tensor: inputs.C },
+    { name: 'b_mat', tensor: inputs.B, ...(attrs.bLayout === 'variable' ? along : {}) },
+    { name: 'c_mat', tensor: inputs.C, ...(attrs.cLayout === 'variable' ? along : {}) },
   ];
   if (inputs.D) ins.push({ name: 'd_skip', tensor: inputs.D });
-  if (inputs.z) ins.push({ name: 'gate', tensor: inputs.z });
+  if (inputs.z) ins.push({ name: 'gate', tensor: inputs.z, ...along });
   if (inputs.deltaBias) ins.push({ name: 'dt_bias', tensor: inputs.deltaBias });
   if (inputs.initialState) ins.push({ name: 'h0', tensor: inputs.initialState });
-  const outs: WgslBinding[] = [{ name: 'y', tensor: outputs.y }];
+  const outs: WgslBinding[] = [{ name: 'y', tensor: outputs.y, ...along }];
   if (outputs.lastState) outs.push({ name: 'h_last', tensor: outputs.lastState });
   return { ins, outs };
+}
+
+/** Whether the 4 channels of a parallel workgroup read the same B (or C): one group, or groups of 4k channels. */
+function sharedByLanes(layout: ScanOperandLayout, groups: number, channels: number): boolean {
+  return layout === 'variable' && (groups === 1 || (channels / groups) % 4 === 0);
 }
 
 /** Attribute flags that change the source (never shapes, except n: see commonWgsl). */
 function flagsKey(attrs: SelectiveScanAttrs): string {
   return [
     `n${attrs.states}`,
-    `B${attrs.bLayout}`,
-    `C${attrs.cLayout}`,
+    `B${attrs.bLayout}${sharedByLanes(attrs.bLayout, attrs.bGroups, attrs.channels) ? 'shared' : ''}`,
+    `C${attrs.cLayout}${sharedByLanes(attrs.cLayout, attrs.cGroups, attrs.channels) ? 'shared' : ''}`,
     attrs.hasD ? 'D' : '',
     attrs.hasZ ? 'z' : '',
     attrs.hasDeltaBias ? 'bias' : '',
@@ -163,9 +225,14 @@ function flagsKey(attrs: SelectiveScanAttrs): string {
 
 const sources = new Map<string, string>();
 
-function sequentialSource(attrs: SelectiveScanAttrs): string {
+/** The sequential kernel reads u, dt, z and writes y four steps at a time when L % 4 == 0. */
+function sequentialVec4(attrs: SelectiveScanAttrs): boolean {
+  return attrs.length % 4 === 0;
+}
+
+function sequentialSource(attrs: SelectiveScanAttrs, fastExp: boolean): string {
   const wg = SEQUENTIAL_WORKGROUP;
-  return /* wgsl */ `${commonWgsl(attrs)}
+  const head = /* wgsl */ `${commonWgsl(attrs, fastExp)}
 const WG: u32 = ${wg}u;
 
 @compute @workgroup_size(WG)
@@ -175,14 +242,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (bc >= u.batch * u.d) { return; }
   let b = bc / u.d;
   let c = bc % u.d;
+  // Per state: h, and a log2(e) split in two so e^(dt a) can go through exp2 (see exp_dt_a).
   var h: array<f32, N>;
-  var a: array<f32, N>;
+  var a_hi: array<f32, N>;
+  var a_lo: array<f32, N>;
   for (var s = 0u; s < N; s++) {
-    a[s] = a_mat[c * N + s];
+    let a = a_mat[c * N + s];
+    a_hi[s] = split_hi(a);
+    a_lo[s] = split_lo(a, a_hi[s]);
     h[s] = ${attrs.hasInitialState ? 'h0[bc * N + s]' : '0.0'};
   }
   let bias = ${attrs.hasDeltaBias ? 'dt_bias[c]' : '0.0'};
-  let skip = ${attrs.hasD ? 'd_skip[c]' : '0.0'};
+  let skip = ${attrs.hasD ? 'd_skip[c]' : '0.0'};`;
+  const tail = `
+  ${attrs.returnLastState ? 'for (var s = 0u; s < N; s++) { h_last[bc * N + s] = h[s]; }' : ''}
+}`;
+  if (!sequentialVec4(attrs)) {
+    return `${head}
   let row = bc * u.len;
   for (var t = 0u; t < u.len; t++) {
     let dt = step_dt(dts[row + t], bias);
@@ -190,23 +266,71 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let dtx = dt * x;
     var acc = 0.0;
     for (var s = 0u; s < N; s++) {
-      h[s] = exp_acc(dt * a[s]) * h[s] + dtx * b_mat[b_index(b, c, s, t)];
+      h[s] = exp_dt_a(dt, a_hi[s], a_lo[s]) * h[s] + dtx * b_mat[b_index(b, c, s, t)];
       acc += c_mat[c_index(b, c, s, t)] * h[s];
     }
     ${attrs.hasD ? 'acc += skip * x;' : ''}
     ${attrs.hasZ ? 'acc *= silu(gate[row + t]);' : ''}
     y[row + t] = acc;
+  }${tail}`;
   }
-  ${attrs.returnLastState ? 'for (var s = 0u; s < N; s++) { h_last[bc * N + s] = h[s]; }' : ''}
-}`;
+  // Four steps per iteration: u, dt, z and y move as vec4 (one 16-byte access per thread
+  // instead of four), the next tile's loads are issued before this tile's arithmetic, and
+  // variable B / C are read as vec4 over time too.
+  const operand4 = (name: string, layout: string, index: string) =>
+    layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
+  return `${head}
+  let len4 = u.len / 4u;
+  let row4 = bc * len4;
+  let b_base = ${attrs.bLayout === 'invariant' ? '0u' : '(b * u.b_groups + c / u.b_heads) * N'};
+  let c_base = ${attrs.cLayout === 'invariant' ? '0u' : '(b * u.c_groups + c / u.c_heads) * N'};
+  var x_next = xs[row4];
+  var dt_next = dts[row4];
+  ${attrs.hasZ ? 'var z_next = gate[row4];' : ''}
+  for (var t4 = 0u; t4 < len4; t4++) {
+    let xv = x_next;
+    let dt_raw = dt_next;
+    ${attrs.hasZ ? 'let zv = z_next;' : ''}
+    let ahead = row4 + min(t4 + 1u, len4 - 1u);
+    x_next = xs[ahead];
+    dt_next = dts[ahead];
+    ${attrs.hasZ ? 'z_next = gate[ahead];' : ''}
+    let dt = vec4<f32>(step_dt(dt_raw.x, bias), step_dt(dt_raw.y, bias), step_dt(dt_raw.z, bias), step_dt(dt_raw.w, bias));
+    let dtx = dt * xv;
+    var acc = vec4<f32>(0.0);
+    for (var s = 0u; s < N; s++) {
+      let bv = ${operand4('b_mat', attrs.bLayout, 'b_base')};
+      let cv = ${operand4('c_mat', attrs.cLayout, 'c_base')};
+      let dA = exp_dt_a4(dt, vec4<f32>(a_hi[s]), vec4<f32>(a_lo[s]));
+      let dBu = dtx * bv;
+      var hs = h[s];
+      hs = fma(dA.x, hs, dBu.x);
+      acc.x = fma(cv.x, hs, acc.x);
+      hs = fma(dA.y, hs, dBu.y);
+      acc.y = fma(cv.y, hs, acc.y);
+      hs = fma(dA.z, hs, dBu.z);
+      acc.z = fma(cv.z, hs, acc.z);
+      hs = fma(dA.w, hs, dBu.w);
+      acc.w = fma(cv.w, hs, acc.w);
+      h[s] = hs;
+    }
+    ${attrs.hasD ? 'acc += skip * xv;' : ''}
+    ${attrs.hasZ ? 'acc *= vec4<f32>(silu(zv.x), silu(zv.y), silu(zv.z), silu(zv.w));' : ''}
+    y[row4 + t4] = acc;
+  }${tail}`;
 }
 
-function parallelSource(attrs: SelectiveScanAttrs, threads: number): string {
+function parallelSource(attrs: SelectiveScanAttrs, threads: number, fastExp: boolean): string {
   // A vec4 of one expression per channel lane r (0..3).
   const lanes = (f: (r: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(f).join(', ')})`;
   const vec4Of = (f: string) => lanes((r) => f.replaceAll('$', `ch[${r}]`));
-  const exp4 = 'vec4<f32>(exp_acc(v.x), exp_acc(v.y), exp_acc(v.z), exp_acc(v.w))';
-  return /* wgsl */ `${commonWgsl(attrs)}
+  // B or C of step t for the 4 lanes: one load splatted when the 4 channels share a group
+  // (one group, or groups of a multiple of 4 channels), else one load per lane.
+  const operand = (m: 'b' | 'c', layout: ScanOperandLayout, groups: number) =>
+    sharedByLanes(layout, groups, attrs.channels)
+      ? `vec4<f32>(${m}_mat[${m}_index(b, c0, s, t)])`
+      : vec4Of(`${m}_mat[${m}_index(b, $, s, t)]`);
+  return /* wgsl */ `${commonWgsl(attrs, fastExp)}
 const THREADS: u32 = ${threads}u;
 const ITEMS: u32 = ${PARALLEL_ITEMS}u;
 const CHUNK: u32 = THREADS * ITEMS;
@@ -216,7 +340,6 @@ var<workgroup> scan_a: array<vec4<f32>, THREADS>;
 var<workgroup> scan_b: array<vec4<f32>, THREADS>;
 var<workgroup> carry: array<vec4<f32>, N>;
 
-fn exp4(v: vec4<f32>) -> vec4<f32> { return ${exp4}; }
 fn softplus4(v: vec4<f32>) -> vec4<f32> {
   return vec4<f32>(softplus_dt(v.x), softplus_dt(v.y), softplus_dt(v.z), softplus_dt(v.w));
 }
@@ -263,6 +386,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     for (var s = 0u; s < N; s++) {
       let a_s = ${vec4Of('a_mat[$ * N + s]')};
+      let a_hi = ${lanes((r) => `split_hi(a_s[${r}])`)};
+      let a_lo = ${lanes((r) => `split_lo(a_s[${r}], a_hi[${r}])`)};
       var dA: array<vec4<f32>, ITEMS>;
       var dBu: array<vec4<f32>, ITEMS>;
       // 1. This thread's steps reduced to one pair, (pa, pb): h -> pa h + pb.
@@ -270,8 +395,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       var pb = vec4<f32>(0.0);
       for (var k = 0u; k < ITEMS; k++) {
         let t = min(first + k, u.len - 1u);
-        let bv = ${vec4Of('b_mat[b_index(b, $, s, t)]')};
-        dA[k] = exp4(dt[k] * a_s);
+        let bv = ${operand('b', attrs.bLayout, attrs.bGroups)};
+        dA[k] = exp_dt_a4(dt[k], a_hi, a_lo);
         dBu[k] = dtx[k] * bv;
         pa = pa * dA[k];
         pb = dA[k] * pb + dBu[k];
@@ -299,7 +424,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (lid > 0u) { h = scan_a[lid - 1u] * h_in + scan_b[lid - 1u]; }
       for (var k = 0u; k < ITEMS; k++) {
         let t = min(first + k, u.len - 1u);
-        let cv = ${vec4Of('c_mat[c_index(b, $, s, t)]')};
+        let cv = ${operand('c', attrs.cLayout, attrs.cGroups)};
         h = dA[k] * h + dBu[k];
         acc[k] += cv * h;
       }
@@ -338,15 +463,17 @@ function program(
   attrs: SelectiveScanAttrs,
   inputs: ScanInputs,
   outputs: ScanOutputs,
+  fastExp: boolean,
 ): WebGpuProgram {
-  const { ins, outs } = bindings(inputs, outputs);
   const parallel = attrs.algorithm === 'parallel';
+  const vec4 = !parallel && sequentialVec4(attrs);
+  const { ins, outs } = bindings(inputs, outputs, attrs, vec4);
   const threads = threadsFor(backend);
   const name = parallel ? 'selective_scan_parallel' : 'selective_scan_sequential';
-  const cacheKey = `${flagsKey(attrs)}${parallel ? `-t${threads}` : ''}`;
+  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}` : `-v${vec4 ? 4 : 1}`}`;
   let source = sources.get(`${name}|${cacheKey}`);
   if (source === undefined) {
-    source = parallel ? parallelSource(attrs, threads) : sequentialSource(attrs);
+    source = parallel ? parallelSource(attrs, threads, fastExp) : sequentialSource(attrs, fastExp);
     sources.set(`${name}|${cacheKey}`, source);
   }
   const workgroups = parallel
@@ -371,7 +498,79 @@ async function writeScan(
   outputs: ScanOutputs,
 ): Promise<void> {
   if (attrs.batch === 0) return;
-  await backend.run(program(backend, attrs, inputs, outputs));
+  const fastExp = attrs.exp === 'auto' ? await exp2IsAccurate(backend) : attrs.exp === 'fast';
+  await backend.run(program(backend, attrs, inputs, outputs, fastExp));
+}
+
+/** exp2 within this relative error (2 ulp of float32) counts as accurate. */
+const EXP2_TOLERANCE = 2 * 2 ** -23;
+const probes = new WeakMap<Backend, Promise<boolean>>();
+
+/**
+ * Whether the fast e^(dt a) (hardware exp2 plus the split argument) is within 2 ulp on this
+ * device: measured once per backend on a grid of dt in (0, 2] and a in [-16, 0) against
+ * float64. GPUs' exp2 passes (about 2 ulp on NVIDIA); SwiftShader's does not, and gets the
+ * accurate polynomial.
+ */
+export function exp2IsAccurate(backend: Backend): Promise<boolean> {
+  let probe = probes.get(backend);
+  if (!probe) {
+    probe = measureFastExpError(backend).then((error) => error <= EXP2_TOLERANCE);
+    probes.set(backend, probe);
+    // A probe that failed to run (a lost device) is tried again next time.
+    probe.catch(() => probes.delete(backend));
+  }
+  return probe;
+}
+
+/** The largest relative error of the fast e^(dt a) over the probe grid. */
+export async function measureFastExpError(backend: Backend): Promise<number> {
+  const side = 64;
+  const dts = new Float32Array(side * side);
+  const as = new Float32Array(side * side);
+  for (let i = 0; i < side; i++) {
+    for (let j = 0; j < side; j++) {
+      dts[i * side + j] = ((i + 1) / side) * 2 * (1 + j / 997);
+      as[i * side + j] = ((-16 * (j + 1)) / side) * (1 - i / 1013);
+    }
+  }
+  const dt = backend.tensor(dts, [dts.length]);
+  const a = backend.tensor(as, [as.length]);
+  const out = backend.empty([dts.length]);
+  try {
+    await backend.run({
+      kind: 'webgpu',
+      name: 'selective_scan_exp_probe',
+      cacheKey: '',
+      inputs: [
+        { name: 'dts', tensor: dt },
+        { name: 'a_vals', tensor: a },
+      ],
+      outputs: [{ name: 'out', tensor: out }],
+      uniforms: [{ name: 'count', type: 'u32', value: dts.length }],
+      source: `${EXP_CONSTANTS_WGSL}${FAST_EXP_WGSL}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  if (i < u.count) {
+    let hi = split_hi(a_vals[i]);
+    out[i] = exp_dt_a(dts[i], hi, split_lo(a_vals[i], hi));
+  }
+}`,
+      dispatch: [Math.ceil(dts.length / 64), 1, 1],
+    });
+    const got = await out.read();
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) {
+      const exact = Math.exp(dts[i]! * as[i]!);
+      worst = Math.max(worst, Math.abs(got[i]! - exact) / exact);
+    }
+    return Number.isNaN(worst) ? Number.POSITIVE_INFINITY : worst;
+  } finally {
+    dt.dispose();
+    a.dispose();
+    out.dispose();
+  }
 }
 
 export const selectiveScanWebGpuKernel = selectiveScanKernel('webgpu', writeScan);
