@@ -47,7 +47,8 @@ function dtRankOf(config: HfConfig, dModel: number): number {
     const v = config[field];
     if (v === undefined || v === null) continue;
     if (v === 'auto') return Math.ceil(dModel / 16);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(field, "an integer >= 1 or 'auto'", v);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new ConfigError(field, "an integer >= 1 or 'auto'", v);
     return v;
   }
   return Math.ceil(dModel / 16);
@@ -59,7 +60,10 @@ function dtRankOf(config: HfConfig, dModel: number): number {
  */
 export function mambaConfigFromHf(config: HfConfig): MambaConfig {
   const architectures = configArchitectures(config);
-  if (architectures.length > 0 && !architectures.some((a) => (MAMBA_ARCHITECTURES as readonly string[]).includes(a))) {
+  if (
+    architectures.length > 0 &&
+    !architectures.some((a) => (MAMBA_ARCHITECTURES as readonly string[]).includes(a))
+  ) {
     throw new ConfigError('architectures', `one of ${MAMBA_ARCHITECTURES.join(', ')}`, architectures);
   }
   const activation = config.hidden_act;

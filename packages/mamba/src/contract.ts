@@ -2,7 +2,13 @@
  * The kernel contract of Mamba's one-token SSM update (decoding), shared by the op and both
  * backends' implementations.
  */
-import { type Backend, type BackendKind, type KernelConfig, type Tensor, disposeOnError } from '@longseq/backend';
+import {
+  type Backend,
+  type BackendKind,
+  type KernelConfig,
+  type Tensor,
+  disposeOnError,
+} from '@longseq/backend';
 
 /**
  * Inputs `[u, dt, A, B, C, D, z, dtBias, state]`, outputs `[y, newState]`:
@@ -22,7 +28,12 @@ export interface MambaSsmStepAttrs {
 
 export function mambaSsmStepKernel(
   backendKind: BackendKind,
-  write: (backend: Backend, inputs: readonly Tensor[], attrs: MambaSsmStepAttrs, outputs: Tensor[]) => Promise<void>,
+  write: (
+    backend: Backend,
+    inputs: readonly Tensor[],
+    attrs: MambaSsmStepAttrs,
+    outputs: Tensor[],
+  ) => Promise<void>,
 ): KernelConfig<MambaSsmStepAttrs> {
   return {
     kernelName: MambaSsmStep,

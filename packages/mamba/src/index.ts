@@ -1,4 +1,10 @@
-export { CONFIG_DTYPES, MAMBA_ARCHITECTURES, type MambaConfig, mambaConfig, mambaConfigFromHf } from './config';
+export {
+  CONFIG_DTYPES,
+  MAMBA_ARCHITECTURES,
+  type MambaConfig,
+  mambaConfig,
+  mambaConfigFromHf,
+} from './config';
 export { MambaSsmStep, type MambaSsmStepAttrs } from './contract';
 export { type SsmStepInputs, mambaSsmStep, registerMambaKernels } from './ssm-step';
 export {

@@ -15,9 +15,11 @@ import {
   type Tensor,
   add,
   gather,
+  hasKernel,
   keep,
   matmul,
   rmsNorm,
+  runKernel,
   scope,
   silu,
 } from '@longseq/backend';
@@ -33,7 +35,8 @@ import {
 import { selectiveScan } from '@longseq/selective-scan';
 import { type MambaConfig, mambaConfigFromHf } from './config';
 import { type SamplingOptions, Sampler } from './sampler';
-import { mambaSsmStep } from './ssm-step';
+import { mambaSsmStep, registerMambaKernels } from './ssm-step';
+import { type FusedDecodeAttrs, MambaFusedDecodeLayer, MambaNormMatvec } from './webgpu/fused-decode';
 import {
   type MambaLayerWeights,
   type MambaWeights,
@@ -121,10 +124,12 @@ export class MambaModel {
       throw new ArgumentError(argument, 'a non-empty array of token id arrays ([B][L])', ids);
     }
     const length = ids[0]!.length;
-    if (!allowEmptyRows && length === 0) throw new ShapeError(argument, '[B, L] with L >= 1', [ids.length, 0]);
+    if (!allowEmptyRows && length === 0)
+      throw new ShapeError(argument, '[B, L] with L >= 1', [ids.length, 0]);
     for (let b = 0; b < ids.length; b++) {
       const row = ids[b]!;
-      if (row.length !== length) throw new ShapeError(argument, `rows of equal length ${length}`, `row ${b} of length ${row.length}`);
+      if (row.length !== length)
+        throw new ShapeError(argument, `rows of equal length ${length}`, `row ${b} of length ${row.length}`);
       for (const id of row) {
         if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
           throw new ArgumentError(`${argument}[${b}]`, `token ids in [0, ${this.config.vocabSize})`, id);
@@ -222,7 +227,8 @@ export class MambaModel {
     this.checkAlive();
     if (!Number.isInteger(batch) || batch < 1) throw new ArgumentError('batch', 'an integer >= 1', batch);
     const { dInner, dConv, dState } = this.config;
-    const zeros = (shape: number[]) => this.backend.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+    const zeros = (shape: number[]) =>
+      this.backend.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
     return new MambaState(
       batch,
       this.weights.layers.map(() => zeros([batch, dInner, dConv - 1])),
@@ -231,8 +237,15 @@ export class MambaModel {
   }
 
   /**
+   * How `step()` runs: 'auto' (default) takes the fused decode kernels where the backend has
+   * them (WebGPU: four dispatches per layer, states updated in place), else 'composed' (the
+   * primitive ops and the SSM-step kernel, ~13 dispatches per layer, on every backend).
+   */
+  decodePath: 'auto' | 'composed' = 'auto';
+
+  /**
    * One token per sequence: ids `[B]` -> logits `[B, V]`. Advances `state` in place (its
-   * tensors are replaced and the old ones freed); O(1) work per token.
+   * tensors are updated or replaced); O(1) work per token.
    */
   async step(ids: readonly number[], state: MambaState): Promise<Tensor> {
     this.checkAlive();
@@ -240,7 +253,11 @@ export class MambaModel {
       throw new ArgumentError('state', `a MambaState of this model (${this.config.nLayer} layers)`, state);
     }
     if (!Array.isArray(ids) || ids.length !== state.batch) {
-      throw new ShapeError('ids', `[${state.batch}] (one id per sequence of the state)`, Array.isArray(ids) ? [ids.length] : String(ids));
+      throw new ShapeError(
+        'ids',
+        `[${state.batch}] (one id per sequence of the state)`,
+        Array.isArray(ids) ? [ids.length] : String(ids),
+      );
     }
     this.checkIds(
       ids.map((id) => [id]),
@@ -248,6 +265,10 @@ export class MambaModel {
     );
     const { backend, weights, config } = this;
     const batch = state.batch;
+    registerMambaKernels();
+    if (this.decodePath === 'auto' && hasKernel(MambaFusedDecodeLayer, backend.kind)) {
+      return this.fusedStep(ids, state);
+    }
     const { logits, newConv, newSsm } = await scope(async () => {
       const newConv: Tensor[] = [];
       const newSsm: Tensor[] = [];
@@ -259,14 +280,29 @@ export class MambaModel {
           const normed = await rmsNorm(hidden, layer.norm, { eps: config.eps });
           const x = await linear(normed, layer.inProjX, layer.inProjBiasX);
           const z = await linear(normed, layer.inProjZ, layer.inProjBiasZ);
-          const conv = await causalConv1dStep(x, state.conv[l]!, layer.convWeight, layer.convBias ? { bias: layer.convBias } : {});
+          const conv = await causalConv1dStep(
+            x,
+            state.conv[l]!,
+            layer.convWeight,
+            layer.convBias ? { bias: layer.convBias } : {},
+          );
           newConv.push(keep(conv.state));
           const u = await silu(conv.output);
           const dtLow = await linear(u, layer.xProjDt);
           const B = await linear(u, layer.xProjB);
           const C = await linear(u, layer.xProjC);
           const dt = await linear(dtLow, layer.dtProj);
-          const ssm = await mambaSsmStep({ u, dt, A: layer.A, B, C, D: layer.D, z, dtBias: layer.dtBias, state: state.ssm[l]! });
+          const ssm = await mambaSsmStep({
+            u,
+            dt,
+            A: layer.A,
+            B,
+            C,
+            D: layer.D,
+            z,
+            dtBias: layer.dtBias,
+            state: state.ssm[l]!,
+          });
           newSsm.push(keep(ssm.state));
           const out = await linear(ssm.y, layer.outProj, layer.outProjBias);
           return add(hidden, out);
@@ -284,21 +320,83 @@ export class MambaModel {
     return logits;
   }
 
+  /** The fused decode step: one kernel call per layer, states and residual updated in place. */
+  private async fusedStep(ids: readonly number[], state: MambaState): Promise<Tensor> {
+    const { backend, weights, config } = this;
+    const batch = state.batch;
+    const idTensor = backend.tensor(ids, [batch], 'i32');
+    const hidden = await gather(weights.embeddings, idTensor).finally(() => idTensor.dispose());
+    try {
+      const attrs: FusedDecodeAttrs = {
+        batch,
+        dModel: config.dModel,
+        dInner: config.dInner,
+        dState: config.dState,
+        dtRank: config.dtRank,
+        dConv: config.dConv,
+        eps: config.eps,
+        hasInBias: weights.layers[0]?.inProjBiasX !== undefined,
+        hasConvBias: weights.layers[0]?.convBias !== undefined,
+        hasOutBias: weights.layers[0]?.outProjBias !== undefined,
+      };
+      for (let l = 0; l < weights.layers.length; l++) {
+        const w = weights.layers[l]!;
+        await runKernel(
+          MambaFusedDecodeLayer,
+          backend,
+          [
+            hidden,
+            w.norm,
+            w.inProjX,
+            w.inProjZ,
+            w.inProjBiasX ?? w.norm,
+            w.inProjBiasZ ?? w.norm,
+            state.conv[l]!,
+            w.decodeParams,
+            w.xProjDt,
+            w.xProjB,
+            w.xProjC,
+            w.dtProj,
+            state.ssm[l]!,
+            w.outProj,
+            w.outProjBias ?? w.norm,
+          ],
+          attrs,
+        );
+      }
+      const logits = await runKernel(MambaNormMatvec, backend, [hidden, weights.normF, weights.lmHead], {
+        batch,
+        width: config.dModel,
+        rows: config.vocabSize,
+        eps: config.eps,
+      });
+      state.position += 1;
+      return logits as Tensor;
+    } finally {
+      hidden.dispose();
+    }
+  }
+
   /**
    * Generates `maxNewTokens` tokens after each prompt (`[B][L]`, or one prompt `[L]`) through
    * the recurrent step, greedy by default or sampled (temperature, topK, topP, seed).
    */
-  async generate(prompt: readonly number[] | readonly (readonly number[])[], options: GenerateOptions): Promise<GenerateResult> {
+  async generate(
+    prompt: readonly number[] | readonly (readonly number[])[],
+    options: GenerateOptions,
+  ): Promise<GenerateResult> {
     this.checkAlive();
     const ids = (Array.isArray(prompt[0]) ? prompt : [prompt]) as readonly (readonly number[])[];
     this.checkIds(ids, 'prompt');
-    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
+    if (options === null || typeof options !== 'object')
+      throw new ArgumentError('options', 'an object', options);
     const { maxNewTokens } = options;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
       throw new ArgumentError('options.maxNewTokens', 'an integer >= 0', maxNewTokens);
     }
     const prefill = options.prefill ?? 'scan';
-    if (prefill !== 'scan' && prefill !== 'step') throw new ArgumentError('options.prefill', "'scan' or 'step'", prefill);
+    if (prefill !== 'scan' && prefill !== 'step')
+      throw new ArgumentError('options.prefill', "'scan' or 'step'", prefill);
     const sampler = new Sampler(options);
     const batch = ids.length;
     const vocab = this.config.vocabSize;
@@ -315,7 +413,8 @@ export class MambaModel {
       const all = (await logits.read()) as Float32Array;
       logits.dispose();
       last = new Float32Array(batch * vocab);
-      for (let b = 0; b < batch; b++) last.set(all.subarray((b * length + length - 1) * vocab, (b * length + length) * vocab), b * vocab);
+      for (let b = 0; b < batch; b++)
+        last.set(all.subarray((b * length + length - 1) * vocab, (b * length + length) * vocab), b * vocab);
     } else {
       state = this.createState(batch);
       let logits: Tensor | undefined;
@@ -345,4 +444,3 @@ export class MambaModel {
     return { ids: out, ...(options.returnLogits ? { logits: logitsOut } : {}) };
   }
 }
-

@@ -105,7 +105,14 @@ function hostWeights(config: MambaConfig, read: TensorReader) {
 }
 
 /** out[o] = sum_i W[o, i] x[i] (+ bias[o]) for rows [from, to) of W. */
-function matvec(W: ArrayLike<number>, x: ArrayLike<number>, cols: number, from: number, to: number, bias?: ArrayLike<number>) {
+function matvec(
+  W: ArrayLike<number>,
+  x: ArrayLike<number>,
+  cols: number,
+  from: number,
+  to: number,
+  bias?: ArrayLike<number>,
+) {
   const out = new Float64Array(to - from);
   for (let o = from; o < to; o++) {
     let acc = bias ? bias[o]! : 0;

@@ -48,13 +48,19 @@ export class Sampler {
     if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
       throw new ArgumentError('options.topK', 'an integer >= 1', options.topK);
     }
-    if (options.topP !== undefined && !(typeof options.topP === 'number' && options.topP > 0 && options.topP <= 1)) {
+    if (
+      options.topP !== undefined &&
+      !(typeof options.topP === 'number' && options.topP > 0 && options.topP <= 1)
+    ) {
       throw new ArgumentError('options.topP', 'a number in (0, 1]', options.topP);
     }
     if (options.seed !== undefined && !Number.isInteger(options.seed)) {
       throw new ArgumentError('options.seed', 'an integer', options.seed);
     }
-    if (options.greedy === true && (options.temperature !== undefined || options.topK !== undefined || options.topP !== undefined)) {
+    if (
+      options.greedy === true &&
+      (options.temperature !== undefined || options.topK !== undefined || options.topP !== undefined)
+    ) {
       throw new ArgumentError('options.greedy', 'greedy without temperature, topK or topP', 'both');
     }
     this.greedy = options.greedy ?? options.temperature === undefined;

@@ -14,13 +14,22 @@ import {
 } from '@longseq/backend';
 import { MambaSsmStep, type MambaSsmStepAttrs } from './contract';
 import { mambaSsmStepGpuJsKernel } from './gpujs/ssm-step';
+import { mambaFusedDecodeWebGpuKernel, mambaNormMatvecWebGpuKernel } from './webgpu/fused-decode';
 import { mambaSsmStepWebGpuKernel } from './webgpu/ssm-step';
 
 let registered = false;
-/** Registers the Mamba kernels for both backend kinds (done on first use). */
+/**
+ * Registers the Mamba kernels (done on first use): the SSM step for both backend kinds, and
+ * WebGPU's fused decode layer and LM head (gpu.js decodes through the composed ops).
+ */
 export function registerMambaKernels(): void {
   if (registered) return;
-  registerKernelsOnce([mambaSsmStepWebGpuKernel, mambaSsmStepGpuJsKernel] as never[]);
+  registerKernelsOnce([
+    mambaSsmStepWebGpuKernel,
+    mambaSsmStepGpuJsKernel,
+    mambaFusedDecodeWebGpuKernel,
+    mambaNormMatvecWebGpuKernel,
+  ] as never[]);
   registered = true;
 }
 
@@ -55,7 +64,8 @@ export async function mambaSsmStep(inputs: SsmStepInputs): Promise<{ y: Tensor; 
   const { u } = inputs;
   if (u.rank !== 2) throw new ShapeError('u', '[B, D]', u.shape);
   const [batch, channels] = u.shape as [number, number];
-  if (inputs.A.rank !== 2 || inputs.A.shape[0] !== channels) throw new ShapeError('A', `[${channels}, N]`, inputs.A.shape);
+  if (inputs.A.rank !== 2 || inputs.A.shape[0] !== channels)
+    throw new ShapeError('A', `[${channels}, N]`, inputs.A.shape);
   const states = inputs.A.shape[1]!;
   const expected: Record<(typeof names)[number], number[]> = {
     u: [batch, channels],

@@ -7,6 +7,7 @@
 import type { Backend, Tensor } from '@longseq/backend';
 import type { Checkpoint } from '@longseq/nn';
 import type { MambaConfig } from './config';
+import { paramsOffsets } from './webgpu/fused-decode';
 
 export interface MambaLayerWeights {
   readonly norm: Tensor; // [dModel]
@@ -26,6 +27,11 @@ export interface MambaLayerWeights {
   readonly D: Tensor; // [dInner]
   readonly outProj: Tensor; // [dModel, dInner]
   readonly outProjBias?: Tensor; // [dModel]
+  /**
+   * The small per-channel parameters packed for the fused decode kernels (one binding instead
+   * of five): conv weight [D, K], conv bias [D], dt bias [D], D [D], A [D, N].
+   */
+  readonly decodeParams: Tensor;
 }
 
 export interface MambaWeights {
@@ -70,24 +76,40 @@ export function uploadMambaWeights(backend: Backend, config: MambaConfig, read: 
       const inProj = read(`${m}in_proj.weight`, [2 * dInner, dModel]);
       const xProj = read(`${m}x_proj.weight`, [dtRank + 2 * dState, dInner]);
       const inBias = config.useBias ? read(`${m}in_proj.bias`, [2 * dInner]) : undefined;
+      const convW = read(`${m}conv1d.weight`, [dInner, 1, dConv]);
+      const convB = config.useConvBias ? read(`${m}conv1d.bias`, [dInner]) : undefined;
+      const dtB = read(`${m}dt_proj.bias`, [dInner]);
+      const dSkip = read(`${m}D`, [dInner]);
+      const A = negExp(read(`${m}A_log`, [dInner, dState]));
+      const off = paramsOffsets(dInner, dConv);
+      const packed = new Float32Array(off.a + dInner * dState);
+      packed.set(convW, off.convW);
+      if (convB) packed.set(convB, off.convB);
+      packed.set(dtB, off.dtB);
+      packed.set(dSkip, off.dSkip);
+      packed.set(A, off.a);
       layers.push({
         norm: up(read(`${p}norm.weight`, [dModel]), [dModel]),
         inProjX: up(rows(inProj, dModel, 0, dInner), [dInner, dModel]),
         inProjZ: up(rows(inProj, dModel, dInner, 2 * dInner), [dInner, dModel]),
         ...(inBias
-          ? { inProjBiasX: up(inBias.slice(0, dInner), [dInner]), inProjBiasZ: up(inBias.slice(dInner), [dInner]) }
+          ? {
+              inProjBiasX: up(inBias.slice(0, dInner), [dInner]),
+              inProjBiasZ: up(inBias.slice(dInner), [dInner]),
+            }
           : {}),
-        convWeight: up(read(`${m}conv1d.weight`, [dInner, 1, dConv]), [dInner, dConv]),
-        ...(config.useConvBias ? { convBias: up(read(`${m}conv1d.bias`, [dInner]), [dInner]) } : {}),
+        convWeight: up(convW, [dInner, dConv]),
+        ...(convB ? { convBias: up(convB, [dInner]) } : {}),
         xProjDt: up(rows(xProj, dInner, 0, dtRank), [dtRank, dInner]),
         xProjB: up(rows(xProj, dInner, dtRank, dtRank + dState), [dState, dInner]),
         xProjC: up(rows(xProj, dInner, dtRank + dState, dtRank + 2 * dState), [dState, dInner]),
         dtProj: up(read(`${m}dt_proj.weight`, [dInner, dtRank]), [dInner, dtRank]),
-        dtBias: up(read(`${m}dt_proj.bias`, [dInner]), [dInner]),
-        A: up(negExp(read(`${m}A_log`, [dInner, dState])), [dInner, dState]),
-        D: up(read(`${m}D`, [dInner]), [dInner]),
+        dtBias: up(dtB, [dInner]),
+        A: up(A, [dInner, dState]),
+        D: up(dSkip, [dInner]),
         outProj: up(read(`${m}out_proj.weight`, [dModel, dInner]), [dModel, dInner]),
         ...(config.useBias ? { outProjBias: up(read(`${m}out_proj.bias`, [dModel]), [dModel]) } : {}),
+        decodeParams: up(packed, [packed.length]),
       });
     }
     const normF = up(read('backbone.norm_f.weight', [dModel]), [dModel]);
@@ -120,11 +142,14 @@ export function randomReader(config: MambaConfig, seed: number): TensorReader {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const uniform = (count: number, scale: number) => Float32Array.from({ length: count }, () => (2 * random() - 1) * scale);
+  const uniform = (count: number, scale: number) =>
+    Float32Array.from({ length: count }, () => (2 * random() - 1) * scale);
   return (name, shape) => {
     const count = shape.reduce((x, y) => x * y, 1);
-    if (name.endsWith('norm.weight') || name.endsWith('norm_f.weight') || name.endsWith('.D')) return new Float32Array(count).fill(1);
-    if (name.endsWith('A_log')) return Float32Array.from({ length: count }, (_, i) => Math.log((i % config.dState) + 1));
+    if (name.endsWith('norm.weight') || name.endsWith('norm_f.weight') || name.endsWith('.D'))
+      return new Float32Array(count).fill(1);
+    if (name.endsWith('A_log'))
+      return Float32Array.from({ length: count }, (_, i) => Math.log((i % config.dState) + 1));
     if (name.endsWith('dt_proj.bias')) {
       return Float32Array.from({ length: count }, () => {
         const dt = Math.exp(random() * (Math.log(0.1) - Math.log(0.001)) + Math.log(0.001));

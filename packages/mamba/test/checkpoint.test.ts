@@ -2,7 +2,14 @@ import { ConfigError, MissingTensorError, encodeSafetensors } from '@longseq/nn'
 import { describeEachBackend, freshSeed } from '@longseq/test-harness';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MambaModel, mambaConfig, mambaConfigFromHf, mambaRef, randomReader } from '../src';
-import { REL_TOL, cleanTempDirs, goldenConfig, goldenTensors, maxRelativeError, writeCheckpoint } from './helpers';
+import {
+  REL_TOL,
+  cleanTempDirs,
+  goldenConfig,
+  goldenTensors,
+  maxRelativeError,
+  writeCheckpoint,
+} from './helpers';
 
 afterAll(cleanTempDirs);
 
@@ -24,15 +31,26 @@ describe('mambaConfigFromHf', () => {
       eps: 1e-5,
     });
     // mamba_ssm's original config.json (state-spaces/mamba-130m): other names, dt_rank 'auto'
-    const ssm = mambaConfigFromHf({ d_model: 768, n_layer: 24, vocab_size: 50280, ssm_cfg: {}, rms_norm: true, tie_embeddings: true });
+    const ssm = mambaConfigFromHf({
+      d_model: 768,
+      n_layer: 24,
+      vocab_size: 50280,
+      ssm_cfg: {},
+      rms_norm: true,
+      tie_embeddings: true,
+    });
     expect(ssm).toMatchObject({ dModel: 768, nLayer: 24, dInner: 1536, dtRank: 48, dState: 16, dConv: 4 });
     expect(mambaConfigFromHf({ ...goldenConfig(), time_step_rank: 'auto' }).dtRank).toBe(4);
   });
 
   it('unknown architectures, dtypes and bad fields are ConfigErrors naming the field', () => {
     const base = goldenConfig();
-    expect(() => mambaConfigFromHf({ ...base, architectures: ['JambaForCausalLM'] })).toThrow(/config\.json: architectures/);
-    expect(() => mambaConfigFromHf({ ...base, dtype: 'float8_e4m3' })).toThrow(/config\.json: dtype: expected one of/);
+    expect(() => mambaConfigFromHf({ ...base, architectures: ['JambaForCausalLM'] })).toThrow(
+      /config\.json: architectures/,
+    );
+    expect(() => mambaConfigFromHf({ ...base, dtype: 'float8_e4m3' })).toThrow(
+      /config\.json: dtype: expected one of/,
+    );
     expect(() => mambaConfigFromHf({ ...base, state_size: 0 })).toThrow(/state_size/);
     expect(() => mambaConfigFromHf({ ...base, time_step_rank: 'half' })).toThrow(/time_step_rank/);
     expect(() => mambaConfigFromHf({ ...base, hidden_act: 'gelu' })).toThrow(/hidden_act/);
@@ -78,12 +96,26 @@ describeEachBackend('MambaModel checkpoints', (ctx) => {
   });
 
   it('an unknown architecture in config.json is refused before any tensor is read', async () => {
-    const dir = writeCheckpoint({ ...goldenConfig(), architectures: ['VimForImageClassification'] }, goldenTensors());
+    const dir = writeCheckpoint(
+      { ...goldenConfig(), architectures: ['VimForImageClassification'] },
+      goldenTensors(),
+    );
     await expect(MambaModel.load(ctx.backend, dir)).rejects.toMatchObject({ name: 'ConfigError' });
   });
 
   it('untied embeddings, biases and f16/bf16 storage: forward and step match the float64 reference', async () => {
-    const config = mambaConfig({ dModel: 24, nLayer: 2, vocabSize: 37, dState: 5, dConv: 3, expand: 2, dInner: 48, dtRank: 3, useBias: true, tieWordEmbeddings: false });
+    const config = mambaConfig({
+      dModel: 24,
+      nLayer: 2,
+      vocabSize: 37,
+      dState: 5,
+      dConv: 3,
+      expand: 2,
+      dInner: 48,
+      dtRank: 3,
+      useBias: true,
+      tieWordEmbeddings: false,
+    });
     const read = randomReader(config, freshSeed());
     // Every tensor the model needs, drawn once; the lm_head differs from the embeddings.
     const names: [string, number[]][] = [
@@ -113,7 +145,14 @@ describeEachBackend('MambaModel checkpoints', (ctx) => {
       names.map(([name, shape], i) => {
         let data = read(name, shape);
         if (name.includes('norm')) data = data.map((v, j) => v + 0.1 * Math.sin(j + i));
-        return [name, { shape, data, dtype: i % 3 === 0 ? ('BF16' as const) : i % 3 === 1 ? ('F16' as const) : ('F32' as const) }];
+        return [
+          name,
+          {
+            shape,
+            data,
+            dtype: i % 3 === 0 ? ('BF16' as const) : i % 3 === 1 ? ('F16' as const) : ('F32' as const),
+          },
+        ];
       }),
     );
     const hfConfig = {

@@ -10,11 +10,15 @@ const golden = readGolden();
 const vocab = 128;
 
 describe('mambaRef on mamba-tiny', () => {
-  it('the float64 reference reproduces transformers\' logits and greedy ids', async () => {
+  it("the float64 reference reproduces transformers' logits and greedy ids", async () => {
     const config = mambaConfigFromHf(goldenConfig());
     const read = checkpointReader(await loadCheckpoint(nodeFileSource(GOLDEN)));
     const { logits } = mambaRef(config, read, golden.input_ids);
-    const err = maxRelativeError(Float64Array.from(logits.flatMap((l) => Array.from(l))), golden.logits.flat(2), vocab);
+    const err = maxRelativeError(
+      Float64Array.from(logits.flatMap((l) => Array.from(l))),
+      golden.logits.flat(2),
+      vocab,
+    );
     // float64 against float64, apart from transformers' float32 exp(A_log): ~1e-7
     expect(err).toBeLessThan(1e-6);
     // greedy continuation through the reference's recurrence
@@ -39,7 +43,15 @@ describeEachBackend('MambaModel on mamba-tiny', (ctx) => {
   afterAll(() => model?.dispose());
 
   it('loads the config and tied weights', () => {
-    expect(model.config).toMatchObject({ dModel: 64, nLayer: 2, vocabSize: 128, dState: 16, dConv: 4, dInner: 128, dtRank: 4 });
+    expect(model.config).toMatchObject({
+      dModel: 64,
+      nLayer: 2,
+      vocabSize: 128,
+      dState: 16,
+      dConv: 4,
+      dInner: 128,
+      dtRank: 4,
+    });
     expect(model.weights.lmHead).toBe(model.weights.embeddings);
   });
 
@@ -51,66 +63,85 @@ describeEachBackend('MambaModel on mamba-tiny', (ctx) => {
     logits.dispose();
   });
 
-  for (const prefill of ['scan', 'step'] as const) {
-    it(`greedy generation (prefill by ${prefill}) gives transformers' ids exactly and each step's logits`, async () => {
-      const g = golden.generate;
-      const result = await model.generate(g.prompt_ids, { maxNewTokens: g.new_ids.length, prefill, returnLogits: true });
-      expect(result.ids).toEqual([g.new_ids]);
-      expect(result.logits).toHaveLength(g.step_logits.length);
-      for (let t = 0; t < g.step_logits.length; t++) {
-        const err = maxRelativeError(result.logits![t]!, g.step_logits[t]!, vocab);
-        expect(err, `step ${t}: max relative error ${err}`).toBeLessThan(REL_TOL);
+  // WebGPU decodes through its fused kernels by default ('auto'), and can be made to take the
+  // composed path that gpu.js always takes; both are checked there.
+  const paths: ('auto' | 'composed')[] = ctx.name === 'webgpu' ? ['auto', 'composed'] : ['auto'];
+  for (const path of paths) {
+    describe(`decode path ${path}`, () => {
+      beforeAll(() => {
+        model.decodePath = path;
+      });
+      afterAll(() => {
+        model.decodePath = 'auto';
+      });
+      for (const prefill of ['scan', 'step'] as const) {
+        it(`greedy generation (prefill by ${prefill}) gives transformers' ids exactly and each step's logits`, async () => {
+          const g = golden.generate;
+          const result = await model.generate(g.prompt_ids, {
+            maxNewTokens: g.new_ids.length,
+            prefill,
+            returnLogits: true,
+          });
+          expect(result.ids).toEqual([g.new_ids]);
+          expect(result.logits).toHaveLength(g.step_logits.length);
+          for (let t = 0; t < g.step_logits.length; t++) {
+            const err = maxRelativeError(result.logits![t]!, g.step_logits[t]!, vocab);
+            expect(err, `step ${t}: max relative error ${err}`).toBeLessThan(REL_TOL);
+          }
+        });
       }
+
+      it('forward(prefix) logits at every position equal the logits of stepping token by token', async () => {
+        const ids = golden.input_ids.map((row) => row.slice(0, 9));
+        const { logits } = await model.forward(ids);
+        const all = await logits.read();
+        logits.dispose();
+        const state = model.createState(2);
+        for (let t = 0; t < 9; t++) {
+          const stepLogits = await model.step(
+            ids.map((row) => row[t]!),
+            state,
+          );
+          const got = await stepLogits.read();
+          stepLogits.dispose();
+          for (let b = 0; b < 2; b++) {
+            const expected = all.subarray((b * 9 + t) * vocab, (b * 9 + t + 1) * vocab);
+            const err = maxRelativeError(got.subarray(b * vocab, (b + 1) * vocab), expected, vocab);
+            expect(err, `position ${t}, sequence ${b}`).toBeLessThan(REL_TOL);
+          }
+        }
+        expect(state.position).toBe(9);
+        state.dispose();
+      });
+
+      it('forward with returnState then step continues the sequence like one longer forward', async () => {
+        const ids = golden.input_ids;
+        const { logits: whole } = await model.forward(ids);
+        const all = await whole.read();
+        whole.dispose();
+        const { logits: head, state } = await model.forward(
+          ids.map((row) => row.slice(0, 20)),
+          { returnState: true },
+        );
+        head.dispose();
+        for (let t = 20; t < 24; t++) {
+          const stepLogits = await model.step(
+            ids.map((row) => row[t]!),
+            state!,
+          );
+          const got = await stepLogits.read();
+          stepLogits.dispose();
+          for (let b = 0; b < 2; b++) {
+            const expected = all.subarray((b * 24 + t) * vocab, (b * 24 + t + 1) * vocab);
+            expect(maxRelativeError(got.subarray(b * vocab, (b + 1) * vocab), expected, vocab)).toBeLessThan(
+              REL_TOL,
+            );
+          }
+        }
+        state!.dispose();
+      });
     });
   }
-
-  it('forward(prefix) logits at every position equal the logits of stepping token by token', async () => {
-    const ids = golden.input_ids.map((row) => row.slice(0, 9));
-    const { logits } = await model.forward(ids);
-    const all = await logits.read();
-    logits.dispose();
-    const state = model.createState(2);
-    for (let t = 0; t < 9; t++) {
-      const stepLogits = await model.step(
-        ids.map((row) => row[t]!),
-        state,
-      );
-      const got = await stepLogits.read();
-      stepLogits.dispose();
-      for (let b = 0; b < 2; b++) {
-        const expected = all.subarray((b * 9 + t) * vocab, (b * 9 + t + 1) * vocab);
-        const err = maxRelativeError(got.subarray(b * vocab, (b + 1) * vocab), expected, vocab);
-        expect(err, `position ${t}, sequence ${b}`).toBeLessThan(REL_TOL);
-      }
-    }
-    expect(state.position).toBe(9);
-    state.dispose();
-  });
-
-  it('forward with returnState then step continues the sequence like one longer forward', async () => {
-    const ids = golden.input_ids;
-    const { logits: whole } = await model.forward(ids);
-    const all = await whole.read();
-    whole.dispose();
-    const { logits: head, state } = await model.forward(
-      ids.map((row) => row.slice(0, 20)),
-      { returnState: true },
-    );
-    head.dispose();
-    for (let t = 20; t < 24; t++) {
-      const stepLogits = await model.step(
-        ids.map((row) => row[t]!),
-        state!,
-      );
-      const got = await stepLogits.read();
-      stepLogits.dispose();
-      for (let b = 0; b < 2; b++) {
-        const expected = all.subarray((b * 24 + t) * vocab, (b * 24 + t + 1) * vocab);
-        expect(maxRelativeError(got.subarray(b * vocab, (b + 1) * vocab), expected, vocab)).toBeLessThan(REL_TOL);
-      }
-    }
-    state!.dispose();
-  });
 
   it('seeded sampling is reproducible, and another seed gives another text', async () => {
     const options = { maxNewTokens: 12, temperature: 1.5, topK: 40, topP: 0.95 };
@@ -127,13 +158,20 @@ describeEachBackend('MambaModel on mamba-tiny', (ctx) => {
   it('bad ids are refused before any GPU work, naming the argument', async () => {
     await expect(model.forward([[1, 2], [3]])).rejects.toMatchObject({ argument: 'ids' });
     await expect(model.forward([[]])).rejects.toMatchObject({ name: 'ShapeError', argument: 'ids' });
-    await expect(model.forward([[1, 128]])).rejects.toMatchObject({ name: 'ArgumentError', argument: 'ids[0]' });
+    await expect(model.forward([[1, 128]])).rejects.toMatchObject({
+      name: 'ArgumentError',
+      argument: 'ids[0]',
+    });
     await expect(model.forward([[1.5]])).rejects.toThrow(/token ids in \[0, 128\)/);
-    await expect(model.generate([1, 2], { maxNewTokens: -1 })).rejects.toMatchObject({ argument: 'options.maxNewTokens' });
+    await expect(model.generate([1, 2], { maxNewTokens: -1 })).rejects.toMatchObject({
+      argument: 'options.maxNewTokens',
+    });
     await expect(model.generate([1, 2], { maxNewTokens: 2, temperature: 0 })).rejects.toMatchObject({
       argument: 'options.temperature',
     });
-    await expect(model.generate([1, 2], { maxNewTokens: 2, topP: 1.5 })).rejects.toMatchObject({ argument: 'options.topP' });
+    await expect(model.generate([1, 2], { maxNewTokens: 2, topP: 1.5 })).rejects.toMatchObject({
+      argument: 'options.topP',
+    });
     const state = model.createState(2);
     await expect(model.step([1], state)).rejects.toMatchObject({ argument: 'ids' });
     state.dispose();

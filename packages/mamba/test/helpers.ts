@@ -9,7 +9,12 @@ export const GOLDEN = fileURLToPath(new URL('../../../../shared/golden/mamba-tin
 export interface Golden {
   readonly input_ids: number[][];
   readonly logits: number[][][];
-  readonly generate: { prompt_ids: number[]; new_ids: number[]; step_logits: number[][]; min_top2_margin: number };
+  readonly generate: {
+    prompt_ids: number[];
+    new_ids: number[];
+    step_logits: number[][];
+    min_top2_margin: number;
+  };
 }
 
 export function readGolden(): Golden {
@@ -37,7 +42,10 @@ export function writeCheckpoint(
   const dir = mkdtempSync(join(tmpdir(), 'longseq-mamba-'));
   dirs.push(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  writeFileSync(join(dir, 'model.safetensors'), tensors instanceof Uint8Array ? tensors : encodeSafetensors(tensors));
+  writeFileSync(
+    join(dir, 'model.safetensors'),
+    tensors instanceof Uint8Array ? tensors : encodeSafetensors(tensors),
+  );
   return dir;
 }
 
@@ -50,7 +58,11 @@ export function cleanTempDirs(): void {
  * 1e-4, measured against the scale of the row (logits near zero are compared at the row's scale).
  * Returns the worst |a - e| / max|e| of the rows.
  */
-export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>, row: number): number {
+export function maxRelativeError(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  row: number,
+): number {
   let worst = 0;
   for (let start = 0; start < expected.length; start += row) {
     let scale = 0;

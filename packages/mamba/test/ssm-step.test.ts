@@ -18,7 +18,9 @@ describeEachBackend('mambaSsmStep', (ctx) => {
       const host = {
         u: randomFloats(batch * channels, random, -2, 2),
         // dt before the bias: some past softplus' threshold 20, most in the usual range
-        dt: Float32Array.from(randomFloats(batch * channels, random, -4, 2), (v, i) => (i % 7 === 3 ? 21 + v : v)),
+        dt: Float32Array.from(randomFloats(batch * channels, random, -4, 2), (v, i) =>
+          i % 7 === 3 ? 21 + v : v,
+        ),
         A: randomFloats(channels * states, random, -4, -0.05),
         B: randomFloats(batch * states, random, -1, 1),
         C: randomFloats(batch * states, random, -1, 1),
@@ -52,7 +54,14 @@ describeEachBackend('mambaSsmStep', (ctx) => {
   }
 
   it('shape mismatches throw ShapeError naming the input', async () => {
-    const mk = (shape: number[]) => ctx.backend.tensor(randomFloats(shape.reduce((a, b) => a * b, 1), rng(1)), shape);
+    const mk = (shape: number[]) =>
+      ctx.backend.tensor(
+        randomFloats(
+          shape.reduce((a, b) => a * b, 1),
+          rng(1),
+        ),
+        shape,
+      );
     const good = {
       u: mk([2, 3]),
       dt: mk([2, 3]),

@@ -59,7 +59,13 @@ const output = /* js */ `function mambaSsmOutput(u, c, d, z, h, chans, states) {
   return (acc + d[ch] * u[bc]) * gate;
 }`;
 
-function program(name: string, kernel: string, inputs: Tensor[], scalars: number[], out: Tensor): GpuJsProgram {
+function program(
+  name: string,
+  kernel: string,
+  inputs: Tensor[],
+  scalars: number[],
+  out: Tensor,
+): GpuJsProgram {
   return {
     kind: 'gpujs',
     name,
@@ -83,9 +89,17 @@ async function writeStep(
   const [y, h] = outputs as [Tensor, Tensor];
   if (y.size === 0) return;
   await backend.run(
-    program('mamba_ssm_new_state', newState, [u!, dt!, A!, B!, C!, state!, dtBias!], [attrs.channels, attrs.states], h),
+    program(
+      'mamba_ssm_new_state',
+      newState,
+      [u!, dt!, A!, B!, C!, state!, dtBias!],
+      [attrs.channels, attrs.states],
+      h,
+    ),
   );
-  await backend.run(program('mamba_ssm_output', output, [u!, C!, D!, z!, h], [attrs.channels, attrs.states], y));
+  await backend.run(
+    program('mamba_ssm_output', output, [u!, C!, D!, z!, h], [attrs.channels, attrs.states], y),
+  );
 }
 
 export const mambaSsmStepGpuJsKernel = mambaSsmStepKernel('gpujs', writeStep);
