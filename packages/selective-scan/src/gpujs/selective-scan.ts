@@ -21,13 +21,37 @@
  * Memory beyond the inputs and outputs: pairs and carries, 3 floats per (batch, channel,
  * state, chunk). Work: about CHUNK / 2 times the sequential scan's exps in pass 3, the price
  * of one output per thread. Index arithmetic is float32 in gpu.js' GL and WebGPU modes, so
- * integer divisions are taken as floor((i + 0.5) / m), exact for i < 2^22.
+ * integer divisions are taken as floor((i + 0.5) / m), exact for i < 2^22, and loops count
+ * from 0 (gpu.js' WebGPU mode types a counter that starts from an expression as f32).
  */
 import type { Backend, GpuJsProgram, Tensor } from '@longseq/backend';
 import { type ScanInputs, type ScanOutputs, type SelectiveScanAttrs, selectiveScanKernel } from '../contract';
 
 /** Steps per chunk: pass 3 replays up to this many steps per output. */
 export const GPUJS_CHUNK = 16;
+
+/**
+ * e^x to about an ulp, for every exp of the scan. gpu.js translates Math.exp to the shader
+ * builtin, which WGSL only bounds to 3 + 2|x| ulp (SwiftShader's is ~20 ulp off for the
+ * dA of a long scan): x = k ln2 + r with ln2 in two parts (k * 0.693145751953125 is exact),
+ * e^r - 1 by a degree-7 Taylor polynomial on |r| <= ln2 / 2, and 2^k exactly by Math.pow.
+ * Outside the float32 range the builtin already gives 0 or Infinity (and NaN for NaN).
+ */
+const expAcc = /* js */ `function expAcc(x) {
+  if (x > 88) return Math.exp(x);
+  if (x < -87) return Math.exp(x);
+  const k = Math.floor(x * 1.4426950408889634 + 0.5);
+  const r = x - k * 0.693145751953125 - k * 1.4286068203094173e-6;
+  let q = 0.0001984126984126984;
+  q = 0.001388888888888889 + r * q;
+  q = 0.008333333333333333 + r * q;
+  q = 0.041666666666666664 + r * q;
+  q = 0.16666666666666666 + r * q;
+  q = 0.5 + r * q;
+  q = 1 + r * q;
+  q = r * q;
+  return (1 + q) * Math.pow(2, k);
+}`;
 
 /** Large enough for any loop here; GL needs a static bound. */
 const LOOP_MAX = 1 << 24;
@@ -37,11 +61,11 @@ const LOOP_MAX = 1 << 24;
 const DT = `
       let dt = delta[row + t];
       if (this.constants.hasBias > 0) {
-        dt = dt + dtBias[c];
+        dt = dt + params[c * stride + n + 1];
       }
       if (this.constants.softplus > 0) {
         if (dt <= 20) {
-          const e = Math.exp(dt);
+          const e = expAcc(dt);
           const w = 1 + e;
           if (w === 1) {
             dt = e;
@@ -59,9 +83,31 @@ function operandIndex(prefix: 'b' | 'c', time = 't'): string {
       }`;
 }
 
-// The arguments every kernel takes, in this order (absent optional inputs are stood in for by u).
-const ARGS = 'u, delta, aMat, bMat, cMat, dSkip, gate, dtBias, h0';
-const SCALARS = 'batch, d, len, n, chunk, chunks, bGroups, bHeads, cGroups, cHeads';
+// The arguments of the passes, in this order (an absent z is stood in for by u). A, D and
+// the dt bias travel packed per channel in `params` ([d, n + 2]: A's row, D, bias): gpu.js'
+// WebGPU mode binds every argument as a storage buffer, and a device gives a kernel 8.
+const ARGS = 'u, delta, params, bMat, cMat, gate';
+const SCALARS = 'batch, d, len, n, chunk, chunks, bGroups, bHeads, cGroups, cHeads, stride';
+
+/** Packs A, D and the dt bias per channel: params[c, 0..n-1] = A[c], params[c, n] = D[c], params[c, n+1] = bias[c]. */
+const channelParams = `function scanChannelParams(aMat, dSkip, dtBias, n) {
+  const stride = n + 2;
+  const c = Math.floor((this.thread.x + 0.5) / stride);
+  const j = this.thread.x - c * stride;
+  if (j < n - 0.5) {
+    return aMat[c * n + j];
+  }
+  if (j < n + 0.5) {
+    if (this.constants.hasD > 0) {
+      return dSkip[c];
+    }
+    return 0;
+  }
+  if (this.constants.hasBias > 0) {
+    return dtBias[c];
+  }
+  return 0;
+}`;
 
 /** Pass 1: the pair (a, b) of one chunk of one (batch, channel, state); thread parity picks a or b. */
 const chunkPairs = `function scanChunkPairs(${ARGS}, ${SCALARS}) {
@@ -73,12 +119,13 @@ const chunkPairs = `function scanChunkPairs(${ARGS}, ${SCALARS}) {
   const b = Math.floor((bc + 0.5) / d);
   const c = bc - b * d;
   const row = bc * len;
-  const a = aMat[c * n + s];
+  const a = params[c * stride + s];
   let pa = 1;
   let pb = 0;
-  const t1 = Math.min(k * chunk + chunk, len);
-  for (let t = k * chunk; t < t1; t++) {${DT}${operandIndex('b')}
-      const dA = Math.exp(dt * a);
+  const steps = Math.min(k * chunk + chunk, len) - k * chunk;
+  for (let i = 0; i < steps; i++) {
+      const t = k * chunk + i;${DT}${operandIndex('b')}
+      const dA = expAcc(dt * a);
       pa = pa * dA;
       pb = dA * pb + dt * u[row + t] * bMat[bIndex];
   }
@@ -145,21 +192,23 @@ const output = `function scanOutput(${ARGS}, carries, ${SCALARS}) {
   const k = Math.floor((target + 0.5) / chunk);
   let acc = 0;
   for (let s = 0; s < n; s++) {
-    const a = aMat[c * n + s];
+    const a = params[c * stride + s];
     let h = carries[(bc * n + s) * chunks + k];
-    for (let t = k * chunk; t <= target; t++) {${DT}${operandIndex('b')}
-      h = Math.exp(dt * a) * h + dt * u[row + t] * bMat[bIndex];
+    const steps = target - k * chunk + 1;
+    for (let i = 0; i < steps; i++) {
+      const t = k * chunk + i;${DT}${operandIndex('b')}
+      h = expAcc(dt * a) * h + dt * u[row + t] * bMat[bIndex];
     }
 ${operandIndex('c', 'target')}
     acc = acc + cMat[cIndex] * h;
   }
   const x = u[row + target];
   if (this.constants.hasD > 0) {
-    acc = acc + dSkip[c] * x;
+    acc = acc + params[c * stride + n] * x;
   }
   if (this.constants.hasZ > 0) {
     const zv = gate[row + target];
-    acc = acc * (zv * (1 / (1 + Math.exp(-zv))));
+    acc = acc * (zv * (1 / (1 + expAcc(-zv))));
   }
   return acc;
 }`;
@@ -172,11 +221,13 @@ const lastState = `function scanLastState(${ARGS}, carries, ${SCALARS}) {
   const b = Math.floor((bc + 0.5) / d);
   const c = bc - b * d;
   const row = bc * len;
-  const a = aMat[c * n + s];
+  const a = params[c * stride + s];
   const k = chunks - 1;
   let h = carries[bcs * chunks + k];
-  for (let t = k * chunk; t < len; t++) {${DT}${operandIndex('b')}
-    h = Math.exp(dt * a) * h + dt * u[row + t] * bMat[bIndex];
+  const steps = len - k * chunk;
+  for (let i = 0; i < steps; i++) {
+    const t = k * chunk + i;${DT}${operandIndex('b')}
+    h = expAcc(dt * a) * h + dt * u[row + t] * bMat[bIndex];
   }
   return h;
 }`;
@@ -211,17 +262,6 @@ async function writeScan(
   const constants = constantsFor(attrs);
   const cacheKey = cacheKeyOf(constants);
   const u = inputs.u;
-  const args: Tensor[] = [
-    u,
-    inputs.delta,
-    inputs.A,
-    inputs.B,
-    inputs.C,
-    inputs.D ?? u,
-    inputs.z ?? u,
-    inputs.deltaBias ?? u,
-    inputs.initialState ?? u,
-  ];
   const scalars = [
     batch,
     d,
@@ -233,29 +273,43 @@ async function writeScan(
     d / attrs.bGroups,
     attrs.cGroups,
     d / attrs.cGroups,
+    n + 2,
   ];
-  const run = (name: string, kernel: string, ins: Tensor[], sc: number[], out: Tensor, c = constants) =>
+  const none = {};
+  const run = (name: string, kernel: string, ins: Tensor[], sc: number[], out: Tensor, c = none) =>
     backend.run({
       kind: 'gpujs',
       name,
-      cacheKey: name === 'scan_chunk_level' || name.startsWith('scan_chunk_carry') ? '' : cacheKey,
+      cacheKey: c === constants ? cacheKey : '',
       kernel,
       inputs: ins,
       scalars: sc,
       output: out,
-      constants: name === 'scan_chunk_level' || name.startsWith('scan_chunk_carry') ? {} : c,
+      constants: c,
       loopMaxIterations: LOOP_MAX,
+      functions: [expAcc],
     } satisfies GpuJsProgram);
 
   const pairCount = batch * d * n * chunks;
   const temporaries: Tensor[] = [];
   try {
+    const params = backend.empty([d * (n + 2)]);
+    temporaries.push(params);
+    await run(
+      'scan_channel_params',
+      channelParams,
+      [inputs.A, inputs.D ?? inputs.A, inputs.deltaBias ?? inputs.A],
+      [n],
+      params,
+      constants,
+    );
+    const args: Tensor[] = [u, inputs.delta, params, inputs.B, inputs.C, inputs.z ?? u];
     let pairs = backend.empty([pairCount * 2]);
     temporaries.push(pairs);
-    await run('scan_chunk_pairs', chunkPairs, args, scalars, pairs);
+    await run('scan_chunk_pairs', chunkPairs, args, scalars, pairs, constants);
     const carries = backend.empty([pairCount]);
     temporaries.push(carries);
-    const h0 = inputs.initialState ?? u;
+    const h0 = inputs.initialState ?? params;
     const hasH0 = inputs.initialState ? 1 : 0;
     if (attrs.algorithm === 'parallel') {
       for (let offset = 1; offset < chunks; offset *= 2) {
@@ -268,9 +322,9 @@ async function writeScan(
     } else {
       await run('scan_chunk_carry_fold', carryFold, [pairs, h0], [chunks, hasH0], carries);
     }
-    await run('scan_output', output, [...args, carries], scalars, outputs.y);
+    await run('scan_output', output, [...args, carries], scalars, outputs.y, constants);
     if (outputs.lastState) {
-      await run('scan_last_state', lastState, [...args, carries], scalars, outputs.lastState);
+      await run('scan_last_state', lastState, [...args, carries], scalars, outputs.lastState, constants);
     }
   } finally {
     for (const t of temporaries) t.dispose();
