@@ -31,7 +31,7 @@ const LOOP_MAX = 1 << 24;
 
 /** The scalars every kernel takes after its inputs, in this order. */
 const SCALARS =
-  'seqCount, heads, group, d, qHS, qTS, kHS, kTS, lseHS, wl, wr, scale, softcap, nqPad, nkPad, kvHeads, slopesAt, inf';
+  'seqCount, heads, group, d, qHS, qTS, kHS, kTS, lseHS, wl, wr, scale, softcap, nqPad, nkPad, kvHeads, slopesAt, alibiOn, inf';
 
 function scalarValues(attrs: FlashAttentionAttrs): number[] {
   const l = attrs.layout;
@@ -55,6 +55,7 @@ function scalarValues(attrs: FlashAttentionAttrs): number[] {
     packed ? l.kShape[0]! : l.kShape[2]!,
     l.kvHeads,
     l.sequences.length * SPAN_FIELDS,
+    attrs.alibiSlopes ? 1 : 0,
     Number.POSITIVE_INFINITY,
   ];
 }
@@ -98,11 +99,11 @@ const SCORE = `
       }
       let score = dot * scale;
       let capped = score;
-      if (this.constants.softcapOn > 0) {
+      if (softcap > 0) {
         capped = softcap * tanhStable(score / softcap);
         score = capped;
       }
-      if (this.constants.alibiOn > 0) {
+      if (alibiOn > 0) {
         score = score - table[slopesAt + h] * Math.abs(pos - j);
       }`;
 
@@ -222,11 +223,11 @@ const backwardDot = `function attentionDot(o, dOut, table, ${SCALARS}) {
 const DS = `
       const p = Math.exp(score - rowLse);
       let dp = 0;
-      for (let e = 0; e < d; e++) {
-        dp = dp + dOut[qRow + e] * v[kRow + e];
+      for (let e2 = 0; e2 < d; e2++) {
+        dp = dp + dOut[qRow + e2] * v[kRow + e2];
       }
       let ds = p * (dp - rowD) * scale;
-      if (this.constants.softcapOn > 0) {
+      if (softcap > 0) {
         const tc = capped / softcap;
         ds = ds * (1 - tc * tc);
       }`;
@@ -313,8 +314,6 @@ const backwardDkv = `function attentionDkv(q, k, v, dOut, table, lse, delta, ${S
 function constantsOf(attrs: FlashAttentionAttrs, extra: Record<string, number> = {}): Record<string, number> {
   return {
     packed: attrs.layout.form === 'packed' ? 1 : 0,
-    softcapOn: attrs.softcap > 0 ? 1 : 0,
-    alibiOn: attrs.alibiSlopes ? 1 : 0,
     ...extra,
   };
 }

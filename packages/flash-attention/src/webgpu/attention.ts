@@ -62,8 +62,14 @@ interface TileShape extends FlashTile {
   /** Threads along the key columns and along the query rows. */
   readonly ntx: number;
   readonly nty: number;
-  /** vec4s per head row, and the padded stride of the Q and K tiles (odd, against bank conflicts). */
+  /**
+   * vec4s per head row, and the row capacity the tiles are sized for (oc * ntx): one
+   * compiled program serves every head dim up to the capacity, reading the actual one
+   * from a uniform (it is a constant when it fills the capacity, e.g. d = 64).
+   */
   readonly d4: number;
+  readonly d4cap: number;
+  /** The padded stride of the Q and K tiles (odd, against bank conflicts). */
   readonly qStride: number;
   /** Stride of a row of P (floats). */
   readonly pStride: number;
@@ -74,15 +80,17 @@ interface TileShape extends FlashTile {
 
 function tileShape(tile: FlashTile, d: number): TileShape {
   const d4 = Math.ceil(d / 4);
-  const qStride = d4 % 2 === 0 ? d4 + 1 : d4;
   const ntx = tile.bc / tile.tc;
   const nty = tile.br / tile.tr;
+  const oc = Math.ceil(d4 / ntx);
+  const d4cap = oc * ntx;
+  const qStride = d4cap % 2 === 0 ? d4cap + 1 : d4cap;
   const pStride = tile.bc + 1;
   const bytes =
-    16 * (tile.br * qStride + tile.bc * qStride + tile.bc * d4) +
-    4 * (tile.br * pStride + 2 * tile.br * ntx) +
+    16 * (tile.br * qStride + tile.bc * qStride + tile.bc * d4cap) +
+    4 * (tile.br * pStride + tile.br * ntx) +
     64;
-  return { ...tile, ntx, nty, d4, qStride, pStride, oc: Math.ceil(d4 / ntx), bytes };
+  return { ...tile, ntx, nty, d4, d4cap, qStride, pStride, oc, bytes };
 }
 
 function fits(backend: Backend, t: TileShape): boolean {
@@ -123,12 +131,31 @@ export function chooseTile(backend: Backend, d: number, override?: Partial<Flash
   return shape;
 }
 
+/** Private arrays of the row-per-thread programs hold a power of two of vec4s (4..64), so few head dims compile apart. */
+function capacity(d4: number): number {
+  return Math.max(4, 2 ** Math.ceil(Math.log2(d4)));
+}
+
+/** D4, the vec4s per head row: a constant when it fills the capacity, else read from the uniform. */
+function d4Decl(d4: number, cap: number): string {
+  return d4 === cap ? `const D4: u32 = ${cap}u;` : 'var<private> D4: u32;';
+}
+
+function d4Init(d4: number, cap: number): string {
+  return d4 === cap ? '' : 'D4 = u.d4;';
+}
+
+function d4Key(d4: number, cap: number): string {
+  return `d4cap${cap}|${d4 === cap ? 'exact' : 'uniform'}`;
+}
+
 function commonUniforms(attrs: FlashAttentionAttrs): WgslUniform[] {
   const l = attrs.layout;
   return [
     { name: 'heads', type: 'u32', value: l.heads },
     { name: 'group', type: 'u32', value: l.group },
     { name: 'd', type: 'u32', value: l.d },
+    { name: 'd4', type: 'u32', value: Math.ceil(l.d / 4) },
     { name: 'q_head_stride', type: 'u32', value: l.qHeadStride },
     { name: 'q_token_stride', type: 'u32', value: l.qTokenStride },
     { name: 'k_head_stride', type: 'u32', value: l.kHeadStride },
@@ -139,6 +166,7 @@ function commonUniforms(attrs: FlashAttentionAttrs): WgslUniform[] {
     { name: 'scale', type: 'f32', value: attrs.scale },
     { name: 'softcap', type: 'f32', value: attrs.softcap },
     { name: 'slopes_at', type: 'u32', value: l.sequences.length * SPAN_FIELDS },
+    { name: 'alibi', type: 'u32', value: attrs.alibiSlopes ? 1 : 0 },
   ];
 }
 
@@ -160,11 +188,23 @@ fn poisons(z: f32) -> bool {
 fn is_finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 fn is_neg_inf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }
 
-// scale * dot, then softcap, then ALiBi, as the reference orders them.
+// tanh for any finite x: exp(-2|x|) cannot overflow; a series near 0 where 1 - e^(-2|x|) cancels.
+fn tanh_stable(x: f32) -> f32 {
+  let ax = abs(x);
+  if (ax < 0.0625) {
+    let x2 = x * x;
+    return x * (1.0 + x2 * (-0.33333333 + x2 * (0.13333333 + x2 * -0.053968254)));
+  }
+  let t = exp(-2.0 * ax);
+  return sign(x) * (1.0 - t) / (1.0 + t);
+}
+
+// scale * dot, then softcap, then ALiBi, as the reference orders them. Both options are
+// uniform branches, so one program serves every combination.
 fn finish_score(dot: f32, head: u32, pos: i32, key: i32) -> f32 {
   var s = dot * u.scale;
-  ${attrs.softcap > 0 ? 's = u.softcap * tanh(s / u.softcap);' : ''}
-  ${attrs.alibiSlopes ? 's = s - bitcast<f32>(spans[u.slopes_at + head]) * f32(abs(pos - key));' : ''}
+  if (u.softcap > 0.0) { s = u.softcap * tanh_stable(s / u.softcap); }
+  if (u.alibi != 0u) { s = s - bitcast<f32>(spans[u.slopes_at + head]) * f32(abs(pos - key)); }
   return s;
 }
 `;
@@ -212,14 +252,15 @@ const TR: u32 = ${t.tr}u;
 const TC: u32 = ${t.tc}u;
 const NTX: u32 = ${t.ntx}u;
 const WG: u32 = ${t.ntx * t.nty}u;
-const D4: u32 = ${t.d4}u;
+${d4Decl(t.d4, t.d4cap)}
+const D4CAP: u32 = ${t.d4cap}u;
 const QS: u32 = ${t.qStride}u;
 const PS: u32 = ${t.pStride}u;
 const OC: u32 = ${t.oc}u;
 
 var<workgroup> q_tile: array<vec4<f32>, ${t.br * t.qStride}>;
 var<workgroup> k_tile: array<vec4<f32>, ${t.bc * t.qStride}>;
-var<workgroup> v_tile: array<vec4<f32>, ${t.bc * t.d4}>;
+var<workgroup> v_tile: array<vec4<f32>, ${t.bc * t.d4cap}>;
 var<workgroup> p_tile: array<f32, ${t.br * t.pStride}>;
 var<workgroup> row_part: array<f32, ${t.br * t.ntx}>;
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
@@ -228,6 +269,7 @@ ${loadRow}
 
 @compute @workgroup_size(${t.ntx * t.nty})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${d4Init(t.d4, t.d4cap)}
   let seq = wid.z;
   let head = wid.y;
   if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
@@ -279,7 +321,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let base = k_head + (j0 + r) * u.k_token_stride;
       let valid = j0 + r < k_len;
       k_tile[r * QS + c4] = load4(base, c4, valid, 1u);
-      v_tile[r * D4 + c4] = load4(base, c4, valid, 2u);
+      v_tile[r * D4CAP + c4] = load4(base, c4, valid, 2u);
     }
     workgroupBarrier();
 
@@ -331,7 +373,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     for (var j = 0u; j < BC; j++) {
       var vv: array<vec4<f32>, ${t.oc}>;
-      for (var c = 0u; c < OC; c++) { vv[c] = v_tile[j * D4 + min(tx + c * NTX, D4 - 1u)]; }
+      for (var c = 0u; c < OC; c++) { vv[c] = v_tile[j * D4CAP + min(tx + c * NTX, D4 - 1u)]; }
       for (var a = 0u; a < TR; a++) {
         let pa = p_tile[(ty * TR + a) * PS + j];
         for (var c = 0u; c < OC; c++) { o[a][c] += pa * vv[c]; }
@@ -374,11 +416,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** Workgroup size of the row-per-thread programs (split decode, backward passes). */
 const ROW_WG = 64;
 
-function splitForwardSource(attrs: FlashAttentionAttrs, d4: number, wg: number): string {
+function splitForwardSource(attrs: FlashAttentionAttrs, d4Actual: number, wg: number): string {
+  const d4 = capacity(d4Actual);
   return /* wgsl */ `
 ${commonWgsl(attrs)}
 const WG: u32 = ${wg}u;
-const D4: u32 = ${d4}u;
+${d4Decl(d4Actual, d4)}
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
 var<workgroup> stats: array<vec2<f32>, ${wg}>;
 var<workgroup> acc: array<vec4<f32>, ${wg * d4}>;
@@ -388,6 +431,7 @@ var<workgroup> acc: array<vec4<f32>, ${wg * d4}>;
 // of the split with the online rule; the workgroup merges its (m, l, o) and writes them.
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${d4Init(d4Actual, d4)}
   let seq = wid.z;
   let head = wid.y;
   let row_i = wid.x / u.splits;
@@ -470,13 +514,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 `;
 }
 
-function splitMergeSource(attrs: FlashAttentionAttrs, d4: number): string {
+function splitMergeSource(attrs: FlashAttentionAttrs, d4Actual: number): string {
+  const d4 = capacity(d4Actual);
   return /* wgsl */ `
 ${commonWgsl(attrs)}
-const D4: u32 = ${d4}u;
+${d4Decl(d4Actual, d4)}
 // One thread per (query row, head, sequence): merges the splits' (m, l, o) by the online rule.
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  ${d4Init(d4Actual, d4)}
   let seq = wid.z;
   let head = wid.y;
   let row_i = gid.x;
@@ -512,8 +558,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 `;
 }
 
-function cacheKeyOf(attrs: FlashAttentionAttrs, extra: string): string {
-  return `${extra}|softcap${attrs.softcap > 0 ? 1 : 0}|alibi${attrs.alibiSlopes ? 1 : 0}`;
+function cacheKeyOf(_attrs: FlashAttentionAttrs, extra: string): string {
+  return extra;
 }
 
 function baseInputs(inputs: readonly Tensor[], spans: Tensor, vec4In: boolean): WgslBinding[] {
@@ -561,7 +607,10 @@ async function writeForward(
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_forward',
-      cacheKey: cacheKeyOf(attrs, `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|d4${t.d4}|vec4${vec4In ? 1 : 0}`),
+      cacheKey: cacheKeyOf(
+        attrs,
+        `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|${d4Key(t.d4, t.d4cap)}|vec4${vec4In ? 1 : 0}`,
+      ),
       inputs: baseInputs(inputs, spans, vec4In),
       outputs: [
         { name: 'out', tensor: out },
@@ -611,7 +660,7 @@ async function runSplit(
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_split',
-      cacheKey: cacheKeyOf(attrs, `wg${wg}|d4${d4}`),
+      cacheKey: cacheKeyOf(attrs, `wg${wg}|${d4Key(d4, capacity(d4))}`),
       inputs: baseInputs(inputs, spans, false),
       outputs: [
         { name: 'part_stats', tensor: partStats, elementType: 'vec2<f32>' },
@@ -629,7 +678,7 @@ async function runSplit(
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_split_merge',
-      cacheKey: cacheKeyOf({ ...attrs, softcap: 0, alibiSlopes: undefined }, `d4${d4}`),
+      cacheKey: cacheKeyOf({ ...attrs, softcap: 0, alibiSlopes: undefined }, d4Key(d4, capacity(d4))),
       inputs: mergeInputs,
       outputs: [
         { name: 'out', tensor: out },
@@ -713,12 +762,13 @@ function backwardCommon(
   d4: number,
   bound: readonly (typeof READ4_NAMES)[number][],
 ): string {
+  const cap = capacity(d4);
   const cases = bound
     .map((name) => `        case ${READ4_NAMES.indexOf(name)}u: { r[comp] = ${name}[at]; }`)
     .join('\n');
   return /* wgsl */ `
 ${commonWgsl(attrs)}
-const D4: u32 = ${d4}u;
+${d4Decl(d4, cap)}
 fn read4(which: u32, base: u32, c: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   for (var comp = 0u; comp < 4u; comp++) {
@@ -735,7 +785,11 @@ ${cases}
 }
 // dS / (P (dP - D)) for one score: softcap's tanh derivative, times scale.
 fn grad_factor(dot: f32) -> f32 {
-  ${attrs.softcap > 0 ? 'let t = tanh(dot * u.scale / u.softcap);\n  return (1.0 - t * t) * u.scale;' : 'return u.scale;'}
+  if (u.softcap > 0.0) {
+    let t = tanh_stable(dot * u.scale / u.softcap);
+    return (1.0 - t * t) * u.scale;
+  }
+  return u.scale;
 }
 `;
 }
@@ -746,6 +800,7 @@ ${backwardCommon(attrs, d4, ['o_in', 'd_out'])}
 // D_i = dO_i . O_i, stored like the logsumexp.
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  ${d4Init(d4, capacity(d4))}
   let seq = wid.z;
   let head = wid.y;
   let i = gid.x;
@@ -765,6 +820,7 @@ ${backwardCommon(attrs, d4, ['q', 'k', 'v', 'd_out'])}
 // One thread per query row: dq_i = sum_j dS_ij k_j over its visible keys.
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  ${d4Init(d4, capacity(d4))}
   let seq = wid.z;
   let head = wid.y;
   let i = gid.x;
@@ -776,9 +832,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   let stat = spans[seq * ${SPAN_FIELDS}u + 4u] + head * u.lse_head_stride + i;
   let row_lse = stats[stat].x;
   let row_delta = stats[stat].y;
-  var qv: array<vec4<f32>, ${d4}>;
-  var gv: array<vec4<f32>, ${d4}>;
-  var acc: array<vec4<f32>, ${d4}>;
+  var qv: array<vec4<f32>, ${capacity(d4)}>;
+  var gv: array<vec4<f32>, ${capacity(d4)}>;
+  var acc: array<vec4<f32>, ${capacity(d4)}>;
   for (var c = 0u; c < D4; c++) {
     qv[c] = read4(0u, row, c);
     gv[c] = read4(4u, row, c);
@@ -818,6 +874,7 @@ ${backwardCommon(attrs, d4, ['q', 'k', 'v', 'd_out'])}
 // query rows that see key j (the band j - right <= p <= j + left).
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  ${d4Init(d4, capacity(d4))}
   let seq = wid.z;
   let kv_head = wid.y;
   let key = gid.x;
@@ -825,10 +882,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   if (key >= k_len) { return; }
   let q_len = spans[seq * ${SPAN_FIELDS}u + 1u];
   let k_row = spans[seq * ${SPAN_FIELDS}u + 2u] + kv_head * u.k_head_stride + key * u.k_token_stride;
-  var kv: array<vec4<f32>, ${d4}>;
-  var vv: array<vec4<f32>, ${d4}>;
-  var dk_acc: array<vec4<f32>, ${d4}>;
-  var dv_acc: array<vec4<f32>, ${d4}>;
+  var kv: array<vec4<f32>, ${capacity(d4)}>;
+  var vv: array<vec4<f32>, ${capacity(d4)}>;
+  var dk_acc: array<vec4<f32>, ${capacity(d4)}>;
+  var dv_acc: array<vec4<f32>, ${capacity(d4)}>;
   for (var c = 0u; c < D4; c++) {
     kv[c] = read4(1u, k_row, c);
     vv[c] = read4(2u, k_row, c);
@@ -895,7 +952,7 @@ async function writeBackward(
     }
     if (sequences === 0 || dq.size + dk.size === 0) return;
     const uniforms = commonUniforms(attrs);
-    const key = cacheKeyOf(attrs, `d4${d4}`);
+    const key = cacheKeyOf(attrs, d4Key(d4, capacity(d4)));
     const statsBinding: WgslBinding = { name: 'stats', tensor: stats, elementType: 'vec2<f32>' };
     const operands: WgslBinding[] = [
       { name: 'q', tensor: q! },
@@ -960,12 +1017,12 @@ async function zeroFill(backend: Backend, t: Tensor): Promise<void> {
     name: 'flash_attention_zero',
     cacheKey: '',
     inputs: [],
-    outputs: [{ name: 'target', tensor: t }],
+    outputs: [{ name: 'zeroed', tensor: t }],
     uniforms: [{ name: 'count', type: 'u32', value: t.size }],
     source: `@compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${ROW_WG}u;
-  if (i < u.count) { target[i] = 0.0; }
+  if (i < u.count) { zeroed[i] = 0.0; }
 }`,
     dispatch: [Math.ceil(groups / y), y, 1],
   });
