@@ -1,9 +1,10 @@
 import './style.css';
 import { h, type Page } from './page';
+import { pagedKvPage } from './pages/paged-kv';
 import { softmaxPage } from './pages/softmax';
 
 /** Every page, in nav order. A new package's page is one import and one entry here. */
-const PAGES: readonly Page[] = [softmaxPage];
+const PAGES: readonly Page[] = [softmaxPage, pagedKvPage];
 
 const nav = document.getElementById('nav')!;
 const root = document.getElementById('page')!;

@@ -115,6 +115,15 @@ export class Scheduler {
     return this.running.reduce((n, g) => n + g.seqIds.length, 0);
   }
 
+  /** Every request the scheduler holds, with its state and (while admitted) its sequence ids. */
+  groups(): { requestId: number; state: 'waiting' | 'running' | 'swapped'; seqIds: readonly number[] }[] {
+    return [...this.running, ...this.swapped, ...this.waiting].map((g) => ({
+      requestId: g.request.id,
+      state: g.state,
+      seqIds: [...g.seqIds],
+    }));
+  }
+
   get idle(): boolean {
     return this.waiting.length === 0 && this.running.length === 0 && this.swapped.length === 0;
   }

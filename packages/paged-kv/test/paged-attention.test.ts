@@ -1,4 +1,5 @@
-import { ArgumentError, DTypeError, ShapeError } from '@longseq/backend';
+import { ArgumentError, DTypeError, ShapeError, compareToReference } from '@longseq/backend';
+import { attentionVarlen } from '@longseq/flash-attention';
 import {
   describeEachBackend,
   expectClose,
@@ -127,6 +128,57 @@ describeEachBackend('pagedAttention', (ctx) => {
       const ref32 = pagedAttentionRef(inputs, { ...options, precision: 'f32' });
       expectClose(await out.read(), ref.data, ref32.data, { label: c.name, seed, atol: 1e-5 });
       for (const t of [q, kc, vc, bt, cl, out]) t.dispose();
+    });
+  }
+
+  // the paged kernel against flash-attention's contiguous (packed varlen) attention on the same data
+  const CROSS: Case[] = [
+    { name: 'decode, GQA 2:1, odd lengths', lengths: [7, 33, 1, 20], heads: 4, kvHeads: 2, headDim: 16, blockSize: 5, partitionSize: 16 },
+    { name: 'prefill chunk of 3, causal', lengths: [9, 3, 14], heads: 2, kvHeads: 1, headDim: 16, blockSize: 4, chunk: 3 },
+  ];
+  for (const c of CROSS) {
+    it(`${c.name}: equals flash-attention's contiguous attention on the gathered keys and values`, async () => {
+      const seed = freshSeed();
+      const random = rng(seed);
+      const inputs = makeInputs(random, c);
+      const chunk = c.chunk ?? 1;
+      const width = inputs.blockTables.shape[1]!;
+      const b = ctx.backend;
+      const q = b.tensor(inputs.q.data, inputs.q.shape);
+      const kc = b.tensor(inputs.keyCache.data, inputs.keyCache.shape);
+      const vc = b.tensor(inputs.valueCache.data, inputs.valueCache.shape);
+      const bt = b.tensor(inputs.blockTables.data, inputs.blockTables.shape, 'i32');
+      const cl = b.tensor(inputs.contextLens, [c.lengths.length], 'i32');
+      const paged = await pagedAttention(q, kc, vc, bt, cl, { chunk, ...(c.partitionSize ? { partitionSize: c.partitionSize } : {}) });
+      const keys = c.lengths.map((l, s) => gather(inputs.keyCache, inputs.blockTables.data, width, s, l));
+      const values = c.lengths.map((l, s) => gather(inputs.valueCache, inputs.blockTables.data, width, s, l));
+      const total = c.lengths.reduce((a, l) => a + l, 0);
+      const row = c.kvHeads * c.headDim;
+      const kPacked = new Float32Array(total * row);
+      const vPacked = new Float32Array(total * row);
+      let offset = 0;
+      c.lengths.forEach((l, s) => {
+        kPacked.set(keys[s]!.data.subarray(0, l * row), offset * row);
+        vPacked.set(values[s]!.data.subarray(0, l * row), offset * row);
+        offset += l;
+      });
+      const k = b.tensor(kPacked, [total, c.kvHeads, c.headDim]);
+      const v = b.tensor(vPacked, [total, c.kvHeads, c.headDim]);
+      const cuSeqlensQ = c.lengths.map((_, s) => s * chunk).concat([c.lengths.length * chunk]);
+      const cuSeqlensK = [0];
+      for (const l of c.lengths) cuSeqlensK.push(cuSeqlensK[cuSeqlensK.length - 1]! + l);
+      const contiguous = await attentionVarlen(q, k, v, { cuSeqlensQ, cuSeqlensK, causal: chunk > 1 });
+      const got = await paged.read();
+      const want = await contiguous.read();
+      const ref = pagedAttentionRef(inputs, { chunk });
+      const ref32 = pagedAttentionRef(inputs, { chunk, precision: 'f32' });
+      const mine = expectClose(got, ref.data, ref32.data, { label: `${c.name} paged`, seed, atol: 1e-5 });
+      const theirs = compareToReference(want, ref.data, ref32.data, { atol: 1e-5 });
+      // two float32 computations of the same function: within the sum of their allowances
+      let diff = 0;
+      for (let i = 0; i < got.length; i++) diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
+      expect(diff, `paged vs flash-attention (seed ${seed})`).toBeLessThanOrEqual(mine.allowed + theirs.allowed);
+      for (const t of [q, kc, vc, bt, cl, paged, k, v, contiguous]) t.dispose();
     });
   }
 
