@@ -6,7 +6,16 @@ import { runCli } from './helpers';
 
 describe('longseq bench paged-kv', () => {
   it('prints the table and meets the issue goals: paged waste < 4%, >= 2x concurrent sequences', async () => {
-    const { code, stdout, stderr } = await runCli(['bench', 'paged-kv', '--requests', '120', '--rate', '0.5', '--blocks', '500']);
+    const { code, stdout, stderr } = await runCli([
+      'bench',
+      'paged-kv',
+      '--requests',
+      '120',
+      '--rate',
+      '0.5',
+      '--blocks',
+      '500',
+    ]);
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/^contiguous\s+\d+\.\d%/m);
     expect(stdout).toMatch(/^paged\s+\d+\.\d%/m);
@@ -20,7 +29,19 @@ describe('longseq bench paged-kv', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'paged-kv-'));
     try {
       const svg = path.join(dir, 'mem.svg');
-      const { code, stdout, stderr } = await runCli(['bench', 'paged-kv', '--requests', '30', '--rate', '0.2', '--n', '4', '--json', '--svg', svg]);
+      const { code, stdout, stderr } = await runCli([
+        'bench',
+        'paged-kv',
+        '--requests',
+        '30',
+        '--rate',
+        '0.2',
+        '--n',
+        '4',
+        '--json',
+        '--svg',
+        svg,
+      ]);
       expect(code, stderr).toBe(0);
       const doc = JSON.parse(stdout);
       expect(doc.benchmark).toBe('paged-kv');
@@ -29,7 +50,9 @@ describe('longseq bench paged-kv', () => {
       expect(doc.paged.sharingSavedPct).toBeGreaterThan(10);
       expect(doc.paged.series.length).toBeGreaterThan(10);
       expect(await readFile(svg, 'utf8')).toMatch(/<svg[\s\S]*paged reserved[\s\S]*<\/svg>/);
-      expect(await readFile(path.join(dir, 'mem-concurrency.svg'), 'utf8')).toMatch(/Sequences running at once/);
+      expect(await readFile(path.join(dir, 'mem-concurrency.svg'), 'utf8')).toMatch(
+        /Sequences running at once/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -43,7 +66,27 @@ describe('longseq bench paged-kv', () => {
 
 describe('longseq bench paged-attention', () => {
   it('times paged decode beside a copy and the contiguous flash-attention path, and checks the output', async () => {
-    const args = ['bench', 'paged-attention', '--seqs', '2', '--context', '70', '--heads', '4', '--kv-heads', '2', '--head-dim', '16', '--block-size', '8', '--repeats', '1', '--warmup', '0', '--json'];
+    const args = [
+      'bench',
+      'paged-attention',
+      '--seqs',
+      '2',
+      '--context',
+      '70',
+      '--heads',
+      '4',
+      '--kv-heads',
+      '2',
+      '--head-dim',
+      '16',
+      '--block-size',
+      '8',
+      '--repeats',
+      '1',
+      '--warmup',
+      '0',
+      '--json',
+    ];
     const { code, stdout, stderr } = await runCli(args);
     expect(code, stderr).toBe(0);
     const doc = JSON.parse(stdout);

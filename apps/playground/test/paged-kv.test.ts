@@ -22,7 +22,10 @@ afterAll(async () => {
 });
 
 const data = (id: string) =>
-  page.evaluate((testId) => ({ ...(document.querySelector(`[data-testid=${testId}]`) as HTMLElement).dataset }), id);
+  page.evaluate(
+    (testId) => ({ ...(document.querySelector(`[data-testid=${testId}]`) as HTMLElement).dataset }),
+    id,
+  );
 
 describe('playground paged-kv page in Chromium', () => {
   it('draws the block pool and the memory chart, and the summary meets the goals', async () => {
@@ -53,10 +56,15 @@ describe('playground paged-kv page in Chromium', () => {
   });
 
   for (const backend of ['webgpu', 'gpujs-webgl2']) {
-    it(`run on GPU (${backend}): paged decode equals contiguous attention`, { timeout: 150_000 }, async () => {
+    it(`run on GPU (${backend}): paged decode equals contiguous attention`, {
+      timeout: 150_000,
+    }, async () => {
       await page.selectOption('[data-testid=gpu-backend]', backend);
       await page.click('[data-testid=gpu-run]');
-      await page.waitForSelector('[data-testid=gpu-status][data-state=done], [data-testid=gpu-status][data-state=error]', { timeout: 140_000 });
+      await page.waitForSelector(
+        '[data-testid=gpu-status][data-state=done], [data-testid=gpu-status][data-state=error]',
+        { timeout: 140_000 },
+      );
       const error = await page.locator('[data-testid=gpu-error]').count();
       const message = error > 0 ? await page.textContent('[data-testid=gpu-error]') : '';
       expect(message).toBe('');

@@ -103,7 +103,8 @@ function checkTokens(tokens: unknown, argument: string): readonly number[] {
     throw new ArgumentError(argument, 'an array of integer token ids', tokens);
   const list = tokens as ArrayLike<number>;
   for (let i = 0; i < list.length; i++) {
-    if (!Number.isInteger(list[i])) throw new ArgumentError(`${argument}[${i}]`, 'an integer token id', list[i]);
+    if (!Number.isInteger(list[i]))
+      throw new ArgumentError(`${argument}[${i}]`, 'an integer token id', list[i]);
   }
   return Array.from(list);
 }
@@ -117,7 +118,8 @@ export class BlockManager {
   private nextId = 0;
 
   constructor(options: BlockManagerOptions) {
-    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
+    if (options === null || typeof options !== 'object')
+      throw new ArgumentError('options', 'an object', options);
     if (!Number.isInteger(options.blockSize) || options.blockSize < 1)
       throw new ArgumentError('options.blockSize', 'an integer >= 1', options.blockSize);
     this.blockSize = options.blockSize;
@@ -161,7 +163,13 @@ export class BlockManager {
   slotMapping(seqId: number, start = 0, end?: number): number[] {
     const seq = this.resident(seqId, 'seqId');
     const stop = end ?? seq.tokens.length;
-    if (!Number.isInteger(start) || !Number.isInteger(stop) || start < 0 || stop < start || stop > seq.tokens.length)
+    if (
+      !Number.isInteger(start) ||
+      !Number.isInteger(stop) ||
+      start < 0 ||
+      stop < start ||
+      stop > seq.tokens.length
+    )
       throw new ArgumentError('start, end', `0 <= start <= end <= ${seq.tokens.length}`, [start, stop]);
     const slots: number[] = [];
     for (let t = start; t < stop; t++) slots.push(this.slotOf(seq.blocks, t));
@@ -306,7 +314,8 @@ export class BlockManager {
 
   private resident(seqId: number, argument: string): Sequence {
     const seq = this.get(seqId, argument);
-    if (seq.swapped) throw new UnknownSequenceError(argument, seqId, 'a sequence resident on the device (not swapped out)');
+    if (seq.swapped)
+      throw new UnknownSequenceError(argument, seqId, 'a sequence resident on the device (not swapped out)');
     return seq;
   }
 
@@ -371,7 +380,8 @@ export class BlockManager {
     const chunk = seq.tokens.slice(index * this.blockSize, (index + 1) * this.blockSize);
     const hash = blockHash(parent, chunk);
     seq.hashes[index] = hash;
-    if (this.prefixCaching && !seq.swapped) this.device.setHash(seq.blocks[index]!, hash, `${parent}|${chunk.join(',')}`);
+    if (this.prefixCaching && !seq.swapped)
+      this.device.setHash(seq.blocks[index]!, hash, `${parent}|${chunk.join(',')}`);
   }
 
   private move(seqIds: readonly number[], toDevice: boolean): SwapResult {
@@ -381,7 +391,11 @@ export class BlockManager {
     for (const id of seqIds) {
       const seq = this.get(id, 'seqIds');
       if (seq.swapped !== toDevice)
-        throw new UnknownSequenceError('seqIds', id, toDevice ? 'a swapped-out sequence' : 'a sequence resident on the device');
+        throw new UnknownSequenceError(
+          'seqIds',
+          id,
+          toDevice ? 'a swapped-out sequence' : 'a sequence resident on the device',
+        );
       if (seen.has(id)) throw new ArgumentError('seqIds', 'distinct sequence ids', id);
       seen.add(id);
       seqs.push(seq);
@@ -391,7 +405,12 @@ export class BlockManager {
     const distinct = new Set<number>();
     for (const seq of seqs) for (const b of seq.blocks) distinct.add(b);
     if (distinct.size > to.available)
-      throw new OutOfBlocksError('seqIds', distinct.size, to.available, toDevice ? 'free KV blocks' : 'free host blocks');
+      throw new OutOfBlocksError(
+        'seqIds',
+        distinct.size,
+        to.available,
+        toDevice ? 'free KV blocks' : 'free host blocks',
+      );
     const mapping = new Map<number, number>();
     const copies: BlockCopy[] = [];
     for (const b of distinct) {

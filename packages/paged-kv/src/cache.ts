@@ -7,13 +7,7 @@
  * A model layer uses it as: `append` (or `add`) tokens -> slots; `write(layer, slots, k, v)`;
  * `attention(layer, q, seqIds)`.
  */
-import {
-  ArgumentError,
-  type Backend,
-  ShapeError,
-  type Tensor,
-  checkTensor,
-} from '@longseq/backend';
+import { ArgumentError, type Backend, ShapeError, type Tensor, checkTensor } from '@longseq/backend';
 import { type KvBudget, blocksForBudget } from './allocator';
 import { type AddResult, type AppendResult, BlockManager } from './block-manager';
 import { OutOfBlocksError } from './errors';
@@ -55,16 +49,20 @@ export class PagedKvCache {
   private disposed = false;
 
   constructor(backend: Backend, options: PagedKvCacheOptions) {
-    if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
+    if (options === null || typeof options !== 'object')
+      throw new ArgumentError('options', 'an object', options);
     let numBlocks = options.numBlocks;
     if (numBlocks === undefined) {
-      if (options.budgetBytes === undefined) throw new ArgumentError('options', 'numBlocks or budgetBytes', options);
+      if (options.budgetBytes === undefined)
+        throw new ArgumentError('options', 'numBlocks or budgetBytes', options);
       const budget: KvBudget = { ...options, bytes: options.budgetBytes, dtypeBytes: 4 };
       numBlocks = blocksForBudget(budget);
     }
-    if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new ArgumentError('options.numBlocks', 'an integer >= 1', numBlocks);
+    if (!Number.isInteger(numBlocks) || numBlocks < 1)
+      throw new ArgumentError('options.numBlocks', 'an integer >= 1', numBlocks);
     for (const key of ['layers', 'kvHeads', 'headDim'] as const) {
-      if (!Number.isInteger(options[key]) || options[key] < 1) throw new ArgumentError(`options.${key}`, 'an integer >= 1', options[key]);
+      if (!Number.isInteger(options[key]) || options[key] < 1)
+        throw new ArgumentError(`options.${key}`, 'an integer >= 1', options[key]);
     }
     this.backend = backend;
     this.manager = new BlockManager({
@@ -83,8 +81,12 @@ export class PagedKvCache {
     try {
       for (let l = 0; l < this.layers; l++) {
         // zeros, so a slot never written reads as 0 rather than stale memory
-        this.keys.push(backend.tensor(new Float32Array(numBlocks * this.blockSize * this.kvHeads * this.headDim), shape));
-        this.values.push(backend.tensor(new Float32Array(numBlocks * this.blockSize * this.kvHeads * this.headDim), shape));
+        this.keys.push(
+          backend.tensor(new Float32Array(numBlocks * this.blockSize * this.kvHeads * this.headDim), shape),
+        );
+        this.values.push(
+          backend.tensor(new Float32Array(numBlocks * this.blockSize * this.kvHeads * this.headDim), shape),
+        );
       }
     } catch (err) {
       this.dispose();
@@ -116,7 +118,8 @@ export class PagedKvCache {
 
   free(seqId: number): void {
     this.manager.free(seqId);
-    for (const b of [...this.hostBlocks.keys()]) if (!this.manager.host.isReferenced(b)) this.hostBlocks.delete(b);
+    for (const b of [...this.hostBlocks.keys()])
+      if (!this.manager.host.isReferenced(b)) this.hostBlocks.delete(b);
   }
 
   blockTable(seqId: number): readonly number[] {
@@ -136,10 +139,15 @@ export class PagedKvCache {
     this.checkLayer(layer);
     checkTensor(k, 'k');
     if (!Array.isArray(slots) || slots.length !== k.shape[0])
-      throw new ShapeError('slots', `${k.shape[0]} slots (one per row of k)`, `${Array.isArray(slots) ? slots.length : typeof slots}`);
+      throw new ShapeError(
+        'slots',
+        `${k.shape[0]} slots (one per row of k)`,
+        `${Array.isArray(slots) ? slots.length : typeof slots}`,
+      );
     const capacity = this.numBlocks * this.blockSize;
     slots.forEach((s, i) => {
-      if (!Number.isInteger(s) || s >= capacity) throw new ArgumentError(`slots[${i}]`, `an integer slot < ${capacity}`, s);
+      if (!Number.isInteger(s) || s >= capacity)
+        throw new ArgumentError(`slots[${i}]`, `an integer slot < ${capacity}`, s);
     });
     const t = this.backend.tensor(slots, [slots.length], 'i32');
     try {
@@ -168,20 +176,34 @@ export class PagedKvCache {
       lengths = sequences.map((id) => this.manager.length(id));
     } else {
       const input = sequences as BlockTablesInput;
-      if (!Array.isArray(input?.blockTables) || !Array.isArray(input.contextLens) || input.blockTables.length !== input.contextLens.length)
-        throw new ArgumentError('sequences', 'sequence ids, or { blockTables, contextLens } of equal length', sequences);
+      if (
+        !Array.isArray(input?.blockTables) ||
+        !Array.isArray(input.contextLens) ||
+        input.blockTables.length !== input.contextLens.length
+      )
+        throw new ArgumentError(
+          'sequences',
+          'sequence ids, or { blockTables, contextLens } of equal length',
+          sequences,
+        );
       input.blockTables.forEach((table, i) => {
         this.manager.checkBlockTable(table, `blockTables[${i}]`);
         const length = input.contextLens[i]!;
         if (!Number.isInteger(length) || length < 0 || length > table.length * this.blockSize)
-          throw new ArgumentError(`contextLens[${i}]`, `an integer in [0, ${table.length * this.blockSize}] (its table's capacity)`, length);
+          throw new ArgumentError(
+            `contextLens[${i}]`,
+            `an integer in [0, ${table.length * this.blockSize}] (its table's capacity)`,
+            length,
+          );
       });
       tables = input.blockTables.map((t) => [...t]);
       lengths = [...input.contextLens];
     }
     const width = Math.max(1, ...tables.map((t) => t.length));
     const flat = new Int32Array(tables.length * width);
-    tables.forEach((t, i) => flat.set(t, i * width));
+    tables.forEach((t, i) => {
+      flat.set(t, i * width);
+    });
     const blockTables = this.backend.tensor(flat, [tables.length, width], 'i32');
     const contextLens = this.backend.tensor(lengths, [lengths.length], 'i32');
     try {
@@ -199,10 +221,13 @@ export class PagedKvCache {
   async swapOut(seqIds: readonly number[]): Promise<void> {
     // read the blocks before the manager hands them out again
     const needed = this.manager.blocksToSwapIn(seqIds);
-    if (needed > this.manager.host.available) throw new OutOfBlocksError('seqIds', needed, this.manager.host.available, 'free host blocks');
+    if (needed > this.manager.host.available)
+      throw new OutOfBlocksError('seqIds', needed, this.manager.host.available, 'free host blocks');
     const { copies } = this.manager.swapOut(seqIds);
     const data = await this.readBlocks(copies.map(([d]) => d));
-    copies.forEach(([, h], i) => this.hostBlocks.set(h, data[i]!));
+    copies.forEach(([, h], i) => {
+      this.hostBlocks.set(h, data[i]!);
+    });
   }
 
   /** Brings swapped sequences back into new device blocks. */
@@ -211,12 +236,21 @@ export class PagedKvCache {
     if (copies.length === 0) return;
     const blockElems = this.blockSize * this.kvHeads * this.headDim;
     for (let l = 0; l < this.layers; l++) {
-      for (const [which, target] of [[0, this.keys[l]!], [1, this.values[l]!]] as const) {
+      for (const [which, target] of [
+        [0, this.keys[l]!],
+        [1, this.values[l]!],
+      ] as const) {
         const staged = new Float32Array(copies.length * blockElems);
-        copies.forEach(([h], i) => staged.set(this.hostBlocks.get(h)![2 * l + which]!, i * blockElems));
+        copies.forEach(([h], i) => {
+          staged.set(this.hostBlocks.get(h)![2 * l + which]!, i * blockElems);
+        });
         const src = this.backend.tensor(staged, [copies.length, this.blockSize, this.kvHeads, this.headDim]);
         try {
-          await copyBlocks(src, target, copies.map(([, d], i) => [i, d] as const));
+          await copyBlocks(
+            src,
+            target,
+            copies.map(([, d], i) => [i, d] as const),
+          );
         } finally {
           src.dispose();
         }
@@ -254,9 +288,15 @@ export class PagedKvCache {
       for (const source of [this.keys[l]!, this.values[l]!]) {
         const gathered = this.backend.empty([blocks.length, this.blockSize, this.kvHeads, this.headDim]);
         try {
-          await copyBlocks(source, gathered, blocks.map((b, i) => [b, i] as const));
+          await copyBlocks(
+            source,
+            gathered,
+            blocks.map((b, i) => [b, i] as const),
+          );
           const data = (await gathered.read()) as Float32Array;
-          blocks.forEach((_, i) => result[i]!.push(data.slice(i * blockElems, (i + 1) * blockElems)));
+          blocks.forEach((_, i) => {
+            result[i]!.push(data.slice(i * blockElems, (i + 1) * blockElems));
+          });
         } finally {
           gathered.dispose();
         }

@@ -86,7 +86,8 @@ export function defaultPartitionSize(
 ): number {
   const wg = attentionWorkgroupSize(backend);
   for (let p = 256; p >= 16; p /= 2) {
-    if (partitionSharedBytes({ ...dims, partitionSize: p }, wg) <= backend.limits.maxWorkgroupStorageSize) return p;
+    if (partitionSharedBytes({ ...dims, partitionSize: p }, wg) <= backend.limits.maxWorkgroupStorageSize)
+      return p;
   }
   return 16;
 }
@@ -121,40 +122,74 @@ export async function pagedAttention(
   checkRank(keyCache, 'keyCache', 4, 4, '[numBlocks, blockSize, kvHeads, headDim]');
   checkRank(blockTables, 'blockTables', 2, 2, '[seqs, maxBlocks]');
   checkRank(contextLens, 'contextLens', 1, 1, '[seqs]');
-  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
+  if (options === null || typeof options !== 'object')
+    throw new ArgumentError('options', 'an object', options);
   const [rows, heads, headDim] = q.shape as [number, number, number];
   const [numBlocks, blockSize, kvHeads, cacheDim] = keyCache.shape as [number, number, number, number];
   if (formatShape(valueCache.shape) !== formatShape(keyCache.shape))
-    throw new ShapeError('valueCache', `the shape of keyCache ${formatShape(keyCache.shape)}`, valueCache.shape);
-  if (cacheDim !== headDim) throw new ShapeError('keyCache', `[numBlocks, blockSize, kvHeads, ${headDim}] (q's head dim)`, keyCache.shape);
+    throw new ShapeError(
+      'valueCache',
+      `the shape of keyCache ${formatShape(keyCache.shape)}`,
+      valueCache.shape,
+    );
+  if (cacheDim !== headDim)
+    throw new ShapeError(
+      'keyCache',
+      `[numBlocks, blockSize, kvHeads, ${headDim}] (q's head dim)`,
+      keyCache.shape,
+    );
   if (kvHeads < 1 || heads % kvHeads !== 0)
     throw new ShapeError('q', `a head count that is a multiple of keyCache's ${kvHeads} kv heads`, q.shape);
   const [seqs, maxBlocks] = blockTables.shape as [number, number];
-  if (contextLens.shape[0] !== seqs) throw new ShapeError('contextLens', `[${seqs}] (one length per block-table row)`, contextLens.shape);
+  if (contextLens.shape[0] !== seqs)
+    throw new ShapeError('contextLens', `[${seqs}] (one length per block-table row)`, contextLens.shape);
   const chunk = options.chunk ?? 1;
-  if (!Number.isInteger(chunk) || chunk < 1) throw new ArgumentError('options.chunk', 'an integer >= 1', chunk);
-  if (rows !== seqs * chunk) throw new ShapeError('q', `[${seqs * chunk}, ${heads}, ${headDim}] (seqs x chunk rows)`, q.shape);
+  if (!Number.isInteger(chunk) || chunk < 1)
+    throw new ArgumentError('options.chunk', 'an integer >= 1', chunk);
+  if (rows !== seqs * chunk)
+    throw new ShapeError('q', `[${seqs * chunk}, ${heads}, ${headDim}] (seqs x chunk rows)`, q.shape);
   const capacity = maxBlocks * blockSize;
   const maxContextLen = options.maxContextLen ?? capacity;
   if (!Number.isInteger(maxContextLen) || maxContextLen < 0 || maxContextLen > capacity)
-    throw new ArgumentError('options.maxContextLen', `an integer in [0, ${capacity}] (blockTables width x blockSize)`, maxContextLen);
-  const scale = options.scale === undefined ? 1 / Math.sqrt(headDim) : checkFiniteNumber(options.scale, 'options.scale');
+    throw new ArgumentError(
+      'options.maxContextLen',
+      `an integer in [0, ${capacity}] (blockTables width x blockSize)`,
+      maxContextLen,
+    );
+  const scale =
+    options.scale === undefined ? 1 / Math.sqrt(headDim) : checkFiniteNumber(options.scale, 'options.scale');
   const softcap = options.softcap === undefined ? 0 : checkFiniteNumber(options.softcap, 'options.softcap');
   if (softcap < 0) throw new ArgumentError('options.softcap', 'a number >= 0', softcap);
   const dims = { heads, kvHeads, headDim };
   const partitionSize = options.partitionSize ?? defaultPartitionSize(backend, dims);
   if (!isPowerOfTwo(partitionSize) || partitionSize < 16 || partitionSize > 4096)
     throw new ArgumentError('options.partitionSize', 'a power of two in [16, 4096]', partitionSize);
-  for (const [name, t] of Object.entries({ q, keyCache, valueCache, blockTables })) checkBindingSize(backend, name, t.size, t.shape);
+  for (const [name, t] of Object.entries({ q, keyCache, valueCache, blockTables }))
+    checkBindingSize(backend, name, t.size, t.shape);
   if (backend.kind === 'webgpu') {
     const wg = attentionWorkgroupSize(backend);
     const bytes = partitionSharedBytes({ ...dims, partitionSize }, wg);
     if (bytes > backend.limits.maxWorkgroupStorageSize)
-      throw new DeviceLimitError('options.partitionSize (scores of a head group)', 'maxWorkgroupStorageSize (bytes)', bytes, backend.limits.maxWorkgroupStorageSize);
+      throw new DeviceLimitError(
+        'options.partitionSize (scores of a head group)',
+        'maxWorkgroupStorageSize (bytes)',
+        bytes,
+        backend.limits.maxWorkgroupStorageSize,
+      );
     if (headDim / (headDim % 4 === 0 ? 4 : 1) > wg)
-      throw new DeviceLimitError('q head dim', 'columns per workgroup', headDim, wg * (headDim % 4 === 0 ? 4 : 1));
+      throw new DeviceLimitError(
+        'q head dim',
+        'columns per workgroup',
+        headDim,
+        wg * (headDim % 4 === 0 ? 4 : 1),
+      );
   } else if (rows * heads * maxContextLen > GPUJS_MAX_ELEMENTS) {
-    throw new DeviceLimitError('gpu.js scores [N, heads, maxContextLen]', 'float32-exact elements', rows * heads * maxContextLen, GPUJS_MAX_ELEMENTS);
+    throw new DeviceLimitError(
+      'gpu.js scores [N, heads, maxContextLen]',
+      'float32-exact elements',
+      rows * heads * maxContextLen,
+      GPUJS_MAX_ELEMENTS,
+    );
   }
   if (maxContextLen === 0 || rows === 0) {
     // no keys anywhere: every row is zero (and nothing to launch)
@@ -176,7 +211,12 @@ export async function pagedAttention(
     softcap,
     partitionSize,
   };
-  const result = await runKernel(PagedAttention, backend, [q, keyCache, valueCache, blockTables, contextLens], attrs);
+  const result = await runKernel(
+    PagedAttention,
+    backend,
+    [q, keyCache, valueCache, blockTables, contextLens],
+    attrs,
+  );
   return Array.isArray(result) ? result[0]! : result;
 }
 
@@ -186,7 +226,13 @@ export async function pagedAttention(
  * block x blockSize + offset) of keyCache and valueCache, in place. A negative slot is
  * skipped (padding). Slots must be distinct.
  */
-export async function writeKv(k: Tensor, v: Tensor, slots: Tensor, keyCache: Tensor, valueCache: Tensor): Promise<void> {
+export async function writeKv(
+  k: Tensor,
+  v: Tensor,
+  slots: Tensor,
+  keyCache: Tensor,
+  valueCache: Tensor,
+): Promise<void> {
   checkTensor(k, 'k');
   checkTensor(v, 'v');
   checkTensor(slots, 'slots');
@@ -203,13 +249,20 @@ export async function writeKv(k: Tensor, v: Tensor, slots: Tensor, keyCache: Ten
   checkRank(k, 'k', 3, 3, '[tokens, kvHeads, headDim]');
   const [numBlocks, blockSize, kvHeads, headDim] = keyCache.shape as [number, number, number, number];
   if (formatShape(valueCache.shape) !== formatShape(keyCache.shape))
-    throw new ShapeError('valueCache', `the shape of keyCache ${formatShape(keyCache.shape)}`, valueCache.shape);
+    throw new ShapeError(
+      'valueCache',
+      `the shape of keyCache ${formatShape(keyCache.shape)}`,
+      valueCache.shape,
+    );
   const tokens = k.shape[0]!;
   if (k.shape[1] !== kvHeads || k.shape[2] !== headDim)
     throw new ShapeError('k', `[tokens, ${kvHeads}, ${headDim}] (keyCache's kv heads and head dim)`, k.shape);
-  if (formatShape(v.shape) !== formatShape(k.shape)) throw new ShapeError('v', `the shape of k ${formatShape(k.shape)}`, v.shape);
-  if (slots.rank !== 1 || slots.shape[0] !== tokens) throw new ShapeError('slots', `[${tokens}] (one slot per row of k)`, slots.shape);
-  if (keyCache === valueCache) throw new ArgumentError('valueCache', 'a tensor other than keyCache', 'keyCache');
+  if (formatShape(v.shape) !== formatShape(k.shape))
+    throw new ShapeError('v', `the shape of k ${formatShape(k.shape)}`, v.shape);
+  if (slots.rank !== 1 || slots.shape[0] !== tokens)
+    throw new ShapeError('slots', `[${tokens}] (one slot per row of k)`, slots.shape);
+  if (keyCache === valueCache)
+    throw new ArgumentError('valueCache', 'a tensor other than keyCache', 'keyCache');
   checkBindingSize(backend, 'keyCache', keyCache.size, keyCache.shape);
   registerPagedKvKernels();
   const attrs: WriteKvAttrs = { tokens, rowSize: kvHeads * headDim, slots: numBlocks * blockSize };
@@ -222,7 +275,11 @@ export async function writeKv(k: Tensor, v: Tensor, slots: Tensor, keyCache: Ten
  * (copy-on-write inside a cache); then no block may be both a source and a destination.
  * Destinations must be distinct.
  */
-export async function copyBlocks(src: Tensor, dst: Tensor, pairs: readonly (readonly [number, number])[]): Promise<void> {
+export async function copyBlocks(
+  src: Tensor,
+  dst: Tensor,
+  pairs: readonly (readonly [number, number])[],
+): Promise<void> {
   checkTensor(src, 'src');
   checkTensor(dst, 'dst');
   checkSameBackend(src.backend, { dst });
@@ -238,10 +295,13 @@ export async function copyBlocks(src: Tensor, dst: Tensor, pairs: readonly (read
   const destinations = new Set<number>();
   const sources = new Set<number>();
   pairs.forEach((pair, i) => {
-    if (!Array.isArray(pair) || pair.length !== 2) throw new ArgumentError(`pairs[${i}]`, 'a [src, dst] pair', pair);
+    if (!Array.isArray(pair) || pair.length !== 2)
+      throw new ArgumentError(`pairs[${i}]`, 'a [src, dst] pair', pair);
     const [s, d] = pair;
-    if (!Number.isInteger(s) || s < 0 || s >= srcBlocks) throw new ArgumentError(`pairs[${i}][0]`, `a block of src in [0, ${srcBlocks})`, s);
-    if (!Number.isInteger(d) || d < 0 || d >= dstBlocks) throw new ArgumentError(`pairs[${i}][1]`, `a block of dst in [0, ${dstBlocks})`, d);
+    if (!Number.isInteger(s) || s < 0 || s >= srcBlocks)
+      throw new ArgumentError(`pairs[${i}][0]`, `a block of src in [0, ${srcBlocks})`, s);
+    if (!Number.isInteger(d) || d < 0 || d >= dstBlocks)
+      throw new ArgumentError(`pairs[${i}][1]`, `a block of dst in [0, ${dstBlocks})`, d);
     if (destinations.has(d)) throw new ArgumentError(`pairs[${i}][1]`, 'distinct destination blocks', d);
     destinations.add(d);
     sources.add(s);
@@ -249,7 +309,8 @@ export async function copyBlocks(src: Tensor, dst: Tensor, pairs: readonly (read
   const inPlace = src === dst || src.handle === dst.handle;
   if (inPlace) {
     for (const d of destinations) {
-      if (sources.has(d)) throw new ArgumentError('pairs', 'no block both a source and a destination (in place)', d);
+      if (sources.has(d))
+        throw new ArgumentError('pairs', 'no block both a source and a destination (in place)', d);
     }
   }
   if (pairs.length === 0) return;
@@ -264,7 +325,13 @@ const pagedAttentionWebGpu: KernelConfig<PagedAttentionAttrs> = {
   kernelName: PagedAttention,
   backendKind: 'webgpu',
   async run(backend, inputs, attrs) {
-    const [q, keyCache, valueCache, blockTables, contextLens] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor];
+    const [q, keyCache, valueCache, blockTables, contextLens] = inputs as [
+      Tensor,
+      Tensor,
+      Tensor,
+      Tensor,
+      Tensor,
+    ];
     const out = backend.empty([attrs.rows, attrs.heads, attrs.headDim]);
     if (out.size === 0) return out;
     const partitions = Math.ceil(attrs.maxContextLen / attrs.partitionSize);
@@ -272,7 +339,17 @@ const pagedAttentionWebGpu: KernelConfig<PagedAttentionAttrs> = {
     const partialStats = backend.empty([attrs.rows, attrs.heads, partitions, 2]);
     try {
       await disposeOnError([out], async () => {
-        await backend.run(partitionProgram(backend, attrs, { q, keyCache, valueCache, blockTables, contextLens, partialOut, partialStats }));
+        await backend.run(
+          partitionProgram(backend, attrs, {
+            q,
+            keyCache,
+            valueCache,
+            blockTables,
+            contextLens,
+            partialOut,
+            partialStats,
+          }),
+        );
         await backend.run(reduceProgram(backend, attrs, { partialOut, partialStats, out }));
       });
     } finally {
@@ -287,14 +364,29 @@ const pagedAttentionGpuJs: KernelConfig<PagedAttentionAttrs> = {
   kernelName: PagedAttention,
   backendKind: 'gpujs',
   async run(backend, inputs, attrs) {
-    const [q, keyCache, valueCache, blockTables, contextLens] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor];
+    const [q, keyCache, valueCache, blockTables, contextLens] = inputs as [
+      Tensor,
+      Tensor,
+      Tensor,
+      Tensor,
+      Tensor,
+    ];
     const out = backend.empty([attrs.rows, attrs.heads, attrs.headDim]);
     if (out.size === 0) return out;
     const scores = backend.empty([attrs.rows * attrs.heads * attrs.maxContextLen]);
     const stats = backend.empty([attrs.rows * attrs.heads * 2]);
     try {
       await disposeOnError([out], async () => {
-        for (const program of pagedAttentionPrograms(attrs, { q, keyCache, valueCache, blockTables, contextLens, scores, stats, out }))
+        for (const program of pagedAttentionPrograms(attrs, {
+          q,
+          keyCache,
+          valueCache,
+          blockTables,
+          contextLens,
+          scores,
+          stats,
+          out,
+        }))
           await backend.run(program);
       });
     } finally {
@@ -310,7 +402,8 @@ const writeKvWebGpu: KernelConfig<WriteKvAttrs> = {
   backendKind: 'webgpu',
   async run(backend, inputs, attrs) {
     const [k, v, slots, keyCache, valueCache] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor];
-    if (attrs.tokens > 0) await backend.run(writeKvProgram(backend, { k, v, slots, keyCache, valueCache }, attrs));
+    if (attrs.tokens > 0)
+      await backend.run(writeKvProgram(backend, { k, v, slots, keyCache, valueCache }, attrs));
     return [];
   },
 };
@@ -340,7 +433,13 @@ const copyBlocksWebGpu: KernelConfig<CopyBlocksAttrs> = {
     const [src, dst] = inputs as [Tensor, Tensor];
     const pairs = backend.tensor(attrs.pairs.flat(), [attrs.pairs.length, 2], 'i32');
     try {
-      await backend.run(copyBlocksProgram(backend, { src, dst, pairs }, { pairs: attrs.pairs.length, blockElems: attrs.blockElems, inPlace: attrs.inPlace }));
+      await backend.run(
+        copyBlocksProgram(
+          backend,
+          { src, dst, pairs },
+          { pairs: attrs.pairs.length, blockElems: attrs.blockElems, inPlace: attrs.inPlace },
+        ),
+      );
     } finally {
       pairs.dispose();
     }

@@ -129,8 +129,10 @@ export class Scheduler {
   }
 
   add(request: Request): void {
-    if (request === null || typeof request !== 'object') throw new ArgumentError('request', 'an object', request);
-    if (this.ids.has(request.id)) throw new ArgumentError('request.id', 'an id not already queued', request.id);
+    if (request === null || typeof request !== 'object')
+      throw new ArgumentError('request', 'an object', request);
+    if (this.ids.has(request.id))
+      throw new ArgumentError('request.id', 'an id not already queued', request.id);
     if (!Array.isArray(request.prompt) || request.prompt.length === 0)
       throw new ArgumentError('request.prompt', 'a non-empty array of token ids', request.prompt);
     if (!Number.isInteger(request.maxNewTokens) || request.maxNewTokens < 1)
@@ -138,8 +140,10 @@ export class Scheduler {
     const n = request.n ?? 1;
     const beam = request.beamWidth ?? 1;
     if (!Number.isInteger(n) || n < 1) throw new ArgumentError('request.n', 'an integer >= 1', n);
-    if (!Number.isInteger(beam) || beam < 1) throw new ArgumentError('request.beamWidth', 'an integer >= 1', beam);
-    if (n > 1 && beam > 1) throw new ArgumentError('request', 'n > 1 or beamWidth > 1, not both', `n ${n}, beamWidth ${beam}`);
+    if (!Number.isInteger(beam) || beam < 1)
+      throw new ArgumentError('request.beamWidth', 'an integer >= 1', beam);
+    if (n > 1 && beam > 1)
+      throw new ArgumentError('request', 'n > 1 or beamWidth > 1, not both', `n ${n}, beamWidth ${beam}`);
     this.ids.add(request.id);
     this.waiting.push({
       request,
@@ -206,7 +210,12 @@ export class Scheduler {
         const reserve = Math.floor(this.watermark * m.device.numBlocks);
         if (cost + reserve > free || seqs + width > this.maxRunningSequences) {
           if (this.running.length === 0 && admitted.length === 0 && cost + reserve > m.device.numBlocks)
-            throw new OutOfBlocksError('request.prompt', cost + reserve, m.device.numBlocks, 'KV blocks in the budget');
+            throw new OutOfBlocksError(
+              'request.prompt',
+              cost + reserve,
+              m.device.numBlocks,
+              'KV blocks in the budget',
+            );
           break;
         }
         this.waiting.shift();
@@ -276,10 +285,12 @@ export class Scheduler {
     g.seqIds = next;
   }
 
-  private preempt(g: Group, result: { preempted: { requestId: number; mode: 'recompute' | 'swap' }[]; swapOut: BlockCopy[] }): void {
+  private preempt(
+    g: Group,
+    result: { preempted: { requestId: number; mode: 'recompute' | 'swap' }[]; swapOut: BlockCopy[] },
+  ): void {
     const m = this.manager;
-    const canSwap =
-      this.preemption === 'swap' && m.blocksToSwapIn(g.seqIds) <= m.host.available;
+    const canSwap = this.preemption === 'swap' && m.blocksToSwapIn(g.seqIds) <= m.host.available;
     if (canSwap) {
       result.swapOut.push(...m.swapOut(g.seqIds).copies);
       g.state = 'swapped';

@@ -86,7 +86,8 @@ export function generateTrace(options: TraceOptions = {}): TraceRequest[] {
   const shared = options.sharedPrefix ?? 0;
   if (!Number.isInteger(count) || count < 0) throw new ArgumentError('requests', 'an integer >= 0', count);
   if (!(rate > 0)) throw new ArgumentError('rate', 'a number > 0', rate);
-  if (!Number.isInteger(maxModelLen) || maxModelLen < 2) throw new ArgumentError('maxModelLen', 'an integer >= 2', maxModelLen);
+  if (!Number.isInteger(maxModelLen) || maxModelLen < 2)
+    throw new ArgumentError('maxModelLen', 'an integer >= 2', maxModelLen);
   if (!Number.isInteger(shared) || shared < 0 || shared >= maxModelLen - 1)
     throw new ArgumentError('sharedPrefix', `an integer in [0, ${maxModelLen - 2}]`, shared);
   const random = seededRandom(options.seed ?? 1);
@@ -97,9 +98,15 @@ export function generateTrace(options: TraceOptions = {}): TraceRequest[] {
   let time = 0;
   for (let id = 0; id < count; id++) {
     time += -Math.log(Math.max(1 - random(), 1e-12)) / rate;
-    const promptLen = Math.min(maxModelLen - 1 - shared, Math.max(1, Math.round(Math.exp(prompt.mu + prompt.sigma * normal(random)))));
+    const promptLen = Math.min(
+      maxModelLen - 1 - shared,
+      Math.max(1, Math.round(Math.exp(prompt.mu + prompt.sigma * normal(random)))),
+    );
     const maxNewTokens = maxModelLen - shared - promptLen;
-    const outputLen = Math.min(maxNewTokens, Math.max(1, Math.round(Math.exp(output.mu + output.sigma * normal(random)))));
+    const outputLen = Math.min(
+      maxNewTokens,
+      Math.max(1, Math.round(Math.exp(output.mu + output.sigma * normal(random)))),
+    );
     const tokens = [...systemPrompt];
     for (let i = 0; i < promptLen; i++) tokens.push(Math.floor(random() * 32000));
     trace.push({ id, arrival: Math.floor(time), prompt: tokens, outputLen, maxNewTokens, n, beamWidth });
@@ -207,7 +214,12 @@ class Accumulator {
 }
 
 /** (a) Contiguous: FCFS; a request is admitted when its whole reservation fits; never preempted. */
-function runContiguous(trace: readonly TraceRequest[], budget: number, every: number, maxSteps: number): RunStats {
+function runContiguous(
+  trace: readonly TraceRequest[],
+  budget: number,
+  every: number,
+  maxSteps: number,
+): RunStats {
   const acc = new Accumulator(budget, every);
   interface Live {
     req: TraceRequest;
@@ -221,7 +233,11 @@ function runContiguous(trace: readonly TraceRequest[], budget: number, every: nu
   let finished = 0;
   const queue: TraceRequest[] = [];
   const reservation = (r: TraceRequest) => Math.max(r.n, r.beamWidth) * (r.prompt.length + r.maxNewTokens);
-  for (let step = 0; step < maxSteps && (next < trace.length || queue.length > 0 || running.length > 0); step++) {
+  for (
+    let step = 0;
+    step < maxSteps && (next < trace.length || queue.length > 0 || running.length > 0);
+    step++
+  ) {
     while (next < trace.length && trace[next]!.arrival <= step) queue.push(trace[next++]!);
     // decode one token per running sequence
     for (const s of running) {
@@ -240,7 +256,11 @@ function runContiguous(trace: readonly TraceRequest[], budget: number, every: nu
     while (queue.length > 0) {
       const r = queue[0]!;
       if (reservation(r) > budget && running.length === 0)
-        throw new ArgumentError('budget', `room for one request's reservation (${reservation(r)} tokens)`, budget);
+        throw new ArgumentError(
+          'budget',
+          `room for one request's reservation (${reservation(r)} tokens)`,
+          budget,
+        );
       if (reserved + reservation(r) > budget) break;
       queue.shift();
       reserved += reservation(r);
@@ -257,7 +277,12 @@ function runContiguous(trace: readonly TraceRequest[], budget: number, every: nu
 }
 
 /** (b) Paged: the Scheduler over a BlockManager with the same budget in tokens. */
-function runPaged(trace: readonly TraceRequest[], options: SimulationOptions, every: number, maxSteps: number): RunStats {
+function runPaged(
+  trace: readonly TraceRequest[],
+  options: SimulationOptions,
+  every: number,
+  maxSteps: number,
+): RunStats {
   const bs = options.blockSize;
   const budget = options.numBlocks * bs;
   const acc = new Accumulator(budget, every);
@@ -281,7 +306,13 @@ function runPaged(trace: readonly TraceRequest[], options: SimulationOptions, ev
   for (let step = 0; step < maxSteps && (next < trace.length || !scheduler.idle); step++) {
     while (next < trace.length && trace[next]!.arrival <= step) {
       const r = trace[next++]!;
-      scheduler.add({ id: r.id, prompt: r.prompt, maxNewTokens: r.outputLen, n: r.n, beamWidth: r.beamWidth });
+      scheduler.add({
+        id: r.id,
+        prompt: r.prompt,
+        maxNewTokens: r.outputLen,
+        n: r.n,
+        beamWidth: r.beamWidth,
+      });
     }
     const result = scheduler.step(sample, selectBeams);
     acc.tokens += result.tokens;
@@ -311,7 +342,10 @@ function runPaged(trace: readonly TraceRequest[], options: SimulationOptions, ev
 }
 
 /** Replays one trace through both allocation schemes under the same budget. */
-export function simulateServing(trace: readonly TraceRequest[], options: SimulationOptions): SimulationReport {
+export function simulateServing(
+  trace: readonly TraceRequest[],
+  options: SimulationOptions,
+): SimulationReport {
   if (!Number.isInteger(options.numBlocks) || options.numBlocks < 1)
     throw new ArgumentError('numBlocks', 'an integer >= 1', options.numBlocks);
   if (!Number.isInteger(options.blockSize) || options.blockSize < 1)

@@ -38,7 +38,9 @@ class KvModel {
   }
 
   write(slots: readonly number[], tokens: readonly number[]): void {
-    slots.forEach((slot, i) => this.device.set(slot, tokens[i]!));
+    slots.forEach((slot, i) => {
+      this.device.set(slot, tokens[i]!);
+    });
   }
 }
 
@@ -74,12 +76,20 @@ function checkContent(m: BlockManager, model: KvModel, expected: Map<number, num
     expect(m.tokens(id)).toEqual(tokens);
     const snap = m.snapshot().sequences.find((s) => s.id === id)!;
     const store = snap.swapped ? model.host : model.device;
-    const got = tokens.map((_, t) => store.get(snap.blocks[Math.floor(t / m.blockSize)]! * m.blockSize + (t % m.blockSize)));
+    const got = tokens.map((_, t) =>
+      store.get(snap.blocks[Math.floor(t / m.blockSize)]! * m.blockSize + (t % m.blockSize)),
+    );
     expect(got, `KV content of sequence ${id}${snap.swapped ? ' (swapped)' : ''}`).toEqual(tokens);
   }
 }
 
-function run(ops: Op[], numBlocks: number, blockSize: number, numHostBlocks: number, prefixCaching: boolean): void {
+function run(
+  ops: Op[],
+  numBlocks: number,
+  blockSize: number,
+  numHostBlocks: number,
+  prefixCaching: boolean,
+): void {
   const m = new BlockManager({ numBlocks, blockSize, numHostBlocks, prefixCaching });
   const model = new KvModel(blockSize);
   const expected = new Map<number, number[]>();
@@ -146,7 +156,9 @@ function run(ops: Op[], numBlocks: number, blockSize: number, numHostBlocks: num
         const id = pick(op.seq);
         if (id === undefined || m.isSwapped(id)) break;
         // a preempted request's whole group (here: the sequence and every live fork of it) moves out
-        const group = [...expected.keys()].filter((s) => !m.isSwapped(s) && (s === id || op.kind === 'preempt'));
+        const group = [...expected.keys()].filter(
+          (s) => !m.isSwapped(s) && (s === id || op.kind === 'preempt'),
+        );
         if (m.blocksToSwapIn(group) > m.host.available) {
           unchanged(() => m.swapOut(group), OutOfBlocksError);
           if (op.kind === 'preempt') {
@@ -206,8 +218,18 @@ describe('BlockManager', () => {
   it('budget: blocks from bytes, K and V of every layer counted', () => {
     const perBlock = bytesPerBlock({ blockSize: 16, layers: 32, kvHeads: 8, headDim: 128 });
     expect(perBlock).toBe(2 * 32 * 16 * 8 * 128 * 4);
-    expect(blocksForBudget({ bytes: 10 * perBlock + perBlock - 1, blockSize: 16, layers: 32, kvHeads: 8, headDim: 128 })).toBe(10);
-    expect(blocksForBudget({ bytes: 1 << 20, blockSize: 16, layers: 1, kvHeads: 1, headDim: 64, dtypeBytes: 2 })).toBe(256);
+    expect(
+      blocksForBudget({
+        bytes: 10 * perBlock + perBlock - 1,
+        blockSize: 16,
+        layers: 32,
+        kvHeads: 8,
+        headDim: 128,
+      }),
+    ).toBe(10);
+    expect(
+      blocksForBudget({ bytes: 1 << 20, blockSize: 16, layers: 1, kvHeads: 1, headDim: 64, dtypeBytes: 2 }),
+    ).toBe(256);
     expect(() => bytesPerBlock({ blockSize: 0, layers: 1, kvHeads: 1, headDim: 1 })).toThrow(ArgumentError);
   });
 
@@ -271,7 +293,9 @@ describe('BlockManager', () => {
     expect(() => m.add([1, 2, 3, 4, 5, 6, 7])).toThrow(OutOfBlocksError);
     expect(() => m.swapOut([seqId])).toThrow(OutOfBlocksError);
     expect(() => m.append(seqId, [1.5])).toThrow(ArgumentError);
-    expect(() => m.checkBlockTable([...m.blockTable(seqId), before.device.free[0]!])).toThrow(FreedBlockError);
+    expect(() => m.checkBlockTable([...m.blockTable(seqId), before.device.free[0]!])).toThrow(
+      FreedBlockError,
+    );
     expect(() => m.checkBlockTable([99])).toThrow(FreedBlockError);
     expect(m.snapshot()).toEqual(before);
     expect(() => m.append(other, [1])).toThrow(/seqId: expected a live sequence id/);
@@ -291,7 +315,14 @@ describe('BlockManager', () => {
     const back = m.swapIn([a.seqId, b]);
     model.copy(back.copies, model.host, model.device);
     expect(m.blockTable(a.seqId)).toEqual(m.blockTable(b));
-    checkContent(m, model, new Map([[a.seqId, [1, 2, 3]], [b, [1, 2, 3]]]));
+    checkContent(
+      m,
+      model,
+      new Map([
+        [a.seqId, [1, 2, 3]],
+        [b, [1, 2, 3]],
+      ]),
+    );
     m.checkInvariants();
   });
 

@@ -60,15 +60,27 @@ function makeInputs(random: Rng, c: Case) {
   const rows = c.lengths.length * chunk;
   return {
     q: { shape: [rows, c.heads, c.headDim], data: randomFloats(rows * c.heads * c.headDim, random, -2, 2) },
-    keyCache: { shape: [numBlocks, c.blockSize, c.kvHeads, c.headDim], data: randomFloats(cacheSize, random, -2, 2) },
-    valueCache: { shape: [numBlocks, c.blockSize, c.kvHeads, c.headDim], data: randomFloats(cacheSize, random, -1, 1) },
+    keyCache: {
+      shape: [numBlocks, c.blockSize, c.kvHeads, c.headDim],
+      data: randomFloats(cacheSize, random, -2, 2),
+    },
+    valueCache: {
+      shape: [numBlocks, c.blockSize, c.kvHeads, c.headDim],
+      data: randomFloats(cacheSize, random, -1, 1),
+    },
     blockTables: { shape: [c.lengths.length, width], data: tables },
     contextLens: Int32Array.from(c.lengths),
   };
 }
 
 /** Gathers each sequence's keys or values into a contiguous [L, KVH, D] array through its table. */
-function gather(cache: { shape: number[]; data: ArrayLike<number> }, tables: Int32Array, width: number, seq: number, length: number) {
+function gather(
+  cache: { shape: number[]; data: ArrayLike<number> },
+  tables: Int32Array,
+  width: number,
+  seq: number,
+  length: number,
+) {
   const [, blockSize, kvHeads, d] = cache.shape as [number, number, number, number];
   const row = kvHeads * d;
   const data = new Float64Array(Math.max(length, 1) * row);
@@ -81,11 +93,50 @@ function gather(cache: { shape: number[]; data: ArrayLike<number> }, tables: Int
 
 const CASES: Case[] = [
   { name: 'decode, one sequence of length 1', lengths: [1], heads: 2, kvHeads: 2, headDim: 8, blockSize: 4 },
-  { name: 'decode, odd lengths, block size not dividing them, GQA 4:1', lengths: [7, 33, 1, 20], heads: 4, kvHeads: 1, headDim: 8, blockSize: 5 },
-  { name: 'decode, many partitions (split-K) and GQA 2:1', lengths: [70, 5, 49], heads: 4, kvHeads: 2, headDim: 16, blockSize: 3, partitionSize: 16 },
-  { name: 'decode, head dim not a multiple of 4 (scalar path), softcap', lengths: [9, 17], heads: 3, kvHeads: 3, headDim: 6, blockSize: 4, softcap: 2 },
-  { name: 'prefill, chunk of 5 against the cached prefix (causal, bottom-right)', lengths: [12, 5, 23], heads: 4, kvHeads: 2, headDim: 8, blockSize: 4, chunk: 5, partitionSize: 16 },
-  { name: 'a zero-length sequence gives zeros', lengths: [0, 6], heads: 2, kvHeads: 1, headDim: 4, blockSize: 2 },
+  {
+    name: 'decode, odd lengths, block size not dividing them, GQA 4:1',
+    lengths: [7, 33, 1, 20],
+    heads: 4,
+    kvHeads: 1,
+    headDim: 8,
+    blockSize: 5,
+  },
+  {
+    name: 'decode, many partitions (split-K) and GQA 2:1',
+    lengths: [70, 5, 49],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 16,
+    blockSize: 3,
+    partitionSize: 16,
+  },
+  {
+    name: 'decode, head dim not a multiple of 4 (scalar path), softcap',
+    lengths: [9, 17],
+    heads: 3,
+    kvHeads: 3,
+    headDim: 6,
+    blockSize: 4,
+    softcap: 2,
+  },
+  {
+    name: 'prefill, chunk of 5 against the cached prefix (causal, bottom-right)',
+    lengths: [12, 5, 23],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 8,
+    blockSize: 4,
+    chunk: 5,
+    partitionSize: 16,
+  },
+  {
+    name: 'a zero-length sequence gives zeros',
+    lengths: [0, 6],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 4,
+    blockSize: 2,
+  },
 ];
 
 describe('pagedAttentionRef', () => {
@@ -133,8 +184,24 @@ describeEachBackend('pagedAttention', (ctx) => {
 
   // the paged kernel against flash-attention's contiguous (packed varlen) attention on the same data
   const CROSS: Case[] = [
-    { name: 'decode, GQA 2:1, odd lengths', lengths: [7, 33, 1, 20], heads: 4, kvHeads: 2, headDim: 16, blockSize: 5, partitionSize: 16 },
-    { name: 'prefill chunk of 3, causal', lengths: [9, 3, 14], heads: 2, kvHeads: 1, headDim: 16, blockSize: 4, chunk: 3 },
+    {
+      name: 'decode, GQA 2:1, odd lengths',
+      lengths: [7, 33, 1, 20],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 16,
+      blockSize: 5,
+      partitionSize: 16,
+    },
+    {
+      name: 'prefill chunk of 3, causal',
+      lengths: [9, 3, 14],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 16,
+      blockSize: 4,
+      chunk: 3,
+    },
   ];
   for (const c of CROSS) {
     it(`${c.name}: equals flash-attention's contiguous attention on the gathered keys and values`, async () => {
@@ -149,7 +216,10 @@ describeEachBackend('pagedAttention', (ctx) => {
       const vc = b.tensor(inputs.valueCache.data, inputs.valueCache.shape);
       const bt = b.tensor(inputs.blockTables.data, inputs.blockTables.shape, 'i32');
       const cl = b.tensor(inputs.contextLens, [c.lengths.length], 'i32');
-      const paged = await pagedAttention(q, kc, vc, bt, cl, { chunk, ...(c.partitionSize ? { partitionSize: c.partitionSize } : {}) });
+      const paged = await pagedAttention(q, kc, vc, bt, cl, {
+        chunk,
+        ...(c.partitionSize ? { partitionSize: c.partitionSize } : {}),
+      });
       const keys = c.lengths.map((l, s) => gather(inputs.keyCache, inputs.blockTables.data, width, s, l));
       const values = c.lengths.map((l, s) => gather(inputs.valueCache, inputs.blockTables.data, width, s, l));
       const total = c.lengths.reduce((a, l) => a + l, 0);
@@ -177,7 +247,9 @@ describeEachBackend('pagedAttention', (ctx) => {
       // two float32 computations of the same function: within the sum of their allowances
       let diff = 0;
       for (let i = 0; i < got.length; i++) diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-      expect(diff, `paged vs flash-attention (seed ${seed})`).toBeLessThanOrEqual(mine.allowed + theirs.allowed);
+      expect(diff, `paged vs flash-attention (seed ${seed})`).toBeLessThanOrEqual(
+        mine.allowed + theirs.allowed,
+      );
       for (const t of [q, kc, vc, bt, cl, paged, k, v, contiguous]) t.dispose();
     });
   }
@@ -234,8 +306,12 @@ describeEachBackend('writeKv and copyBlocks', (ctx) => {
     const vt = b.tensor(v, [4, 2, 4]);
     const st = b.tensor(slots, [4], 'i32');
     await writeKv(kt, vt, st, kc, vc);
-    expect(Array.from(await kc.read())).toEqual(Array.from(writeKvRef({ shape, data: cacheK }, { shape: [4, 2, 4], data: k }, slots)));
-    expect(Array.from(await vc.read())).toEqual(Array.from(writeKvRef({ shape, data: cacheV }, { shape: [4, 2, 4], data: v }, slots)));
+    expect(Array.from(await kc.read())).toEqual(
+      Array.from(writeKvRef({ shape, data: cacheK }, { shape: [4, 2, 4], data: k }, slots)),
+    );
+    expect(Array.from(await vc.read())).toEqual(
+      Array.from(writeKvRef({ shape, data: cacheV }, { shape: [4, 2, 4], data: v }, slots)),
+    );
     await expect(writeKv(kt, vt, st, kc, kc)).rejects.toThrow(ArgumentError);
     await expect(writeKv(kt, vt, kt, kc, vc)).rejects.toThrow(DTypeError);
     for (const t of [kc, vc, kt, vt, st]) t.dispose();
@@ -257,13 +333,27 @@ describeEachBackend('writeKv and copyBlocks', (ctx) => {
     const expected = copyBlocksRef({ shape, data }, { shape, data }, pairs);
     expect(Array.from(await cache.read())).toEqual(Array.from(Float32Array.from(expected)));
     await copyBlocks(staged, cache, [[1, 2]]);
-    const expected2 = copyBlocksRef({ shape: [2, 3, 1, 5], data: other }, { shape, data: expected }, [[1, 2]]);
+    const expected2 = copyBlocksRef({ shape: [2, 3, 1, 5], data: other }, { shape, data: expected }, [
+      [1, 2],
+    ]);
     expect(Array.from(await cache.read())).toEqual(Array.from(Float32Array.from(expected2)));
     await copyBlocks(cache, staged, [[3, 0]]);
-    expect(Array.from((await staged.read()).slice(0, 15))).toEqual(Array.from(Float32Array.from(expected2.slice(45, 60))));
-    await expect(copyBlocks(cache, cache, [[1, 2], [2, 3]])).rejects.toThrow(/both a source and a destination/);
+    expect(Array.from((await staged.read()).slice(0, 15))).toEqual(
+      Array.from(Float32Array.from(expected2.slice(45, 60))),
+    );
+    await expect(
+      copyBlocks(cache, cache, [
+        [1, 2],
+        [2, 3],
+      ]),
+    ).rejects.toThrow(/both a source and a destination/);
     await expect(copyBlocks(cache, cache, [[1, 6]])).rejects.toThrow(/pairs\[0\]\[1\]/);
-    await expect(copyBlocks(cache, cache, [[1, 2], [3, 2]])).rejects.toThrow(/distinct destination/);
+    await expect(
+      copyBlocks(cache, cache, [
+        [1, 2],
+        [3, 2],
+      ]),
+    ).rejects.toThrow(/distinct destination/);
     cache.dispose();
     staged.dispose();
   });
@@ -275,7 +365,14 @@ describeEachBackend('PagedKvCache', (ctx) => {
     const random = rng(seed);
     const b = ctx.backend;
     const [heads, kvHeads, d, blockSize] = [4, 2, 8, 3];
-    const cache = new PagedKvCache(b, { blockSize, layers: 2, kvHeads, headDim: d, numBlocks: 12, numHostBlocks: 8 });
+    const cache = new PagedKvCache(b, {
+      blockSize,
+      layers: 2,
+      kvHeads,
+      headDim: d,
+      numBlocks: 12,
+      numHostBlocks: 8,
+    });
     // the keys and values each sequence should hold, per layer: a plain contiguous record
     const truth = new Map<number, { k: number[][]; v: number[][] }>();
     const writeTokens = async (seqId: number, slots: number[], count: number) => {
@@ -296,7 +393,10 @@ describeEachBackend('PagedKvCache', (ctx) => {
     const a = await cache.add([1, 2, 3, 4, 5]);
     await writeTokens(a.seqId, a.slots, 5);
     const child = cache.fork(a.seqId);
-    truth.set(child, { k: truth.get(a.seqId)!.k.map((x) => [...x]), v: truth.get(a.seqId)!.v.map((x) => [...x]) });
+    truth.set(child, {
+      k: truth.get(a.seqId)!.k.map((x) => [...x]),
+      v: truth.get(a.seqId)!.v.map((x) => [...x]),
+    });
     const grown = await cache.append(child, [6, 7]);
     expect(grown.copies).toHaveLength(1);
     await writeTokens(child, grown.slots, 2);
@@ -305,7 +405,10 @@ describeEachBackend('PagedKvCache', (ctx) => {
     // a request with the same first block reuses it from the prefix cache
     const c = await cache.add([1, 2, 3, 8]);
     expect(c.cachedTokens).toBe(3);
-    const cRec = { k: truth.get(a.seqId)!.k.map((x) => x.slice(0, 3 * kvHeads * d)), v: truth.get(a.seqId)!.v.map((x) => x.slice(0, 3 * kvHeads * d)) };
+    const cRec = {
+      k: truth.get(a.seqId)!.k.map((x) => x.slice(0, 3 * kvHeads * d)),
+      v: truth.get(a.seqId)!.v.map((x) => x.slice(0, 3 * kvHeads * d)),
+    };
     truth.set(c.seqId, cRec);
     await writeTokens(c.seqId, c.slots, 1);
     await cache.swapOut([child]);
@@ -317,7 +420,10 @@ describeEachBackend('PagedKvCache', (ctx) => {
       const q = b.tensor(qData, [seqs.length, heads, d]);
       const out = await cache.attention(layer, q, seqs, { partitionSize: 16 });
       const keys = seqs.map((s) => ({ shape: [cache.length(s), kvHeads, d], data: truth.get(s)!.k[layer]! }));
-      const values = seqs.map((s) => ({ shape: [cache.length(s), kvHeads, d], data: truth.get(s)!.v[layer]! }));
+      const values = seqs.map((s) => ({
+        shape: [cache.length(s), kvHeads, d],
+        data: truth.get(s)!.v[layer]!,
+      }));
       const qh = { shape: [seqs.length, heads, d], data: qData };
       const ref = contiguousAttentionRef(qh, keys, values);
       const ref32 = contiguousAttentionRef(qh, keys, values, { precision: 'f32' });
@@ -328,7 +434,9 @@ describeEachBackend('PagedKvCache', (ctx) => {
     // explicit block tables are checked against the allocator
     const q = b.tensor(randomFloats(heads * d, random), [1, heads, d]);
     const freeBlock = cache.manager.snapshot().device.free[0]!;
-    await expect(cache.attention(0, q, { blockTables: [[freeBlock]], contextLens: [1] })).rejects.toThrow(FreedBlockError);
+    await expect(cache.attention(0, q, { blockTables: [[freeBlock]], contextLens: [1] })).rejects.toThrow(
+      FreedBlockError,
+    );
     q.dispose();
     for (const s of seqs) cache.free(s);
     cache.manager.checkInvariants();

@@ -89,7 +89,15 @@ export function memorySvg(report: SimulationReport, subtitle: string): string {
       { label: 'contiguous used', color: CONTIGUOUS, dash: '5 3', points: pts(report.contiguous, 'used') },
       { label: 'paged reserved', color: PAGED, points: pts(report.paged, 'reserved') },
       { label: 'paged used', color: PAGED, dash: '5 3', points: pts(report.paged, 'used') },
-      { label: 'budget', color: '#555', dash: '2 3', points: [[0, report.budgetTokens], [Math.max(report.contiguous.steps, report.paged.steps), report.budgetTokens]] },
+      {
+        label: 'budget',
+        color: '#555',
+        dash: '2 3',
+        points: [
+          [0, report.budgetTokens],
+          [Math.max(report.contiguous.steps, report.paged.steps), report.budgetTokens],
+        ],
+      },
     ],
     { title: 'KV cache memory over time (tokens)', subtitle, xLabel: 'step', yLabel: 'KV tokens' },
   );
@@ -99,7 +107,11 @@ export function memorySvg(report: SimulationReport, subtitle: string): string {
 export function concurrencySvg(report: SimulationReport, subtitle: string): string {
   return lineChartSvg(
     [
-      { label: 'contiguous', color: CONTIGUOUS, points: report.contiguous.series.map((p) => [p.step, p.running] as const) },
+      {
+        label: 'contiguous',
+        color: CONTIGUOUS,
+        points: report.contiguous.series.map((p) => [p.step, p.running] as const),
+      },
       { label: 'paged', color: PAGED, points: report.paged.series.map((p) => [p.step, p.running] as const) },
     ],
     { title: 'Sequences running at once', subtitle, xLabel: 'step', yLabel: 'sequences' },
@@ -155,7 +167,11 @@ function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-async function measure(backend: Backend, config: AttentionBenchConfig, launch: () => Promise<void>): Promise<{ ms: number; timer: 'gpu' | 'wall' }> {
+async function measure(
+  backend: Backend,
+  config: AttentionBenchConfig,
+  launch: () => Promise<void>,
+): Promise<{ ms: number; timer: 'gpu' | 'wall' }> {
   for (let w = 0; w < config.warmup; w++) await launch();
   const samples: number[] = [];
   let timer: 'gpu' | 'wall' = 'gpu';
@@ -173,7 +189,10 @@ async function measure(backend: Backend, config: AttentionBenchConfig, launch: (
  * bytes: the copy reads K and writes as much as attention reads of V) and beside
  * flash-attention's contiguous path on the same keys and values.
  */
-export async function benchPagedAttention(config: AttentionBenchConfig, onStep: (label: string) => void = () => {}): Promise<AttentionBenchReport> {
+export async function benchPagedAttention(
+  config: AttentionBenchConfig,
+  onStep: (label: string) => void = () => {},
+): Promise<AttentionBenchReport> {
   const backend = await createBackend(config.backend);
   const skipped: string[] = [];
   const tensors: Tensor[] = [];
@@ -202,21 +221,45 @@ export async function benchPagedAttention(config: AttentionBenchConfig, onStep: 
     const contextLens = track(backend.tensor(new Int32Array(seqs).fill(context), [seqs], 'i32'));
     const kvBytes = 2 * seqs * context * kvHeads * d * 4;
     const rows: AttentionBenchRow[] = [];
-    const options = { maxContextLen: context, ...(config.partitionSize ? { partitionSize: config.partitionSize } : {}) };
+    const options = {
+      maxContextLen: context,
+      ...(config.partitionSize ? { partitionSize: config.partitionSize } : {}),
+    };
 
     onStep('paged attention');
     const out = track(await pagedAttention(q, keyCache, valueCache, blockTables, contextLens, options));
     const paged = await measure(backend, config, async () => {
       (await pagedAttention(q, keyCache, valueCache, blockTables, contextLens, options)).dispose();
     });
-    rows.push({ kernel: 'paged decode', medianMs: paged.ms, gbps: kvBytes / paged.ms / 1e6, timer: paged.timer });
+    rows.push({
+      kernel: 'paged decode',
+      medianMs: paged.ms,
+      gbps: kvBytes / paged.ms / 1e6,
+      timer: paged.timer,
+    });
 
     // check sequence 0 against the float64 reference
     const table0 = order.slice(0, perSeq);
-    const ref = { q: { shape: [1, heads, d], data: qHost.subarray(0, heads * d) }, keyCache: { shape: [numBlocks, blockSize, kvHeads, d], data: kHost }, valueCache: { shape: [numBlocks, blockSize, kvHeads, d], data: vHost }, blockTables: { shape: [1, perSeq], data: table0 }, contextLens: [context] };
+    const ref = {
+      q: { shape: [1, heads, d], data: qHost.subarray(0, heads * d) },
+      keyCache: { shape: [numBlocks, blockSize, kvHeads, d], data: kHost },
+      valueCache: { shape: [numBlocks, blockSize, kvHeads, d], data: vHost },
+      blockTables: { shape: [1, perSeq], data: table0 },
+      contextLens: [context],
+    };
     const got = (await out.read()).subarray(0, heads * d);
-    const c = compareToReference(got, pagedAttentionRef(ref).data, pagedAttentionRef(ref, { precision: 'f32' }).data, { atol: 1e-5 });
-    const check = { maxError: c.maxError, allowed: c.allowed, pass: c.pass, against: 'float64 reference (sequence 0)' };
+    const c = compareToReference(
+      got,
+      pagedAttentionRef(ref).data,
+      pagedAttentionRef(ref, { precision: 'f32' }).data,
+      { atol: 1e-5 },
+    );
+    const check = {
+      maxError: c.maxError,
+      allowed: c.allowed,
+      pass: c.pass,
+      against: 'float64 reference (sequence 0)',
+    };
 
     if (backend.kind === 'webgpu') {
       onStep('copy');
@@ -253,7 +296,13 @@ export async function benchPagedAttention(config: AttentionBenchConfig, onStep: 
         const flash = await measure(backend, config, async () => {
           (await attentionVarlen(q, k, v, flashOptions)).dispose();
         });
-        rows.push({ kernel: 'flash-attention contiguous (nq = 1)', medianMs: flash.ms, gbps: kvBytes / flash.ms / 1e6, timer: flash.timer, ratioToPaged: paged.ms / flash.ms });
+        rows.push({
+          kernel: 'flash-attention contiguous (nq = 1)',
+          medianMs: flash.ms,
+          gbps: kvBytes / flash.ms / 1e6,
+          timer: flash.timer,
+          ratioToPaged: paged.ms / flash.ms,
+        });
         const a = await out.read();
         const b = await flashOut.read();
         let diff = 0;

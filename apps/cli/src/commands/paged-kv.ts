@@ -15,7 +15,8 @@ import { jsonNumbers } from './verify';
 function numberFlag(value: string | undefined, name: string, fallback: number, min: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= min) throw new UsageError(`--${name}: expected a number > ${min}, got '${value}'`);
+  if (!Number.isFinite(n) || n <= min)
+    throw new UsageError(`--${name}: expected a number > ${min}, got '${value}'`);
   return n;
 }
 
@@ -38,7 +39,8 @@ export async function benchPagedKvCommand(args: string[], io: Io): Promise<numbe
     },
     'bench paged-kv',
   );
-  if (p.positionals.length > 0) throw new UsageError(`bench paged-kv: unexpected argument '${p.positionals[0]}'`);
+  if (p.positionals.length > 0)
+    throw new UsageError(`bench paged-kv: unexpected argument '${p.positionals[0]}'`);
   const preemption = stringFlag(p, 'preemption') ?? 'recompute';
   if (preemption !== 'recompute' && preemption !== 'swap')
     throw new UsageError(`--preemption: expected recompute or swap, got '${preemption}'`);
@@ -104,12 +106,25 @@ export async function benchPagedKvCommand(args: string[], io: Io): Promise<numbe
     'prompt/output lengths log-normal (ShareGPT-like: means 161 / 338 tokens); contiguous reserves prompt + max new tokens (model max length) per sequence',
     '',
     table(
-      ['scheme', ' waste', ' budget used', ' max seqs', ' mean seqs', ' tokens/step', ' req/1k steps', ' steps', ' preempted', ' shared saved'],
+      [
+        'scheme',
+        ' waste',
+        ' budget used',
+        ' max seqs',
+        ' mean seqs',
+        ' tokens/step',
+        ' req/1k steps',
+        ' steps',
+        ' preempted',
+        ' shared saved',
+      ],
       [row(report.contiguous), row(report.paged)],
     ),
     '',
     `paged vs contiguous: ${report.concurrencyGain.toFixed(1)}x max concurrent sequences, ${report.throughputGain.toFixed(1)}x requests per step` +
-      (report.paged.prefixCachedTokens > 0 ? `; ${report.paged.prefixCachedTokens} prompt tokens from the prefix cache` : ''),
+      (report.paged.prefixCachedTokens > 0
+        ? `; ${report.paged.prefixCachedTokens} prompt tokens from the prefix cache`
+        : ''),
   ];
   io.stdout.write(`${lines.join('\n')}\n`);
   return 0;
@@ -136,14 +151,17 @@ export async function benchPagedAttentionCommand(args: string[], io: Io): Promis
     },
     'bench paged-attention',
   );
-  if (p.positionals.length > 0) throw new UsageError(`bench paged-attention: unexpected argument '${p.positionals[0]}'`);
+  if (p.positionals.length > 0)
+    throw new UsageError(`bench paged-attention: unexpected argument '${p.positionals[0]}'`);
   const backends = parseBackends(stringFlag(p, 'backend'), ['webgpu']);
   if (backends.length !== 1) throw new UsageError('bench paged-attention: give one --backend');
   const timer = stringFlag(p, 'timer') ?? 'auto';
-  if (timer !== 'auto' && timer !== 'wall') throw new UsageError(`--timer: expected auto or wall, got '${timer}'`);
+  if (timer !== 'auto' && timer !== 'wall')
+    throw new UsageError(`--timer: expected auto or wall, got '${timer}'`);
   const heads = intFlag(p, 'heads', 8);
   const kvHeads = intFlag(p, 'kv-heads', 2);
-  if (heads % kvHeads !== 0) throw new UsageError(`--heads ${heads} must be a multiple of --kv-heads ${kvHeads}`);
+  if (heads % kvHeads !== 0)
+    throw new UsageError(`--heads ${heads} must be a multiple of --kv-heads ${kvHeads}`);
   const partition = stringFlag(p, 'partition');
   const config = {
     backend: backends[0]!,

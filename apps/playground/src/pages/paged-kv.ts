@@ -57,8 +57,15 @@ class Replay {
   copies: BlockCopy[] = [];
   preempted = 0;
 
-  constructor(readonly scenario: Scenario, seed: number) {
-    this.manager = new BlockManager({ numBlocks: scenario.numBlocks, blockSize: scenario.blockSize, numHostBlocks: scenario.numBlocks });
+  constructor(
+    readonly scenario: Scenario,
+    seed: number,
+  ) {
+    this.manager = new BlockManager({
+      numBlocks: scenario.numBlocks,
+      blockSize: scenario.blockSize,
+      numHostBlocks: scenario.numBlocks,
+    });
     this.scheduler = new Scheduler(this.manager);
     this.random = seededRandom(seed + 17);
   }
@@ -71,11 +78,18 @@ class Replay {
     const trace = this.scenario.trace;
     while (this.next < trace.length && trace[this.next]!.arrival <= this.step) {
       const r = trace[this.next++]!;
-      this.scheduler.add({ id: r.id, prompt: r.prompt, maxNewTokens: r.outputLen, n: r.n, beamWidth: r.beamWidth });
+      this.scheduler.add({
+        id: r.id,
+        prompt: r.prompt,
+        maxNewTokens: r.outputLen,
+        n: r.n,
+        beamWidth: r.beamWidth,
+      });
     }
     const result = this.scheduler.step(
       () => Math.floor(this.random() * 32000),
-      (_id, seqIds) => seqIds.map((_, i) => (this.random() < 0.8 ? i : Math.floor(this.random() * seqIds.length))),
+      (_id, seqIds) =>
+        seqIds.map((_, i) => (this.random() < 0.8 ? i : Math.floor(this.random() * seqIds.length))),
     );
     this.copies = result.copies;
     this.preempted += result.preempted.length;
@@ -142,7 +156,14 @@ function drawGrid(svg: SVGSVGElement, replay: Replay): void {
       }
     }
     if (refs > 1) {
-      const t = svgEl('text', { x: x + cell / 2 - 2, y: y + cell / 2 + 3, 'text-anchor': 'middle', 'font-size': 11, fill: '#fff', 'font-weight': 'bold' });
+      const t = svgEl('text', {
+        x: x + cell / 2 - 2,
+        y: y + cell / 2 + 3,
+        'text-anchor': 'middle',
+        'font-size': 11,
+        fill: '#fff',
+        'font-weight': 'bold',
+      });
       t.textContent = `×${refs}`;
       g.append(t);
     }
@@ -163,8 +184,22 @@ function drawMemory(svg: SVGSVGElement, report: SimulationReport, step: number):
   const steps = Math.max(report.contiguous.steps, report.paged.steps, 1);
   const x = (s: number) => pad + (s / steps) * (W - pad - 10);
   const y = (v: number) => H - pad - (v / report.budgetTokens) * (H - 2 * pad);
-  svg.append(svgEl('line', { x1: pad, x2: W - 10, y1: y(report.budgetTokens), y2: y(report.budgetTokens), stroke: '#adb5bd', 'stroke-dasharray': '3 3' }));
-  const budget = svgEl('text', { x: pad + 4, y: y(report.budgetTokens) - 4, 'font-size': 11, fill: '#5b6475' });
+  svg.append(
+    svgEl('line', {
+      x1: pad,
+      x2: W - 10,
+      y1: y(report.budgetTokens),
+      y2: y(report.budgetTokens),
+      stroke: '#adb5bd',
+      'stroke-dasharray': '3 3',
+    }),
+  );
+  const budget = svgEl('text', {
+    x: pad + 4,
+    y: y(report.budgetTokens) - 4,
+    'font-size': 11,
+    fill: '#5b6475',
+  });
   budget.textContent = `budget ${report.budgetTokens} tokens`;
   svg.append(budget);
   const line = (points: { step: number; v: number }[], color: string, dash: string, id: string) => {
@@ -179,10 +214,30 @@ function drawMemory(svg: SVGSVGElement, report: SimulationReport, step: number):
       }),
     );
   };
-  line(report.contiguous.series.map((p) => ({ step: p.step, v: p.reserved })), '#e03131', '', 'contiguous-reserved');
-  line(report.contiguous.series.map((p) => ({ step: p.step, v: p.used })), '#e03131', '4 3', 'contiguous-used');
-  line(report.paged.series.map((p) => ({ step: p.step, v: p.reserved })), '#2f9e44', '', 'paged-reserved');
-  line(report.paged.series.map((p) => ({ step: p.step, v: p.used })), '#2f9e44', '4 3', 'paged-used');
+  line(
+    report.contiguous.series.map((p) => ({ step: p.step, v: p.reserved })),
+    '#e03131',
+    '',
+    'contiguous-reserved',
+  );
+  line(
+    report.contiguous.series.map((p) => ({ step: p.step, v: p.used })),
+    '#e03131',
+    '4 3',
+    'contiguous-used',
+  );
+  line(
+    report.paged.series.map((p) => ({ step: p.step, v: p.reserved })),
+    '#2f9e44',
+    '',
+    'paged-reserved',
+  );
+  line(
+    report.paged.series.map((p) => ({ step: p.step, v: p.used })),
+    '#2f9e44',
+    '4 3',
+    'paged-used',
+  );
   svg.append(svgEl('line', { x1: x(step), x2: x(step), y1: pad / 2, y2: H - pad, stroke: '#3b5bdb' }));
   const legend = [
     ['contiguous reserved', '#e03131', ''],
@@ -192,7 +247,17 @@ function drawMemory(svg: SVGSVGElement, report: SimulationReport, step: number):
   ] as const;
   legend.forEach(([label, color, dash], i) => {
     const lx = pad + i * 135;
-    svg.append(svgEl('line', { x1: lx, x2: lx + 20, y1: H - 8, y2: H - 8, stroke: color, 'stroke-width': 2, 'stroke-dasharray': dash }));
+    svg.append(
+      svgEl('line', {
+        x1: lx,
+        x2: lx + 20,
+        y1: H - 8,
+        y2: H - 8,
+        stroke: color,
+        'stroke-width': 2,
+        'stroke-dasharray': dash,
+      }),
+    );
     const t = svgEl('text', { x: lx + 24, y: H - 4, 'font-size': 11 });
     t.textContent = label;
     svg.append(t);
@@ -260,8 +325,14 @@ export async function runPagedCheck(choice: BackendChoice): Promise<PagedCheck> 
     tensors.push(paged);
     // the contiguous layout: each sequence's keys one after another
     const lengths = seqs.map((s) => cache.length(s));
-    const k = backend.tensor(seqs.flatMap((s) => truth.get(s)!.k), [lengths.reduce((x, y) => x + y, 0), kvHeads, d]);
-    const v = backend.tensor(seqs.flatMap((s) => truth.get(s)!.v), [lengths.reduce((x, y) => x + y, 0), kvHeads, d]);
+    const k = backend.tensor(
+      seqs.flatMap((s) => truth.get(s)!.k),
+      [lengths.reduce((x, y) => x + y, 0), kvHeads, d],
+    );
+    const v = backend.tensor(
+      seqs.flatMap((s) => truth.get(s)!.v),
+      [lengths.reduce((x, y) => x + y, 0), kvHeads, d],
+    );
     tensors.push(k, v);
     const cuSeqlensK = [0];
     for (const l of lengths) cuSeqlensK.push(cuSeqlensK[cuSeqlensK.length - 1]! + l);
@@ -307,9 +378,17 @@ function mount(root: HTMLElement): () => void {
   const stats = h('p', { class: 'values', 'data-testid': 'stats' });
   const summary = h('p', { class: 'values', 'data-testid': 'summary' });
 
-  const backendSelect = h('select', { name: 'backend', 'data-testid': 'gpu-backend' }, ...BACKEND_CHOICES.map((b) => h('option', { value: b.name }, b.label)));
+  const backendSelect = h(
+    'select',
+    { name: 'backend', 'data-testid': 'gpu-backend' },
+    ...BACKEND_CHOICES.map((b) => h('option', { value: b.name }, b.label)),
+  );
   const gpuButton = h('button', { type: 'button', class: 'run', 'data-testid': 'gpu-run' }, 'Run on GPU');
-  const gpuStatus = h('p', { class: 'status', 'data-testid': 'gpu-status', 'data-state': 'idle' }, 'Checks that paged decode attention equals contiguous attention.');
+  const gpuStatus = h(
+    'p',
+    { class: 'status', 'data-testid': 'gpu-status', 'data-state': 'idle' },
+    'Checks that paged decode attention equals contiguous attention.',
+  );
   const gpuResult = h('section', { class: 'result', 'data-testid': 'gpu-result', hidden: true });
 
   root.append(
@@ -328,15 +407,31 @@ function mount(root: HTMLElement): () => void {
         'request, bright slots hold tokens, a dark outline with ×k means k sequences share it, orange means it was ' +
         'just copied on write, grey means cached for reuse.',
     ),
-    h('form', { class: 'controls' }, h('label', { class: 'field' }, h('span', {}, 'Samples per request'), nSelect), playButton, stepButton, resetButton),
+    h(
+      'form',
+      { class: 'controls' },
+      h('label', { class: 'field' }, h('span', {}, 'Samples per request'), nSelect),
+      playButton,
+      stepButton,
+      resetButton,
+    ),
     grid,
     stats,
     h('h2', {}, 'Memory: paged against contiguous reservation'),
     memory,
     summary,
     h('h2', {}, 'Run on the GPU'),
-    h('p', { class: 'explainer' }, 'Three sequences in a paged cache (one forked and extended, so a block is copied on write); paged decode attention reads them through the block tables, and flash-attention reads the same keys and values laid out contiguously. Both are checked against a float64 reference.'),
-    h('form', { class: 'controls' }, h('label', { class: 'field' }, h('span', {}, 'Backend'), backendSelect), gpuButton),
+    h(
+      'p',
+      { class: 'explainer' },
+      'Three sequences in a paged cache (one forked and extended, so a block is copied on write); paged decode attention reads them through the block tables, and flash-attention reads the same keys and values laid out contiguously. Both are checked against a float64 reference.',
+    ),
+    h(
+      'form',
+      { class: 'controls' },
+      h('label', { class: 'field' }, h('span', {}, 'Backend'), backendSelect),
+      gpuButton,
+    ),
     gpuStatus,
     gpuResult,
   );
@@ -352,7 +447,9 @@ function mount(root: HTMLElement): () => void {
     const running = replay.scheduler.runningSequences;
     stats.dataset.step = String(replay.step);
     stats.dataset.done = String(replay.done);
-    stats.dataset.shared = String(Array.from({ length: m.numBlocks }, (_, b) => m.device.refcount(b)).filter((r) => r > 1).length);
+    stats.dataset.shared = String(
+      Array.from({ length: m.numBlocks }, (_, b) => m.device.refcount(b)).filter((r) => r > 1).length,
+    );
     stats.textContent = `step ${replay.step}: ${running} sequences running, ${replay.scheduler.numWaiting} waiting; blocks in use ${m.device.numReferenced} / ${m.numBlocks}, cached ${m.device.numCached}; copies on write this step: ${replay.copies.length}; preemptions so far: ${replay.preempted}`;
     const { contiguous: c, paged: p } = scenario.report;
     summary.dataset.pagedWaste = String(p.wastePct);
@@ -401,7 +498,20 @@ function mount(root: HTMLElement): () => void {
       gpuResult.dataset.backend = r.backend;
       gpuResult.hidden = false;
       gpuResult.replaceChildren(
-        h('div', { class: 'verdict' }, h('span', { class: r.pass ? 'badge pass' : 'badge fail', 'data-testid': 'gpu-verdict' }, r.pass ? 'PASS' : 'FAIL'), h('span', {}, 'paged decode attention equals contiguous attention (flash-attention) within the test rule')),
+        h(
+          'div',
+          { class: 'verdict' },
+          h(
+            'span',
+            { class: r.pass ? 'badge pass' : 'badge fail', 'data-testid': 'gpu-verdict' },
+            r.pass ? 'PASS' : 'FAIL',
+          ),
+          h(
+            'span',
+            {},
+            'paged decode attention equals contiguous attention (flash-attention) within the test rule',
+          ),
+        ),
         h(
           'dl',
           { class: 'stats' },
@@ -418,7 +528,12 @@ function mount(root: HTMLElement): () => void {
       gpuStatus.dataset.state = 'done';
       gpuStatus.textContent = `Done on ${r.backend}.`;
     } catch (err) {
-      const message = err instanceof LongseqError ? `${err.message} (${err.code})` : err instanceof Error ? err.message : String(err);
+      const message =
+        err instanceof LongseqError
+          ? `${err.message} (${err.code})`
+          : err instanceof Error
+            ? err.message
+            : String(err);
       gpuResult.hidden = false;
       gpuResult.dataset.pass = 'false';
       gpuResult.replaceChildren(h('p', { class: 'error', 'data-testid': 'gpu-error' }, message));

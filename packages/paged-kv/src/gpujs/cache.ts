@@ -39,7 +39,15 @@ const copyBlocks = `function copyBlocks(dst, src, sourceOf, blockLen) {
 }`;
 
 export function slotOwnerProgram(slots: Tensor, owner: Tensor, tokens: number): GpuJsProgram {
-  return { kind: 'gpujs', name: 'slotOwner', cacheKey: '', kernel: slotOwner, inputs: [slots], scalars: [tokens], output: owner };
+  return {
+    kind: 'gpujs',
+    name: 'slotOwner',
+    cacheKey: '',
+    kernel: slotOwner,
+    inputs: [slots],
+    scalars: [tokens],
+    output: owner,
+  };
 }
 
 export function writeRowsProgram(cache: Tensor, rows: Tensor, owner: Tensor, rowSize: number): GpuJsProgram {
@@ -55,7 +63,12 @@ export function writeRowsProgram(cache: Tensor, rows: Tensor, owner: Tensor, row
 }
 
 /** `sourceOf[b]` is the source block copied into destination block b, or -1 to keep it. */
-export function copyBlocksGpuJsProgram(src: Tensor, dst: Tensor, sourceOf: Tensor, blockElems: number): GpuJsProgram {
+export function copyBlocksGpuJsProgram(
+  src: Tensor,
+  dst: Tensor,
+  sourceOf: Tensor,
+  blockElems: number,
+): GpuJsProgram {
   return {
     kind: 'gpujs',
     name: 'copyBlocks',

@@ -88,9 +88,26 @@ const output = `function pagedOutput(scores, stats, valueCache, blockTables, con
 
 export function pagedAttentionPrograms(
   attrs: PagedAttentionAttrs,
-  t: { q: Tensor; keyCache: Tensor; valueCache: Tensor; blockTables: Tensor; contextLens: Tensor; scores: Tensor; stats: Tensor; out: Tensor },
+  t: {
+    q: Tensor;
+    keyCache: Tensor;
+    valueCache: Tensor;
+    blockTables: Tensor;
+    contextLens: Tensor;
+    scores: Tensor;
+    stats: Tensor;
+    out: Tensor;
+  },
 ): GpuJsProgram[] {
-  const shape = [attrs.heads, attrs.kvHeads, attrs.headDim, attrs.blockSize, attrs.maxBlocks, attrs.maxContextLen, attrs.chunk];
+  const shape = [
+    attrs.heads,
+    attrs.kvHeads,
+    attrs.headDim,
+    attrs.blockSize,
+    attrs.maxBlocks,
+    attrs.maxContextLen,
+    attrs.chunk,
+  ];
   return [
     {
       kind: 'gpujs',

@@ -28,18 +28,35 @@ export function attentionWorkgroupSize(backend: Backend): number {
 }
 
 /** Workgroup memory the partition kernel needs, in bytes. */
-export function partitionSharedBytes(attrs: Pick<PagedAttentionAttrs, 'heads' | 'kvHeads' | 'headDim' | 'partitionSize'>, wg: number): number {
+export function partitionSharedBytes(
+  attrs: Pick<PagedAttentionAttrs, 'heads' | 'kvHeads' | 'headDim' | 'partitionSize'>,
+  wg: number,
+): number {
   const group = attrs.heads / attrs.kvHeads;
   const vec = attrs.headDim % 4 === 0 ? 4 : 1;
   const columns = attrs.headDim / vec;
   // queries, scores, reduction scratch, value partial sums (one group head at a time)
-  return 4 * (group * attrs.headDim + group * attrs.partitionSize + group * wg + Math.floor(wg / columns) * columns * vec);
+  return (
+    4 *
+    (group * attrs.headDim +
+      group * attrs.partitionSize +
+      group * wg +
+      Math.floor(wg / columns) * columns * vec)
+  );
 }
 
 export function partitionProgram(
   backend: Backend,
   attrs: PagedAttentionAttrs,
-  tensors: { q: Tensor; keyCache: Tensor; valueCache: Tensor; blockTables: Tensor; contextLens: Tensor; partialOut: Tensor; partialStats: Tensor },
+  tensors: {
+    q: Tensor;
+    keyCache: Tensor;
+    valueCache: Tensor;
+    blockTables: Tensor;
+    contextLens: Tensor;
+    partialOut: Tensor;
+    partialStats: Tensor;
+  },
 ): WebGpuProgram {
   const wg = attentionWorkgroupSize(backend);
   const group = attrs.heads / attrs.kvHeads;
