@@ -27,6 +27,12 @@ Usage:
                                 [--json]
       Paged decode attention: time, GB/s of the K/V read, % of a copy of the same bytes,
       and flash-attention's contiguous decode on the same data.
+  longseq bench scan [--backend NAME|all] [--batch B] [--d D] [--lengths 256,1024,4096]
+                     [--n N] [--algorithms sequential,parallel] [--repeats K] [--warmup W]
+                     [--dispatches D] [--timer auto|wall] [--json] [--svg out.svg]
+      Mamba's selective scan (B, C [batch, n, L], z, D, dt bias + softplus), sequential and
+      parallel, against a copy of the same bytes: GB/s counting each input read once and y
+      written once, % of copy, and a check of a few channels against the float64 reference.
   longseq verify <golden file or folder> [--backend NAME] [--json]
       Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
       Exits 1 if any case fails.

@@ -10,6 +10,7 @@ import type { Io } from '../io';
 import { machineInfo } from '../machine';
 import { Progress } from '../progress';
 import { benchPagedAttentionCommand, benchPagedKvCommand } from './paged-kv';
+import { benchScanCommand } from './scan';
 import { jsonNumbers } from './verify';
 
 /** Benchmarks by name: `longseq bench <name>`. */
@@ -17,6 +18,7 @@ const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = 
   softmax: benchSoftmaxCommand,
   'paged-kv': benchPagedKvCommand,
   'paged-attention': benchPagedAttentionCommand,
+  scan: benchScanCommand,
 };
 
 export async function benchCommand(args: string[], io: Io): Promise<number> {

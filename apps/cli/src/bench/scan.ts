@@ -1,0 +1,351 @@
+/**
+ * The selective-scan benchmark: for each backend and sequence length L, the sequential and
+ * parallel scans (Mamba's shape: B and C [batch, n, L], z, D, dt bias with softplus) against
+ * a copy kernel of the same bytes in the same run. The scan is memory-bound at best, so GB/s
+ * counts each input read once and y written once:
+ *   (u, delta, z: batch d L) + (B, C: batch n L) + (A: d n) + (D, bias: d) + (y: batch d L)
+ * floats of 4 bytes, whatever the kernel actually moves. The copy reads and writes half that
+ * many bytes each, so "% of copy" is the fraction of the device's practical bandwidth.
+ */
+import { type Backend, compareToReference, type HostTensor, type Tensor } from '@longseq/backend';
+import { type ScanAlgorithm, selectiveScan, selectiveScanRef } from '@longseq/selective-scan';
+import { type BackendName, createBackend, describeAdapter, type Timing, timeWork } from '../backends';
+import { messageOf } from '../errors';
+import { copyProgram } from './copy';
+import { inputCopies } from './softmax';
+
+export interface ScanBenchConfig {
+  readonly backends: readonly BackendName[];
+  readonly batch: number;
+  readonly channels: number;
+  readonly lengths: readonly number[];
+  readonly states: number;
+  readonly algorithms: readonly Exclude<ScanAlgorithm, 'auto'>[];
+  readonly repeats: number;
+  readonly warmup: number;
+  /** Kernel calls per measurement; default: enough for ~200 ms, up to 20 (WebGPU) or 2 (gpu.js). */
+  readonly dispatches?: number;
+  readonly seed: number;
+  readonly timer: 'auto' | 'wall';
+  readonly skipUnavailable: boolean;
+}
+
+export interface ScanBenchResult {
+  readonly backend: string;
+  readonly batch: number;
+  readonly channels: number;
+  /** The sequence length L (named n for the shared plotting code). */
+  readonly n: number;
+  readonly states: number;
+  readonly kernel: 'copy' | 'scan';
+  readonly algorithm?: Exclude<ScanAlgorithm, 'auto'>;
+  readonly label: string;
+  readonly medianMs: number;
+  readonly minMs: number;
+  readonly samplesMs: number[];
+  readonly wallMedianMs: number;
+  readonly timer: 'gpu' | 'wall';
+  readonly dispatches: number;
+  readonly inputCopies: number;
+  /** Bytes counted per call: each input read once and y written once (the copy: the same total). */
+  readonly bytes: number;
+  readonly gbps: number;
+  readonly pctOfCopy?: number;
+  /** A few channels of the first call's y against the float64 reference, by the test rule. */
+  readonly check?: {
+    readonly channelsChecked: number;
+    readonly maxError: number;
+    readonly allowed: number;
+    readonly pass: boolean;
+  };
+}
+
+export interface ScanBenchSkip {
+  readonly backend: string;
+  readonly n?: number;
+  readonly label?: string;
+  readonly reason: string;
+  readonly error: boolean;
+}
+
+export interface ScanBenchReport {
+  readonly adapter?: Record<string, string>;
+  readonly results: ScanBenchResult[];
+  readonly skipped: ScanBenchSkip[];
+}
+
+/** Bytes the scan must move at least: every input read once, y written once. */
+export function scanBytes(batch: number, d: number, L: number, n: number): number {
+  const perSequence = 3 * batch * d * L + 2 * batch * n * L;
+  return 4 * (perSequence + d * n + 2 * d + batch * d * L);
+}
+
+export function countScanSteps(config: ScanBenchConfig): number {
+  let steps = 0;
+  for (const name of config.backends)
+    steps += config.lengths.length * (config.algorithms.length + (name === 'webgpu' ? 1 : 0));
+  return steps;
+}
+
+/** mulberry32 floats in [lo, hi), deterministic per seed. */
+function fill(size: number, seed: number, lo: number, hi: number): Float32Array {
+  const out = new Float32Array(size);
+  let a = seed >>> 0;
+  for (let i = 0; i < size; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo);
+  }
+  return out;
+}
+
+interface HostInputs {
+  readonly u: Float32Array;
+  readonly delta: Float32Array;
+  readonly z: Float32Array;
+  readonly A: Float32Array;
+  readonly B: Float32Array;
+  readonly C: Float32Array;
+  readonly D: Float32Array;
+  readonly bias: Float32Array;
+}
+
+/** Inputs in Mamba's ranges: A = -exp(A_log) negative, dt before softplus around its bend. */
+function hostInputs(batch: number, d: number, L: number, n: number, seed: number): HostInputs {
+  return {
+    u: fill(batch * d * L, seed, -1, 1),
+    delta: fill(batch * d * L, seed + 1, -4, 1),
+    z: fill(batch * d * L, seed + 2, -3, 3),
+    A: fill(d * n, seed + 3, -8, -0.5),
+    B: fill(batch * n * L, seed + 4, -1, 1),
+    C: fill(batch * n * L, seed + 5, -1, 1),
+    D: fill(d, seed + 6, -1, 1),
+    bias: fill(d, seed + 7, -1, 1),
+  };
+}
+
+/** Channels (batch, channel) whose y is checked: the first two and the very last. */
+function checkedChannels(batch: number, d: number): [number, number][] {
+  const picks: [number, number][] = [[0, 0]];
+  if (d > 1) picks.push([0, 1]);
+  if (batch * d > 2) picks.push([batch - 1, d - 1]);
+  return picks;
+}
+
+/** The rows of `y` for a few channels against selectiveScanRef on the same channels. */
+async function checkChannels(
+  y: Tensor,
+  h: HostInputs,
+  batch: number,
+  d: number,
+  L: number,
+  n: number,
+): Promise<NonNullable<ScanBenchResult['check']>> {
+  const got = await y.read();
+  let maxError = 0;
+  let allowed = Number.POSITIVE_INFINITY;
+  let pass = true;
+  const picks = checkedChannels(batch, d);
+  for (const [b, c] of picks) {
+    const row = (b * d + c) * L;
+    const slice = (a: Float32Array, start: number, count: number): HostTensor => ({
+      shape: [1, 1, count],
+      data: a.subarray(start, start + count),
+    });
+    const one = (a: Float32Array, start: number, count: number, shape: number[]): HostTensor => ({
+      shape,
+      data: a.subarray(start, start + count),
+    });
+    const options = {
+      D: one(h.D, c, 1, [1]),
+      z: slice(h.z, row, L),
+      deltaBias: one(h.bias, c, 1, [1]),
+      deltaSoftplus: true,
+    };
+    const args = [
+      slice(h.u, row, L),
+      slice(h.delta, row, L),
+      one(h.A, c * n, n, [1, n]),
+      one(h.B, b * n * L, n * L, [1, n, L]),
+      one(h.C, b * n * L, n * L, [1, n, L]),
+    ] as const;
+    const ref64 = selectiveScanRef(...args, options);
+    const ref32 = selectiveScanRef(...args, { ...options, precision: 'f32' });
+    const cmp = compareToReference(got.subarray(row, row + L), ref64.y.data, ref32.y.data);
+    maxError = Math.max(maxError, cmp.maxError);
+    allowed = Math.min(allowed, cmp.allowed);
+    pass &&= cmp.pass;
+  }
+  return { channelsChecked: picks.length, maxError, allowed, pass };
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const AUTO_MEASUREMENT_MS = 200;
+
+async function measure(
+  backend: Backend,
+  config: ScanBenchConfig,
+  launch: () => Promise<void>,
+): Promise<{ samples: number[]; wallSamples: number[]; timer: 'gpu' | 'wall'; dispatches: number }> {
+  for (let w = 0; w < config.warmup; w++) await launch();
+  await backend.sync();
+  let dispatches = config.dispatches;
+  if (dispatches === undefined) {
+    const cap = backend.kind === 'webgpu' ? 20 : 2;
+    const one = await timeWork(backend, launch, 'wall');
+    dispatches = Math.min(cap, Math.max(1, Math.ceil(AUTO_MEASUREMENT_MS / Math.max(one.wallMs, 1e-3))));
+  }
+  const samples: number[] = [];
+  const wallSamples: number[] = [];
+  let timer: 'gpu' | 'wall' = 'gpu';
+  for (let r = 0; r < config.repeats; r++) {
+    const t: Timing = await timeWork(
+      backend,
+      async () => {
+        for (let i = 0; i < dispatches; i++) await launch();
+      },
+      config.timer,
+    );
+    if (t.gpuMs === undefined) timer = 'wall';
+    samples.push((t.gpuMs ?? t.wallMs) / dispatches);
+    wallSamples.push(t.wallMs / dispatches);
+  }
+  return { samples, wallSamples, timer, dispatches };
+}
+
+/** Runs the benchmark; `onStep` is called before each timed kernel (for the progress bar). */
+export async function benchScan(
+  config: ScanBenchConfig,
+  onStep: (label: string) => void = () => {},
+): Promise<ScanBenchReport> {
+  const results: ScanBenchResult[] = [];
+  const skipped: ScanBenchSkip[] = [];
+  let adapter: Record<string, string> | undefined;
+  const { batch, channels: d, states: n } = config;
+  for (const name of config.backends) {
+    let backend: Backend;
+    try {
+      backend = await createBackend(name);
+    } catch (err) {
+      if (!config.skipUnavailable) throw err;
+      skipped.push({ backend: name, reason: messageOf(err), error: false });
+      continue;
+    }
+    try {
+      if (name === 'webgpu') adapter = describeAdapter(backend);
+      for (const L of config.lengths) {
+        const bytes = scanBytes(batch, d, L, n);
+        const gbps = (ms: number) => bytes / (ms * 1e6);
+        const common = { backend: name, batch, channels: d, n: L, states: n, bytes };
+        const h = hostInputs(batch, d, L, n, config.seed + L);
+        // Small problems cycle through copies of their inputs so calls read from memory, not L2.
+        const copies = inputCopies(bytes);
+        const made: Tensor[] = [];
+        const up = (data: Float32Array, shape: number[]) => {
+          const t = backend.tensor(data, shape);
+          made.push(t);
+          return t;
+        };
+        let copyGbps: number | undefined;
+        try {
+          const sets = Array.from({ length: copies }, () => ({
+            u: up(h.u, [batch, d, L]),
+            delta: up(h.delta, [batch, d, L]),
+            z: up(h.z, [batch, d, L]),
+            B: up(h.B, [batch, n, L]),
+            C: up(h.C, [batch, n, L]),
+          }));
+          const A = up(h.A, [d, n]);
+          const D = up(h.D, [d]);
+          const bias = up(h.bias, [d]);
+          let call = 0;
+          if (backend.kind === 'webgpu') {
+            onStep(`${name} L=${L} copy`);
+            // A copy moving the same bytes: half read, half written.
+            const half = Math.ceil(bytes / 8);
+            const srcs = Array.from({ length: copies }, () => backend.empty([half]));
+            const dsts = srcs.map(() => backend.empty([half]));
+            const programs = srcs.map((s, i) => copyProgram(backend, s, dsts[i]!));
+            try {
+              const m = await measure(backend, config, () => backend.run(programs[call++ % copies]!));
+              const medianMs = median(m.samples);
+              copyGbps = (2 * half * 4) / (medianMs * 1e6);
+              results.push({
+                ...common,
+                kernel: 'copy',
+                label: 'copy',
+                medianMs,
+                minMs: Math.min(...m.samples),
+                samplesMs: m.samples,
+                wallMedianMs: median(m.wallSamples),
+                timer: m.timer,
+                dispatches: m.dispatches,
+                inputCopies: copies,
+                gbps: copyGbps,
+                pctOfCopy: 100,
+              });
+            } finally {
+              for (const t of [...srcs, ...dsts]) t.dispose();
+            }
+          }
+          for (const algorithm of config.algorithms) {
+            const label = algorithm;
+            onStep(`${name} L=${L} ${label}`);
+            const run = (s: (typeof sets)[number]) =>
+              selectiveScan(s.u, s.delta, A, s.B, s.C, {
+                D,
+                z: s.z,
+                deltaBias: bias,
+                deltaSoftplus: true,
+                algorithm,
+              });
+            try {
+              const first = await run(sets[0]!);
+              const check = await checkChannels(first.y, h, batch, d, L, n).finally(() => first.y.dispose());
+              const m = await measure(backend, config, async () =>
+                (await run(sets[call++ % copies]!)).y.dispose(),
+              );
+              const medianMs = median(m.samples);
+              results.push({
+                ...common,
+                kernel: 'scan',
+                algorithm,
+                label,
+                medianMs,
+                minMs: Math.min(...m.samples),
+                samplesMs: m.samples,
+                wallMedianMs: median(m.wallSamples),
+                timer: m.timer,
+                dispatches: m.dispatches,
+                inputCopies: copies,
+                gbps: gbps(medianMs),
+                ...(copyGbps ? { pctOfCopy: (100 * gbps(medianMs)) / copyGbps } : {}),
+                check,
+              });
+            } catch (err) {
+              skipped.push({ backend: name, n: L, label, reason: messageOf(err), error: true });
+            }
+          }
+        } finally {
+          for (const t of made) t.dispose();
+        }
+      }
+    } finally {
+      backend.dispose();
+    }
+  }
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i]!;
+    if (r.pctOfCopy !== undefined) continue;
+    const copy = results.find((c) => c.kernel === 'copy' && c.n === r.n);
+    if (copy) results[i] = { ...r, pctOfCopy: (100 * r.gbps) / copy.gbps };
+  }
+  return { ...(adapter ? { adapter } : {}), results, skipped };
+}
