@@ -26,3 +26,47 @@ export {
   toMatrix,
   toRows,
 } from './linalg';
+export {
+  HIPPO_MEASURES,
+  type HippoMeasure,
+  type LegsNplr,
+  MAX_INIT_STATE,
+  S4D_INITS,
+  type S4DInit,
+  hippo,
+  nplrLegs,
+  s4dInit,
+} from './init';
+export {
+  type DiagonalSsmHost,
+  type RefOptions,
+  causalConvFftRef,
+  causalConvRef,
+  denseKernelRef,
+  denseScan,
+  denseStep,
+  diagonalKernelRef,
+  diagonalScanRef,
+  impulseResponse,
+} from './reference';
+export {
+  type CausalConvOptions,
+  type DiagonalSsm,
+  MAX_SEQUENCE_LENGTH,
+  type SsmGpuOptions,
+  causalConv,
+  diagonalScan,
+  fftLength,
+  registerSsmKernels,
+  ssmKernel,
+} from './ops';
+export {
+  type CausalConvAlgorithm,
+  type FftVariant,
+  CausalConv,
+  SsmDiscretize,
+  SsmScan,
+  SsmVandermonde,
+} from './contract';
+export { MAX_SCAN_STATES } from './webgpu/ssm';
+export { localFftCapacity } from './webgpu/conv';
