@@ -1,10 +1,11 @@
 import './style.css';
 import { h, type Page } from './page';
 import { pagedKvPage } from './pages/paged-kv';
+import { scanPage } from './pages/scan';
 import { softmaxPage } from './pages/softmax';
 
 /** Every page, in nav order. A new package's page is one import and one entry here. */
-const PAGES: readonly Page[] = [softmaxPage, pagedKvPage];
+const PAGES: readonly Page[] = [softmaxPage, pagedKvPage, scanPage];
 
 const nav = document.getElementById('nav')!;
 const root = document.getElementById('page')!;
