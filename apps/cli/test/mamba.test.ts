@@ -133,3 +133,56 @@ describe('longseq verify <checkpoint>', () => {
     });
   }
 });
+
+describe('longseq bench mamba-decode', () => {
+  it('--json reports prefill and decode tokens/s for both decode paths on a small model', async () => {
+    const args = [
+      'bench',
+      'mamba-decode',
+      '--layers',
+      '2',
+      '--d-model',
+      '32',
+      '--vocab',
+      '300',
+      '--prompt',
+      '5',
+      '--tokens',
+      '3',
+      '--repeats',
+      '1',
+      '--warmup',
+      '0',
+      '--json',
+    ];
+    const { code, stdout, stderr } = await runCli(args);
+    expect(code, stderr).toBe(0);
+    const doc = JSON.parse(stdout);
+    expect(doc.benchmark).toBe('mamba-decode');
+    expect(doc.model).toMatchObject({
+      dModel: 32,
+      nLayer: 2,
+      vocabSize: 300,
+      dState: 16,
+      dConv: 4,
+      dInner: 64,
+      dtRank: 2,
+    });
+    // embeddings 300 x 32 + 2 layers + norm_f, counted from the config
+    expect(doc.parameters).toBe(
+      300 * 32 + 2 * (32 + 2 * 64 * 32 + 64 * 4 + 64 + 34 * 64 + 64 * 2 + 64 + 64 * 16 + 64 + 32 * 64) + 32,
+    );
+    expect(doc.prefill.tokensPerS).toBeGreaterThan(0);
+    expect(doc.decode.map((d: { path: string }) => d.path)).toEqual(['fused', 'composed']);
+    for (const d of doc.decode) {
+      expect(d.decodeTokensPerS).toBeGreaterThan(0);
+      expect(d.deviceOnlyMsPerToken).toBeGreaterThan(0);
+    }
+  });
+
+  it('rejects an unknown --path', async () => {
+    const { code, stderr } = await runCli(['bench', 'mamba-decode', '--path', 'fast']);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--path: expected fused, composed or both/);
+  });
+});

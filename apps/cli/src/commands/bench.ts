@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
+import { benchMambaDecodeCommand } from '../bench/mamba-decode';
 import { type BenchConfig, type BenchReport, benchSoftmax, countSteps } from '../bench/softmax';
 import { plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
@@ -18,6 +19,7 @@ const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = 
   softmax: benchSoftmaxCommand,
   'paged-kv': benchPagedKvCommand,
   'paged-attention': benchPagedAttentionCommand,
+  'mamba-decode': benchMambaDecodeCommand,
   scan: benchScanCommand,
 };
 

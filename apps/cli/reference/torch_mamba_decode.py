@@ -1,0 +1,142 @@
+"""The PyTorch reference for `longseq bench mamba-decode`, measured on the same GPU in the same run.
+
+Builds transformers' MambaForCausalLM from a MambaConfig of Mamba-130m's shape (hidden 768,
+24 layers, vocab 50280, state 16, expand 2, conv 4) with its random initialization, in float32
+on CUDA, and forces the slow path (transformers' own PyTorch code, no mamba_ssm /
+causal_conv1d CUDA kernels, even where they are installed). Measures, with the cache:
+
+- prefill: a forward over the prompt with use_cache=True (cache filled), tokens/s;
+- decode: greedy `model.generate(prompt, min_new_tokens=N, max_new_tokens=N, do_sample=False,
+  use_cache=True)` minus the same call with one new token, divided by N - 1: the time per
+  token of the recurrent step (the prefill and the first token cancel).
+
+Prints JSON: {"device", "torch", "transformers", "fast_path": false, "prefill_tokens_per_s",
+"decode_tokens_per_s", ...}.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import transformers
+from transformers import MambaConfig, MambaForCausalLM
+import transformers.models.mamba.modeling_mamba as modeling_mamba
+
+
+def force_slow_path():
+    """Disables every CUDA-kernel entry the mixer could take, across transformers versions."""
+    for name in (
+        "selective_state_update",
+        "selective_scan_fn",
+        "causal_conv1d_fn",
+        "causal_conv1d_update",
+        "mamba_inner_fn",
+    ):
+        if hasattr(modeling_mamba, name):
+            setattr(modeling_mamba, name, None)
+    if hasattr(modeling_mamba, "is_fast_path_available"):
+        modeling_mamba.is_fast_path_available = False
+
+
+def timed(fn, repeats):
+    samples = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--d-model", type=int, default=768)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--vocab", type=int, default=50280)
+    parser.add_argument("--d-state", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--prompt", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--json", action="store_true", help="print JSON (the default; kept for symmetry with longseq)")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    config = MambaConfig(
+        hidden_size=args.d_model,
+        num_hidden_layers=args.layers,
+        vocab_size=args.vocab,
+        state_size=args.d_state,
+        expand=2,
+        conv_kernel=4,
+        use_cache=True,
+        use_mambapy=False,
+        tie_word_embeddings=True,
+    )
+    model = MambaForCausalLM(config).to(device="cuda", dtype=torch.float32).eval()
+    force_slow_path()
+    parameters = sum(p.numel() for p in model.parameters())
+    prompt = torch.randint(0, args.vocab, (args.batch, args.prompt), device="cuda")
+
+    def generate(n):
+        return model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            min_new_tokens=n,
+            max_new_tokens=n,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+        )
+
+    with torch.inference_mode():
+        # The generate path itself must be the slow one: check one mixer call goes there.
+        mixer = model.backbone.layers[0].mixer
+        called = {"slow": False}
+        original = mixer.slow_forward
+
+        def spy(*a, **k):
+            called["slow"] = True
+            return original(*a, **k)
+
+        mixer.slow_forward = spy
+        generate(2)  # warm-up (allocator, cuBLAS handles)
+        mixer.slow_forward = original
+        if not called["slow"]:
+            raise SystemExit("the mixer did not take the slow path; refusing to report")
+        generate(args.tokens)
+
+        prefill_s = timed(lambda: model(prompt, use_cache=True), args.repeats)
+        one_s = timed(lambda: generate(1), args.repeats)
+        many_s = timed(lambda: generate(args.tokens), args.repeats)
+        out = generate(args.tokens)
+        assert out.shape[1] == args.prompt + args.tokens, out.shape
+
+    decode_s_per_token = (many_s - one_s) / (args.tokens - 1)
+    print(
+        json.dumps(
+            {
+                "benchmark": "mamba-decode",
+                "implementation": "transformers MambaForCausalLM (slow path, no CUDA kernels), float32",
+                "device": torch.cuda.get_device_name(0),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "fast_path": False,
+                "parameters": parameters,
+                "config": vars(args),
+                "prefill_ms": prefill_s * 1e3,
+                "prefill_tokens_per_s": args.batch * args.prompt / prefill_s,
+                "decode_ms_per_token": decode_s_per_token * 1e3,
+                "decode_tokens_per_s": args.batch / decode_s_per_token,
+                "generate_1_ms": one_s * 1e3,
+                "generate_n_ms": many_s * 1e3,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+/**
+ * The Mamba decode benchmark: a model of Mamba-130m's shape (d_model 768, 24 layers, vocab
+ * 50280, d_state 16, expand 2, d_conv 4) with seeded random weights built from the config
+ * (no checkpoint), timed on a backend:
+ * - prefill: `forward(prompt)` over the whole prompt (the scan form), tokens per second;
+ * - decode: tokens per second of greedy decoding after the prompt, each token one `step()`
+ *   (O(1) per token), its logits read back and the argmax taken on the host, as `generate`
+ *   does; and the same steps without the readback (the device's own rate);
+ * for each decode path ('fused' WebGPU kernels, 'composed' primitive ops).
+ *
+ * Decoding reads every weight once per token, so the effective bandwidth (weight bytes per
+ * token / time) says how close a path is to the memory bound; the gap to it is dispatch and
+ * host overhead.
+ */
+import type { Backend } from '@longseq/backend';
+import { type MambaConfig, MambaModel, argmax, mambaConfig, randomReader } from '@longseq/mamba';
+import { boolFlag, intFlag, parseFlags, stringFlag } from '../args';
+import { type BackendName, createBackend, describeAdapter, parseBackends } from '../backends';
+import { jsonNumbers } from '../commands/verify';
+import { UsageError } from '../errors';
+import { table } from '../format';
+import type { Io } from '../io';
+import { machineInfo } from '../machine';
+import { Progress } from '../progress';
+
+export interface MambaDecodeConfig {
+  readonly backend: BackendName;
+  readonly dModel: number;
+  readonly layers: number;
+  readonly vocab: number;
+  readonly dState: number;
+  readonly batch: number;
+  /** Prompt length for prefill. */
+  readonly prompt: number;
+  /** Decoded tokens per measurement. */
+  readonly tokens: number;
+  readonly repeats: number;
+  readonly warmup: number;
+  readonly seed: number;
+  readonly paths: readonly ('fused' | 'composed')[];
+}
+
+export interface MambaDecodeResult {
+  readonly path: 'fused' | 'composed';
+  /** Median decode tokens per second (all sequences of the batch), readback and argmax included. */
+  readonly decodeTokensPerS: number;
+  readonly decodeMsPerToken: number;
+  /** Steps queued back to back with one sync at the end: the device's own rate. */
+  readonly deviceOnlyMsPerToken: number;
+  /** Weight bytes read per token / deviceOnlyMsPerToken. */
+  readonly effectiveGBps: number;
+  readonly samplesMsPerToken: number[];
+}
+
+export interface MambaDecodeReport {
+  readonly backend: string;
+  readonly adapter?: Record<string, string>;
+  readonly model: MambaConfig;
+  readonly parameters: number;
+  /** f32 bytes of the weights one decode step reads. */
+  readonly weightBytesPerToken: number;
+  readonly prefill: { readonly tokensPerS: number; readonly ms: number; readonly samplesMs: number[] };
+  readonly decode: MambaDecodeResult[];
+  /** Greedy ids of the fused and composed paths agree (the first decoded tokens). */
+  readonly pathsAgree?: boolean;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Parameters of a Mamba model of this config. */
+export function mambaParameterCount(c: MambaConfig): number {
+  const { dModel: M, dInner: D, dState: N, dConv: K, dtRank: R, vocabSize: V } = c;
+  const perLayer =
+    M + // norm
+    2 * D * M + // in_proj
+    D * K +
+    D + // conv1d weight and bias
+    (R + 2 * N) * D + // x_proj
+    D * R +
+    D + // dt_proj weight and bias
+    D * N + // A_log
+    D + // D
+    M * D + // out_proj
+    (c.useBias ? 2 * D + M : 0);
+  return V * M + c.nLayer * perLayer + M + (c.tieWordEmbeddings ? 0 : V * M);
+}
+
+export async function benchMambaDecode(
+  config: MambaDecodeConfig,
+  onStep: (label: string) => void = () => {},
+): Promise<MambaDecodeReport> {
+  const model = mambaConfig({
+    dModel: config.dModel,
+    nLayer: config.layers,
+    vocabSize: config.vocab,
+    dState: config.dState,
+  });
+  const backend: Backend = await createBackend(config.backend);
+  try {
+    const mamba = MambaModel.fromReader(backend, model, randomReader(model, config.seed));
+    try {
+      return await run(backend, mamba, config, onStep);
+    } finally {
+      mamba.dispose();
+    }
+  } finally {
+    backend.dispose();
+  }
+}
+
+async function run(
+  backend: Backend,
+  mamba: MambaModel,
+  config: MambaDecodeConfig,
+  onStep: (label: string) => void,
+): Promise<MambaDecodeReport> {
+  const c = mamba.config;
+  let seed = config.seed >>> 0;
+  const nextId = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed % c.vocabSize;
+  };
+  const prompt = Array.from({ length: config.batch }, () => Array.from({ length: config.prompt }, nextId));
+
+  // Prefill: forward over the prompt, state returned, last logits read (what generate does).
+  const prefillSamples: number[] = [];
+  for (let i = 0; i < config.warmup + config.repeats; i++) {
+    const start = performance.now();
+    const { logits, state } = await mamba.forward(prompt, { returnState: true });
+    await logits.read();
+    const ms = performance.now() - start;
+    logits.dispose();
+    state!.dispose();
+    if (i >= config.warmup) prefillSamples.push(ms);
+    onStep(`prefill ${i + 1}/${config.warmup + config.repeats}`);
+  }
+  const prefillMs = median(prefillSamples);
+
+  const decode: MambaDecodeResult[] = [];
+  const firstIds: number[][] = [];
+  for (const path of config.paths) {
+    if (path === 'fused' && backend.kind !== 'webgpu') continue;
+    mamba.decodePath = path === 'fused' ? 'auto' : 'composed';
+    const samples: number[] = [];
+    const deviceSamples: number[] = [];
+    for (let i = 0; i < config.warmup + config.repeats; i++) {
+      const { logits, state } = await mamba.forward(prompt, { returnState: true });
+      const all = await logits.read();
+      logits.dispose();
+      let ids = prompt.map((_, b) =>
+        argmax(
+          all,
+          (b * config.prompt + config.prompt - 1) * c.vocabSize,
+          (b * config.prompt + config.prompt) * c.vocabSize,
+        ),
+      );
+      const chosen: number[] = [];
+      // Greedy decoding as generate does it: step, read the logits, argmax on the host.
+      await backend.sync();
+      let start = performance.now();
+      for (let t = 0; t < config.tokens; t++) {
+        const stepLogits = await mamba.step(ids, state!);
+        const values = await stepLogits.read();
+        stepLogits.dispose();
+        ids = ids.map((_, b) => argmax(values, b * c.vocabSize, (b + 1) * c.vocabSize));
+        chosen.push(ids[0]!);
+      }
+      const perToken = (performance.now() - start) / config.tokens;
+      // The same number of steps queued without readback: one sync at the end.
+      start = performance.now();
+      for (let t = 0; t < config.tokens; t++) (await mamba.step(ids, state!)).dispose();
+      await backend.sync();
+      const devicePerToken = (performance.now() - start) / config.tokens;
+      state!.dispose();
+      if (i >= config.warmup) {
+        samples.push(perToken);
+        deviceSamples.push(devicePerToken);
+      }
+      if (i === 0) firstIds.push(chosen);
+      onStep(`decode ${path} ${i + 1}/${config.warmup + config.repeats}`);
+    }
+    const ms = median(samples);
+    const deviceMs = median(deviceSamples);
+    decode.push({
+      path,
+      decodeTokensPerS: (1000 * config.batch) / ms,
+      decodeMsPerToken: ms,
+      deviceOnlyMsPerToken: deviceMs,
+      effectiveGBps: weightBytes(c) / deviceMs / 1e6,
+      samplesMsPerToken: samples,
+    });
+  }
+  mamba.decodePath = 'auto';
+  return {
+    backend: backend.name,
+    ...(describeAdapter(backend) ? { adapter: describeAdapter(backend)! } : {}),
+    model: c,
+    parameters: mambaParameterCount(c),
+    weightBytesPerToken: weightBytes(c),
+    prefill: {
+      tokensPerS: (1000 * config.batch * config.prompt) / prefillMs,
+      ms: prefillMs,
+      samplesMs: prefillSamples,
+    },
+    decode,
+    ...(firstIds.length === 2 ? { pathsAgree: firstIds[0]!.join() === firstIds[1]!.join() } : {}),
+  };
+}
+
+/** f32 bytes of the weights a decode step reads (every parameter once; the embedding row is negligible). */
+function weightBytes(c: MambaConfig): number {
+  return 4 * mambaParameterCount(c);
+}
+
+/** Mamba-130m's shape, with prompt and token counts small enough for SwiftShader to finish. */
+const DEFAULTS = {
+  dModel: 768,
+  layers: 24,
+  vocab: 50280,
+  dState: 16,
+  batch: 1,
+  prompt: 64,
+  tokens: 16,
+  repeats: 3,
+  warmup: 1,
+  seed: 1234,
+};
+
+/** `longseq bench mamba-decode [...]`. */
+export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<number> {
+  const p = parseFlags(
+    args,
+    {
+      backend: { type: 'string' },
+      'd-model': { type: 'string' },
+      layers: { type: 'string' },
+      vocab: { type: 'string' },
+      'd-state': { type: 'string' },
+      batch: { type: 'string' },
+      prompt: { type: 'string' },
+      tokens: { type: 'string' },
+      repeats: { type: 'string' },
+      warmup: { type: 'string' },
+      seed: { type: 'string' },
+      path: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    'bench mamba-decode',
+  );
+  if (p.positionals.length > 0)
+    throw new UsageError(`bench mamba-decode: unexpected argument '${p.positionals[0]}'`);
+  const backends = parseBackends(stringFlag(p, 'backend'), ['webgpu']);
+  if (backends.length !== 1) throw new UsageError('bench mamba-decode: --backend takes one backend');
+  const pathFlag = stringFlag(p, 'path') ?? 'both';
+  if (!['fused', 'composed', 'both'].includes(pathFlag)) {
+    throw new UsageError(`--path: expected fused, composed or both, got '${pathFlag}'`);
+  }
+  const config: MambaDecodeConfig = {
+    backend: backends[0]!,
+    dModel: intFlag(p, 'd-model', DEFAULTS.dModel),
+    layers: intFlag(p, 'layers', DEFAULTS.layers),
+    vocab: intFlag(p, 'vocab', DEFAULTS.vocab),
+    dState: intFlag(p, 'd-state', DEFAULTS.dState),
+    batch: intFlag(p, 'batch', DEFAULTS.batch),
+    prompt: intFlag(p, 'prompt', DEFAULTS.prompt),
+    tokens: intFlag(p, 'tokens', DEFAULTS.tokens),
+    repeats: intFlag(p, 'repeats', DEFAULTS.repeats),
+    warmup: intFlag(p, 'warmup', DEFAULTS.warmup, 0),
+    seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
+    paths: pathFlag === 'both' ? ['fused', 'composed'] : [pathFlag as 'fused' | 'composed'],
+  };
+  const steps = (config.warmup + config.repeats) * (1 + config.paths.length);
+  const progress = new Progress(io.stderr, steps);
+  let report: MambaDecodeReport;
+  try {
+    report = await benchMambaDecode(config, (label) => progress.tick(label));
+  } finally {
+    progress.done();
+  }
+  if (boolFlag(p, 'json')) {
+    const doc = { benchmark: 'mamba-decode', machine: machineInfo(report.adapter), config, ...report };
+    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
+    return 0;
+  }
+  const c = report.model;
+  const lines = [
+    `mamba-decode on ${report.backend}: d_model ${c.dModel}, ${c.nLayer} layers, vocab ${c.vocabSize}, d_state ${c.dState}, d_inner ${c.dInner}, dt_rank ${c.dtRank} (${(report.parameters / 1e6).toFixed(1)}M parameters, random weights); batch ${config.batch}`,
+    `prefill: ${config.prompt} tokens in ${report.prefill.ms.toFixed(1)} ms = ${report.prefill.tokensPerS.toFixed(0)} tokens/s (median of ${config.repeats})`,
+    `decode: ${config.tokens} greedy tokens after the prompt; ms/token with the logits read back and argmax on the host, and device-only (steps queued, one sync)`,
+    '',
+    table(
+      ['path', ' tokens/s', ' ms/token', ' device ms/token', ' weight GB/s'],
+      report.decode.map((d) => [
+        d.path,
+        d.decodeTokensPerS.toFixed(1),
+        d.decodeMsPerToken.toFixed(2),
+        d.deviceOnlyMsPerToken.toFixed(2),
+        d.effectiveGBps.toFixed(0),
+      ]),
+    ),
+  ];
+  if (report.pathsAgree === false)
+    lines.push('note: the fused and composed paths chose different greedy ids (near-ties of random weights)');
+  io.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
