@@ -25,6 +25,8 @@ export {
   softplusRef,
 } from './reference';
 export {
+  AUTO_SEQUENTIAL_CHANNELS,
+  autoAlgorithm,
   MAX_STATES,
   registerSelectiveScanKernels,
   type SelectiveScanOptions,

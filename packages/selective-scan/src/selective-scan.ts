@@ -49,7 +49,8 @@ export interface SelectiveScanOptions {
    * - 'parallel': WebGPU: a workgroup scans chunks of time with the associative operator
    *   (a tree in workgroup memory), carrying the state from chunk to chunk. gpu.js: chunk
    *   carries by a Hillis-Steele scan over chunks (log passes).
-   * - 'auto' (default): parallel, except sequential for short sequences (L <= 32: decoding).
+   * - 'auto' (default): sequential when batch x d >= 8192 (enough channels to fill a GPU)
+   *   or L <= 32 (decoding), else parallel. See `autoAlgorithm`.
    */
   readonly algorithm?: ScanAlgorithm;
   /**
@@ -74,6 +75,18 @@ export interface SelectiveScanResult {
   /** [batch, d, n], when `returnLastState` was set. */
   readonly lastState?: Tensor;
 }
+
+/**
+ * 'auto': the sequential kernel (least work per step) when there are channels enough to fill
+ * a GPU with one thread each, or the sequence is short (decoding); the parallel kernel
+ * (threads over time too) when a few channels scan a long sequence.
+ */
+export function autoAlgorithm(batch: number, d: number, L: number): 'sequential' | 'parallel' {
+  return L <= 32 || batch * d >= AUTO_SEQUENTIAL_CHANNELS ? 'sequential' : 'parallel';
+}
+
+/** batch x d from which 'auto' picks the sequential kernel (8192 threads: a few warps per SM of a large GPU). */
+export const AUTO_SEQUENTIAL_CHANNELS = 8192;
 
 /** Largest state size n: the sequential kernel keeps n states per thread in registers. */
 export const MAX_STATES = 256;
@@ -177,7 +190,7 @@ function parse(
   const returnLastState = optionalBoolean(options.returnLastState, 'options.returnLastState');
   optionalBoolean(options.checkFinite, 'options.checkFinite');
   const requested = checkOneOf(options.algorithm ?? 'auto', 'options.algorithm', ALGORITHMS);
-  const algorithm = requested === 'auto' ? (L <= 32 ? 'sequential' : 'parallel') : requested;
+  const algorithm = requested === 'auto' ? autoAlgorithm(batch, d, L) : requested;
   const exp = checkOneOf(options.exp ?? 'auto', 'options.exp', EXP_MODES);
 
   for (const [name, t] of Object.entries({ u, delta, A, B, C, D, z, deltaBias, initialState })) {

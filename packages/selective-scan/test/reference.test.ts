@@ -1,6 +1,7 @@
 import { freshSeed, randomFloats, rng } from '@longseq/test-harness';
 import { describe, expect, it } from 'vitest';
 import {
+  autoAlgorithm,
   chunkedScanRef,
   combineScanPairs,
   hillisSteeleLevels,
@@ -120,5 +121,15 @@ describe('selectiveScanRef', () => {
     const B = { shape: [1, 2, 1, 1], data: [1, 10] };
     const C = { shape: [4, 1], data: [1, 1, 1, 1] };
     expect(Array.from(selectiveScanRef(u, delta, A, B, C).y.data)).toEqual([1, 1, 10, 10]);
+  });
+});
+
+describe("algorithm: 'auto'", () => {
+  it('picks sequential for decoding and for many channels, parallel for few channels and long L', () => {
+    expect(autoAlgorithm(1, 4, 1)).toBe('sequential');
+    expect(autoAlgorithm(1, 4, 32)).toBe('sequential');
+    expect(autoAlgorithm(1, 4, 33)).toBe('parallel');
+    expect(autoAlgorithm(8, 2048, 4096)).toBe('sequential');
+    expect(autoAlgorithm(1, 1536, 65536)).toBe('parallel');
   });
 });

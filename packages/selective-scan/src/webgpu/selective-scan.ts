@@ -62,8 +62,9 @@ function threadsFor(backend: Backend): number {
  * costs a dozen fma): a log2(e) comes split as a_hi + a_lo (once per state), the rounding
  * error of dt * a_hi is recovered exactly with fma, and 2^(x + err) = 2^x (1 + err ln2) to
  * first order. The argument is then exact to about 2^-48 relative and only exp2's own error
- * remains, so it is used where a probe finds exp2 within 2 ulp (see expProbe). Accurate
- * form: a_hi = a, a_lo = 0 and exp_acc.
+ * remains, so it is used where a probe finds exp2 within 2 ulp (see exp2IsAccurate).
+ * softplus and silu take their exp the same way (exp_step). Accurate form: a_hi = a,
+ * a_lo = 0 and exp_acc everywhere.
  */
 const EXP_CONSTANTS_WGSL = /* wgsl */ `
 const LOG2E: f32 = 1.44269502162933349609375;  // log2(e) rounded to f32, and the rest
@@ -86,6 +87,8 @@ fn exp_dt_a4(dt: vec4<f32>, a_hi: vec4<f32>, a_lo: vec4<f32>) -> vec4<f32> {
   let p = exp2(x);
   return fma(p, err * LN2, p);
 }
+// e^x for softplus and silu (once per step, not per state), the same way with a = 1.
+fn exp_step(x: f32) -> f32 { return exp_dt_a(x, LOG2E, LOG2E_LO); }
 `;
 
 const ACCURATE_EXP_WGSL = /* wgsl */ `
@@ -96,6 +99,7 @@ fn exp_dt_a4(dt: vec4<f32>, a_hi: vec4<f32>, a_lo: vec4<f32>) -> vec4<f32> {
   let x = dt * a_hi;
   return vec4<f32>(exp_acc(x.x), exp_acc(x.y), exp_acc(x.z), exp_acc(x.w));
 }
+fn exp_step(x: f32) -> f32 { return exp_acc(x); }
 `;
 
 /** WGSL shared by both programs: exp, softplus, silu, and where B and C live. */
@@ -136,11 +140,11 @@ fn log1p_pos(y: f32) -> f32 {
 // PyTorch's softplus with threshold 20, as mamba applies it to dt.
 fn softplus_dt(x: f32) -> f32 {
   if (x > 20.0) { return x; }
-  return log1p_pos(exp_acc(x));
+  return log1p_pos(exp_step(x));
 }
 
 fn silu(z: f32) -> f32 {
-  return z * (1.0 / (1.0 + exp_acc(-z)));
+  return z * (1.0 / (1.0 + exp_step(-z)));
 }
 
 // dt of one step: delta (+ bias) (through softplus), as configured.
@@ -275,8 +279,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }${tail}`;
   }
   // Four steps per iteration: u, dt, z and y move as vec4 (one 16-byte access per thread
-  // instead of four), the next tile's loads are issued before this tile's arithmetic, and
-  // variable B / C are read as vec4 over time too.
+  // instead of four), the loads of the next two tiles are in flight during this tile's
+  // arithmetic, and variable B / C are read as vec4 over time too.
   const operand4 = (name: string, layout: string, index: string) =>
     layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
   return `${head}
@@ -284,17 +288,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row4 = bc * len4;
   let b_base = ${attrs.bLayout === 'invariant' ? '0u' : '(b * u.b_groups + c / u.b_heads) * N'};
   let c_base = ${attrs.cLayout === 'invariant' ? '0u' : '(b * u.c_groups + c / u.c_heads) * N'};
+  // Two tiles in flight: this iteration's arithmetic runs while the loads of the next two
+  // tiles are outstanding (one warp per SM partition has little else to hide latency with).
+  let second = row4 + min(1u, len4 - 1u);
   var x_next = xs[row4];
   var dt_next = dts[row4];
   ${attrs.hasZ ? 'var z_next = gate[row4];' : ''}
+  var x_after = xs[second];
+  var dt_after = dts[second];
+  ${attrs.hasZ ? 'var z_after = gate[second];' : ''}
   for (var t4 = 0u; t4 < len4; t4++) {
     let xv = x_next;
     let dt_raw = dt_next;
     ${attrs.hasZ ? 'let zv = z_next;' : ''}
-    let ahead = row4 + min(t4 + 1u, len4 - 1u);
-    x_next = xs[ahead];
-    dt_next = dts[ahead];
-    ${attrs.hasZ ? 'z_next = gate[ahead];' : ''}
+    x_next = x_after;
+    dt_next = dt_after;
+    ${attrs.hasZ ? 'z_next = z_after;' : ''}
+    let ahead = row4 + min(t4 + 2u, len4 - 1u);
+    x_after = xs[ahead];
+    dt_after = dts[ahead];
+    ${attrs.hasZ ? 'z_after = gate[ahead];' : ''}
     let dt = vec4<f32>(step_dt(dt_raw.x, bias), step_dt(dt_raw.y, bias), step_dt(dt_raw.z, bias), step_dt(dt_raw.w, bias));
     let dtx = dt * xv;
     var acc = vec4<f32>(0.0);
