@@ -38,6 +38,16 @@ Usage:
       Mamba's selective scan (B, C [batch, n, L], z, D, dt bias + softplus), sequential and
       parallel, against a copy of the same bytes: GB/s counting each input read once and y
       written once, % of copy, and a check of a few channels against the float64 reference.
+  longseq bench attention [--backend NAME|all] [--batch-heads BH] [--n 1024,2048,4096] [--d 64]
+                          [--causal both|true|false] [--algorithm flash,naive] [--backward]
+                          [--repeats K] [--warmup W] [--tile br,bc,tr,tc] [--timer auto|wall]
+                          [--json] [--svg out.svg]
+      FlashAttention against naive attention (scores materialized): time, TFLOP/s (4 N^2 d
+      per head forward, half when causal; backward 2.5x), speedup over naive, and a check of
+      the last rows against the float64 reference. --svg plots time vs N.
+  longseq bench attention --memory [--backend NAME] [--n START] [--max-n MAX] [--d 64]
+      Peak bytes beyond inputs and outputs of flash and naive as N doubles from START, until
+      each no longer fits the device (flash grows as N, naive as N^2).
   longseq verify <golden file or folder> [--backend NAME] [--json]
       Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
       Exits 1 if any case fails.

@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
+import { benchAttentionCommand } from '../bench/attention';
 import { benchMambaDecodeCommand } from '../bench/mamba-decode';
 import { type BenchConfig, type BenchReport, benchSoftmax, countSteps } from '../bench/softmax';
 import { plotSvg } from '../bench/svg';
@@ -21,6 +22,7 @@ const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = 
   'paged-attention': benchPagedAttentionCommand,
   'mamba-decode': benchMambaDecodeCommand,
   scan: benchScanCommand,
+  attention: benchAttentionCommand,
 };
 
 export async function benchCommand(args: string[], io: Io): Promise<number> {

@@ -1,25 +1,16 @@
 /**
  * Verifier for golden/attention.json: attention forward (output and logsumexp) computed on a
- * backend by composing primitives, checked by the test rule against the file's float64
- * values, with a host float32 computation of the same steps as the baseline.
+ * backend by @longseq/flash-attention (the tiled flash kernel; naive composes primitives),
+ * checked by the test rule against the file's float64 values, with a host float32
+ * computation of the same steps as the baseline.
  *
  * Shapes (the file's layout): q [B, Hq, Nq, D], k and v [B, Hkv, Nk, D], out [B, Hq, Nq, D],
  * lse [B, Hq, Nq]. G = Hq / Hkv query heads share one key/value head (GQA; MQA when Hkv = 1),
  * and the heads of a group are contiguous, so q viewed as [B, Hkv, G*Nq, D] lines each group
  * up with its key/value head and every product is a plain batched matmul.
  */
-import {
-  type Backend,
-  type Rounder,
-  type TypedArray,
-  compareToReference,
-  div,
-  matmul,
-  mul,
-  scope,
-  tanh,
-} from '@longseq/backend';
-import { softmaxWithLse } from '@longseq/softmax';
+import { type Backend, type Rounder, type TypedArray, compareToReference } from '@longseq/backend';
+import { type AttentionAlgorithm, attention } from '@longseq/flash-attention';
 import { UnsupportedFormatError } from '../errors';
 import {
   type CaseResult,
@@ -225,38 +216,42 @@ export function attentionHost(c: AttentionCase, r: Rounder): { out: Float64Array
 }
 
 /**
- * Naive attention on a backend from primitives: scores = q k^T * scale, softcap, softmax
- * with the additive mask (and its logsumexp), then p v. Intermediates live in a scope.
+ * Attention on a backend through @longseq/flash-attention: 'flash' (default) never
+ * materializes the scores; 'naive' does (matmul, softmax package). A fully masked row's
+ * logsumexp comes back as -Infinity, as the parsed case holds it.
  */
-export function attentionOnBackend(
+export async function attentionOnBackend(
   backend: Backend,
   c: AttentionCase,
+  algorithm: AttentionAlgorithm = 'flash',
 ): Promise<{ out: TypedArray; lse: TypedArray }> {
   const { b, hq, hkv, nq, nk, d } = c;
-  const rows = (hq / hkv) * nq;
-  return scope(async () => {
-    const q = backend.tensor(c.q, [b, hkv, rows, d]);
-    const k = backend.tensor(c.k, [b, hkv, nk, d]);
-    const v = backend.tensor(c.v, [b, hkv, nk, d]);
-    let s = await matmul(q, k, { transposeB: true });
-    s = await mul(s, backend.tensor([c.scale], [1]));
-    if (c.softcap > 0) {
-      const cap = backend.tensor([c.softcap], [1]);
-      s = await mul(await tanh(await div(s, cap)), cap);
+  const q = backend.tensor(c.q, [b, hq, nq, d]);
+  const k = backend.tensor(c.k, [b, hkv, nk, d]);
+  const v = backend.tensor(c.v, [b, hkv, nk, d]);
+  try {
+    const { output, lse } = await attention(q, k, v, {
+      causal: c.causal,
+      // The file's negative window side means unbounded.
+      ...(c.window
+        ? { window: c.window.map((w) => (w < 0 ? Number.POSITIVE_INFINITY : w)) as [number, number] }
+        : {}),
+      softcap: c.softcap,
+      scale: c.scale,
+      algorithm,
+      returnLse: true,
+    });
+    try {
+      return { out: await output.read(), lse: await lse.read() };
+    } finally {
+      output.dispose();
+      lse.dispose();
     }
-    const mask = attentionMask(c);
-    const options = mask ? { mask: backend.tensor(tileRows(mask, rows / nq), [rows, nk]) } : {};
-    const { output: p, lse } = await softmaxWithLse(s, options);
-    const o = await matmul(p, v);
-    return { out: await o.read(), lse: await lse.read() };
-  });
-}
-
-/** Repeats a [Nq, Nk] mask `times` times along the rows: one copy per query head of a group. */
-function tileRows(mask: Float32Array, times: number): Float32Array {
-  const out = new Float32Array(mask.length * times);
-  for (let t = 0; t < times; t++) out.set(mask, t * mask.length);
-  return out;
+  } finally {
+    q.dispose();
+    k.dispose();
+    v.dispose();
+  }
 }
 
 async function verifyAttention(target: GoldenTarget, context: VerifyContext): Promise<CaseResult[]> {
