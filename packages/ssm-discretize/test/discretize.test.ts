@@ -7,8 +7,10 @@ import {
   type DiscretizationMethod,
   type Matrix,
   discretize,
+  denseKernelRef,
   discretizeDiagonal,
   expm,
+  impulseResponse,
   toMatrix,
 } from '../src';
 
@@ -68,6 +70,56 @@ describe('discretize (dense) against SciPy cont2discrete', () => {
       for (const key of ['A', 'B', 'C', 'D'] as const)
         expect(maxDiff(d[key], c[method][key])).toBeLessThan(1e-12);
     }
+  });
+});
+
+describe('impulse response against SciPy dimpulse', () => {
+  for (const [i, c] of golden.cases.entries()) {
+    it(`case ${i}: dimpulse of the ZOH system = (D, K_0, K_1, ...) with K_l = C A-bar^l B-bar`, () => {
+      const d = discretize(c, c.dt, { method: 'zoh' });
+      const L = c.zoh_impulse[0]!.length;
+      const kernel = denseKernelRef(d, L - 1);
+      const impulse = impulseResponse(d, L);
+      let err = 0;
+      let scale = 0;
+      for (let input = 0; input < c.m; input++) {
+        for (let l = 0; l < L; l++) {
+          for (let out = 0; out < c.p; out++) {
+            const want = c.zoh_impulse[input]![l]![out]!;
+            scale = Math.max(scale, Math.abs(want));
+            err = Math.max(err, Math.abs(impulse[(l * c.p + out) * c.m + input]! - want));
+            const k = l === 0 ? c.D[out]![input]! : kernel[((l - 1) * c.p + out) * c.m + input]!;
+            err = Math.max(err, Math.abs(k - want));
+          }
+        }
+      }
+      // Relative to the largest entry: 31 powers of A-bar grow the response.
+      expect(err / scale).toBeLessThan(1e-13);
+    });
+  }
+});
+
+describe('ZOH on random systems', () => {
+  it('B-bar from the block exponential equals A^-1 (A-bar - I) B when A is invertible', () => {
+    const random = rng(freshSeed());
+    const n = 6;
+    const A = randomMatrix(n, n, random, 2);
+    const B = randomMatrix(n, 2, random);
+    const d = discretize({ A, B, C: randomMatrix(1, n, random), D: [[0, 0]] }, 0.37, { method: 'zoh' });
+    // A B-bar = (A-bar - I) B
+    let err = 0;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < 2; j++) {
+        let lhs = 0;
+        let rhs = 0;
+        for (let k = 0; k < n; k++) {
+          lhs += A[i]![k]! * d.B.data[k * 2 + j]!;
+          rhs += (d.A.data[i * n + k]! - (i === k ? 1 : 0)) * B[k]![j]!;
+        }
+        err = Math.max(err, Math.abs(lhs - rhs));
+      }
+    }
+    expect(err).toBeLessThan(1e-12);
   });
 });
 

@@ -1,0 +1,513 @@
+/**
+ * `longseq bench ssm-conv`: the two forms of a batch of diagonal SSMs (S4D: H channels of N
+ * complex states, one dt per channel) on the GPU, for each sequence length L:
+ *
+ * - `recurrence`: `diagonalScan`, one thread per channel walking the L steps;
+ * - `fft conv`: `causalConv(u, K)`, the causal convolution through FFTs of length >= 2L,
+ *   with K precomputed (what S4 does once per forward pass for all inputs);
+ * - `kernel + fft conv`: `ssmKernel` (Vandermonde) and then `causalConv`, the whole
+ *   convolutional form from the parameters.
+ *
+ * It reports median ms per call, the crossover L (the smallest length from which the
+ * convolution is faster than the recurrence), and a check of a few channels of both outputs
+ * against the float64 recurrence. `--svg` plots time against L with an L log L guide
+ * through the FFT series' largest L. The PyTorch reference is reference/torch_ssm_conv.py.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { type Backend, type Tensor, compareToReference } from '@longseq/backend';
+import {
+  type DiagonalSsmHost,
+  type FftVariant,
+  causalConv,
+  causalConvFftRef,
+  diagonalKernelRef,
+  diagonalScan,
+  diagonalScanRef,
+  s4dInit,
+  ssmKernel,
+} from '@longseq/ssm-discretize';
+import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
+import { type BackendName, createBackend, describeAdapter, parseBackends, timeWork } from '../backends';
+import { jsonNumbers } from '../commands/verify';
+import { UsageError, messageOf } from '../errors';
+import { fmtError, fmtMs, table } from '../format';
+import type { Io } from '../io';
+import { machineInfo } from '../machine';
+import { Progress } from '../progress';
+
+/** Defaults sized for SwiftShader; on the H100: --channels 1024 --lengths 1024,...,65536. */
+const DEFAULTS = { channels: 4, lengths: [256, 1024, 4096], states: 32, repeats: 5, warmup: 2, seed: 1234 };
+
+const FORMS = ['recurrence', 'fft conv', 'kernel + fft conv'] as const;
+type Form = (typeof FORMS)[number];
+
+export interface SsmConvBenchConfig {
+  readonly backends: readonly BackendName[];
+  readonly channels: number;
+  readonly lengths: readonly number[];
+  /** Complex states per channel (S4D-Lin modes). */
+  readonly states: number;
+  readonly fft: FftVariant;
+  readonly repeats: number;
+  readonly warmup: number;
+  readonly seed: number;
+  readonly timer: 'auto' | 'wall';
+  readonly skipUnavailable: boolean;
+}
+
+export interface SsmConvResult {
+  readonly backend: string;
+  readonly channels: number;
+  /** The sequence length L. */
+  readonly n: number;
+  readonly states: number;
+  readonly label: Form;
+  readonly medianMs: number;
+  readonly minMs: number;
+  readonly samplesMs: number[];
+  readonly wallMedianMs: number;
+  readonly timer: 'gpu' | 'wall';
+  /** A few channels of the first call's y against the float64 recurrence, by the test rule. */
+  readonly check: {
+    readonly channelsChecked: number;
+    readonly maxError: number;
+    readonly allowed: number;
+    readonly pass: boolean;
+  };
+}
+
+export interface SsmConvReport {
+  readonly adapter?: Record<string, string>;
+  readonly results: SsmConvResult[];
+  /** Per backend: the smallest L from which each convolution form beats the recurrence (null: never). */
+  readonly crossover: { backend: string; form: Form; L: number | null }[];
+  readonly skipped: { backend: string; n?: number; label?: string; reason: string; error: boolean }[];
+}
+
+/** mulberry32 floats in [lo, hi), deterministic per seed. */
+function fill(size: number, seed: number, lo: number, hi: number): Float32Array {
+  const out = new Float32Array(size);
+  let a = seed >>> 0;
+  for (let i = 0; i < size; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = lo + (((t ^ (t >>> 14)) >>> 0) / 4294967296) * (hi - lo);
+  }
+  return out;
+}
+
+/** S4D-Lin A for every channel, B = 1, random C, dt log-uniform in [1e-3, 1e-1] (S4D's range). */
+function hostSsm(H: number, N: number, seed: number): DiagonalSsmHost {
+  const init = s4dInit('lin', N);
+  const A = new Float32Array(H * N * 2);
+  const B = new Float32Array(H * N * 2);
+  for (let h = 0; h < H; h++)
+    for (let n = 0; n < N; n++) {
+      A[(h * N + n) * 2] = init.A.re[n]!;
+      A[(h * N + n) * 2 + 1] = init.A.im[n]!;
+      B[(h * N + n) * 2] = 1;
+    }
+  const logDt = fill(H, seed + 1, Math.log(1e-3), Math.log(1e-1));
+  return {
+    H,
+    N,
+    complex: true,
+    A,
+    B,
+    C: fill(H * N * 2, seed + 2, -0.5, 0.5),
+    dt: logDt.map(Math.exp),
+    method: 'zoh',
+    alpha: 0,
+  };
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Channels checked against the float64 recurrence: the first and the last. */
+function pickChannels(H: number): number[] {
+  return H > 1 ? [0, H - 1] : [0];
+}
+
+function channelSsm(ssm: DiagonalSsmHost, h: number): DiagonalSsmHost {
+  const span = ssm.N * 2;
+  return {
+    ...ssm,
+    H: 1,
+    A: Array.from(ssm.A).slice(h * span, (h + 1) * span),
+    B: Array.from(ssm.B).slice(h * span, (h + 1) * span),
+    C: Array.from(ssm.C).slice(h * span, (h + 1) * span),
+    dt: [ssm.dt[h]!],
+  };
+}
+
+/**
+ * y of the picked channels against the float64 recurrence; the float32 baseline is the worse
+ * of a float32 recurrence and a float32 (Vandermonde kernel + FFT convolution).
+ */
+function checkChannels(
+  got: ArrayLike<number>,
+  ssm: DiagonalSsmHost,
+  u: Float32Array,
+  L: number,
+): SsmConvResult['check'] {
+  let maxError = 0;
+  let allowed = Number.POSITIVE_INFINITY;
+  let pass = true;
+  const picks = pickChannels(ssm.H);
+  for (const h of picks) {
+    const one = channelSsm(ssm, h);
+    const uh = u.subarray(h * L, (h + 1) * L);
+    const ref64 = diagonalScanRef(one, uh, L);
+    const scan32 = diagonalScanRef(one, uh, L, { precision: 'f32' });
+    const conv32 = causalConvFftRef(uh, diagonalKernelRef(one, L, { precision: 'f32' }), 1, L, {
+      precision: 'f32',
+    });
+    const baseline = ref64.map((r, i) =>
+      Math.abs(scan32[i]! - r) > Math.abs(conv32[i]! - r) ? scan32[i]! : conv32[i]!,
+    );
+    const row = Array.prototype.slice.call(got, h * L, (h + 1) * L) as number[];
+    const cmp = compareToReference(row, ref64, baseline);
+    maxError = Math.max(maxError, cmp.maxError);
+    allowed = Math.min(allowed, cmp.allowed);
+    pass &&= cmp.pass;
+  }
+  return { channelsChecked: picks.length, maxError, allowed, pass };
+}
+
+async function measure(
+  backend: Backend,
+  config: SsmConvBenchConfig,
+  launch: () => Promise<void>,
+): Promise<{ samples: number[]; wallSamples: number[]; timer: 'gpu' | 'wall' }> {
+  for (let w = 0; w < config.warmup; w++) await launch();
+  await backend.sync();
+  const samples: number[] = [];
+  const wallSamples: number[] = [];
+  let timer: 'gpu' | 'wall' = 'gpu';
+  for (let r = 0; r < config.repeats; r++) {
+    const t = await timeWork(backend, launch, config.timer);
+    if (t.gpuMs === undefined) timer = 'wall';
+    samples.push(t.gpuMs ?? t.wallMs);
+    wallSamples.push(t.wallMs);
+  }
+  return { samples, wallSamples, timer };
+}
+
+export async function benchSsmConv(
+  config: SsmConvBenchConfig,
+  onStep: (label: string) => void = () => {},
+): Promise<SsmConvReport> {
+  const results: SsmConvResult[] = [];
+  const skipped: SsmConvReport['skipped'] = [];
+  let adapter: Record<string, string> | undefined;
+  const H = config.channels;
+  const N = config.states;
+  for (const name of config.backends) {
+    let backend: Backend;
+    try {
+      backend = await createBackend(name);
+    } catch (err) {
+      if (!config.skipUnavailable) throw err;
+      skipped.push({ backend: name, reason: messageOf(err), error: false });
+      continue;
+    }
+    try {
+      if (name === 'webgpu') adapter = describeAdapter(backend);
+      for (const L of config.lengths) {
+        const host = hostSsm(H, N, config.seed);
+        const u = fill(H * L, config.seed + L, -1, 1);
+        const made: Tensor[] = [];
+        const up = (data: Float32Array, shape: number[]) => {
+          const t = backend.tensor(data, shape);
+          made.push(t);
+          return t;
+        };
+        try {
+          const ssm = {
+            A: up(host.A as Float32Array, [H, N, 2]),
+            B: up(host.B as Float32Array, [H, N, 2]),
+            C: up(host.C as Float32Array, [H, N, 2]),
+            dt: up(Float32Array.from(host.dt), [H]),
+          };
+          const ut = up(u, [H, L]);
+          const K = await ssmKernel(ssm, L);
+          made.push(K);
+          const runs: Record<Form, () => Promise<Tensor>> = {
+            recurrence: () => diagonalScan(ssm, ut),
+            'fft conv': () => causalConv(ut, K, { fft: config.fft }),
+            'kernel + fft conv': async () => {
+              const k = await ssmKernel(ssm, L);
+              try {
+                return await causalConv(ut, k, { fft: config.fft });
+              } finally {
+                k.dispose();
+              }
+            },
+          };
+          for (const label of FORMS) {
+            onStep(`${name} L=${L} ${label}`);
+            try {
+              const first = await runs[label]();
+              const got = await first.read().finally(() => first.dispose());
+              const check = checkChannels(got, host, u, L);
+              const m = await measure(backend, config, async () => (await runs[label]()).dispose());
+              results.push({
+                backend: name,
+                channels: H,
+                n: L,
+                states: N,
+                label,
+                medianMs: median(m.samples),
+                minMs: Math.min(...m.samples),
+                samplesMs: m.samples,
+                wallMedianMs: median(m.wallSamples),
+                timer: m.timer,
+                check,
+              });
+            } catch (err) {
+              skipped.push({ backend: name, n: L, label, reason: messageOf(err), error: true });
+            }
+          }
+        } finally {
+          for (const t of made) t.dispose();
+        }
+      }
+    } finally {
+      backend.dispose();
+    }
+  }
+  return { ...(adapter ? { adapter } : {}), results, crossover: crossovers(results), skipped };
+}
+
+/** The smallest L from which a convolution form stays faster than the recurrence. */
+function crossovers(results: readonly SsmConvResult[]): SsmConvReport['crossover'] {
+  const out: SsmConvReport['crossover'] = [];
+  for (const backend of new Set(results.map((r) => r.backend))) {
+    for (const form of ['fft conv', 'kernel + fft conv'] as const) {
+      const Ls = [...new Set(results.filter((r) => r.backend === backend).map((r) => r.n))].sort(
+        (a, b) => a - b,
+      );
+      let found: number | null = null;
+      for (const L of Ls) {
+        const at = (label: Form) =>
+          results.find((r) => r.backend === backend && r.n === L && r.label === label);
+        const conv = at(form);
+        const rec = at('recurrence');
+        if (!conv || !rec) continue;
+        if (conv.medianMs < rec.medianMs) found ??= L;
+        else found = null;
+      }
+      out.push({ backend, form, L: found });
+    }
+  }
+  return out;
+}
+
+const COLORS: Record<Form, string> = {
+  recurrence: '#d62728',
+  'fft conv': '#2ca02c',
+  'kernel + fft conv': '#1f77b4',
+};
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * Time against L on log-log axes, one line per backend and form, and a dashed L log L guide
+ * through the 'fft conv' point at the largest L (so the FFT path can be seen to follow it).
+ */
+export function plotSsmConv(results: readonly SsmConvResult[], title: string, subtitle: string): string {
+  const m = { left: 70, right: 250, top: 50, bottom: 55 };
+  const W = 600 + m.right;
+  const H = 460;
+  const pw = W - m.left - m.right;
+  const ph = H - m.top - m.bottom;
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${m.left}" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`,
+    `<text x="${m.left}" y="38" fill="#555">${esc(subtitle)}</text>`,
+  ];
+  const Ls = [...new Set(results.map((r) => r.n))].sort((a, b) => a - b);
+  const times = results.map((r) => r.medianMs).filter((t) => t > 0);
+  if (Ls.length === 0 || times.length === 0)
+    return `${[...out, `<text x="${m.left}" y="${m.top + 20}">no results</text>`, '</svg>'].join('\n')}\n`;
+  // The guide c L log2 L through the largest fft conv point.
+  const series = new Map<string, SsmConvResult[]>();
+  for (const r of results) {
+    const key = `${r.backend} ${r.label}`;
+    if (!series.has(key)) series.set(key, []);
+    series.get(key)!.push(r);
+  }
+  const guides: { key: string; points: [number, number][] }[] = [];
+  for (const backend of new Set(results.map((r) => r.backend))) {
+    const fft = results
+      .filter((r) => r.backend === backend && r.label === 'fft conv')
+      .sort((a, b) => a.n - b.n);
+    const last = fft[fft.length - 1];
+    if (!last || last.medianMs <= 0) continue;
+    const c = last.medianMs / (last.n * Math.log2(2 * last.n));
+    guides.push({ key: `${backend} c L log L`, points: Ls.map((L) => [L, c * L * Math.log2(2 * L)]) });
+  }
+  const allT = [...times, ...guides.flatMap((g) => g.points.map((p) => p[1]))];
+  const lx0 = Math.log2(Ls[0]!) - (Ls.length === 1 ? 0.5 : 0);
+  const lx1 = Math.log2(Ls[Ls.length - 1]!) + (Ls.length === 1 ? 0.5 : 0);
+  const y0 = Math.floor(Math.log10(Math.min(...allT)));
+  const y1 = Math.max(y0 + 1, Math.ceil(Math.log10(Math.max(...allT))));
+  const xOf = (L: number) => m.left + ((Math.log2(L) - lx0) / (lx1 - lx0)) * pw;
+  const yOf = (t: number) => m.top + ph - ((Math.log10(t) - y0) / (y1 - y0)) * ph;
+  out.push('<g stroke="#ddd">');
+  for (let e = y0; e <= y1; e++)
+    out.push(
+      `<line x1="${m.left}" x2="${m.left + pw}" y1="${yOf(10 ** e).toFixed(1)}" y2="${yOf(10 ** e).toFixed(1)}"/>`,
+    );
+  for (const L of Ls)
+    out.push(`<line x1="${xOf(L).toFixed(1)}" x2="${xOf(L).toFixed(1)}" y1="${m.top}" y2="${m.top + ph}"/>`);
+  out.push('</g>');
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
+  for (let e = y0; e <= y1; e++)
+    out.push(
+      `<text x="${m.left - 6}" y="${(yOf(10 ** e) + 4).toFixed(1)}" text-anchor="end">${+(10 ** e).toPrecision(2)}</text>`,
+    );
+  for (const L of Ls)
+    out.push(`<text x="${xOf(L).toFixed(1)}" y="${m.top + ph + 18}" text-anchor="middle">${L}</text>`);
+  out.push(
+    `<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">sequence length L (log scale)</text>`,
+    `<text transform="translate(18 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">median ms per call (log scale)</text>`,
+  );
+  let li = 0;
+  const legend = (label: string, color: string, dash: string) => {
+    const ly = m.top + 8 + li++ * 18;
+    const lx = m.left + pw + 14;
+    out.push(
+      `<line x1="${lx}" x2="${lx + 26}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
+      `<text x="${lx + 32}" y="${ly + 4}">${esc(label)}</text>`,
+    );
+  };
+  const backends = [...new Set(results.map((r) => r.backend))];
+  for (const [key, points] of series) {
+    const first = points[0]!;
+    const color = COLORS[first.label];
+    const dash = ['', '6 3', '2 3'][backends.indexOf(first.backend) % 3]!;
+    const sorted = [...points].sort((a, b) => a.n - b.n);
+    out.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''} points="${sorted.map((p) => `${xOf(p.n).toFixed(1)},${yOf(p.medianMs).toFixed(1)}`).join(' ')}"><title>${esc(key)}</title></polyline>`,
+    );
+    for (const p of sorted)
+      out.push(
+        `<circle cx="${xOf(p.n).toFixed(1)}" cy="${yOf(p.medianMs).toFixed(1)}" r="3" fill="${color}"><title>${esc(key)} L=${p.n}: ${p.medianMs.toPrecision(3)} ms</title></circle>`,
+      );
+    legend(key, color, dash);
+  }
+  for (const g of guides) {
+    out.push(
+      `<polyline fill="none" stroke="#777" stroke-width="1.5" stroke-dasharray="4 4" points="${g.points.map(([L, t]) => `${xOf(L).toFixed(1)},${yOf(t).toFixed(1)}`).join(' ')}"><title>${esc(g.key)}</title></polyline>`,
+    );
+    legend(g.key, '#777', '4 4');
+  }
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
+
+/** `longseq bench ssm-conv`. */
+export async function benchSsmConvCommand(args: string[], io: Io): Promise<number> {
+  const p = parseFlags(
+    args,
+    {
+      backend: { type: 'string' },
+      channels: { type: 'string' },
+      lengths: { type: 'string' },
+      states: { type: 'string' },
+      fft: { type: 'string' },
+      repeats: { type: 'string' },
+      warmup: { type: 'string' },
+      seed: { type: 'string' },
+      timer: { type: 'string' },
+      json: { type: 'boolean' },
+      svg: { type: 'string' },
+    },
+    'bench ssm-conv',
+  );
+  if (p.positionals.length > 0)
+    throw new UsageError(`bench ssm-conv: unexpected argument '${p.positionals[0]}'`);
+  const timer = stringFlag(p, 'timer') ?? 'auto';
+  if (timer !== 'auto' && timer !== 'wall')
+    throw new UsageError(`--timer: expected auto or wall, got '${timer}'`);
+  const fft = stringFlag(p, 'fft') ?? 'auto';
+  if (fft !== 'auto' && fft !== 'workgroup' && fft !== 'global')
+    throw new UsageError(`--fft: expected auto, workgroup or global, got '${fft}'`);
+  const backendFlag = stringFlag(p, 'backend');
+  const config: SsmConvBenchConfig = {
+    backends: parseBackends(backendFlag, ['webgpu']),
+    channels: intFlag(p, 'channels', DEFAULTS.channels),
+    lengths: intListFlag(p, 'lengths', DEFAULTS.lengths),
+    states: intFlag(p, 'states', DEFAULTS.states),
+    fft,
+    repeats: intFlag(p, 'repeats', DEFAULTS.repeats),
+    warmup: intFlag(p, 'warmup', DEFAULTS.warmup, 0),
+    seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
+    timer,
+    skipUnavailable: backendFlag === 'all',
+  };
+  const progress = new Progress(io.stderr, config.backends.length * config.lengths.length * FORMS.length);
+  let report: SsmConvReport;
+  try {
+    report = await benchSsmConv(config, (label) => progress.tick(label));
+  } finally {
+    progress.done();
+  }
+  const machine = machineInfo(report.adapter);
+  const svgPath = stringFlag(p, 'svg');
+  if (svgPath !== undefined) {
+    const adapter = report.adapter
+      ? Object.values(report.adapter).filter(Boolean).join(' ')
+      : 'no WebGPU adapter';
+    const svg = plotSsmConv(
+      report.results,
+      `SSM convolution vs recurrence (${config.channels} channels, ${config.states} complex states)`,
+      `${adapter}; ${machine.date.slice(0, 10)}`,
+    );
+    const file = path.resolve(io.cwd ?? process.cwd(), svgPath);
+    await writeFile(file, svg);
+    io.stderr.write(`longseq bench ssm-conv: wrote ${file}\n`);
+  }
+  if (boolFlag(p, 'json')) {
+    const { backends, skipUnavailable: _s, ...shown } = config;
+    const doc = { benchmark: 'ssm-conv', machine, config: { ...shown, backends }, ...report };
+    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
+  } else {
+    const rows = report.results.map((r) => [
+      r.backend,
+      String(r.n),
+      r.label,
+      fmtMs(r.medianMs),
+      fmtMs(r.wallMedianMs),
+      r.timer,
+      `${r.check.pass ? 'ok' : 'FAIL'} ${fmtError(r.check.maxError)}`,
+    ]);
+    const lines = [
+      `SSM forms, ${config.channels} channels x ${config.states} complex states (S4D-Lin, ZOH); median of ${config.repeats}`,
+      '',
+      table(['backend', ' L', 'form', ' ms/call', ' wall ms', 'timer', 'check (max err)'], rows),
+      '',
+      ...report.crossover.map(
+        (c) =>
+          `crossover (${c.backend}, ${c.form} faster than recurrence from): ${c.L === null ? 'not within the lengths run' : `L = ${c.L}`}`,
+      ),
+      ...report.skipped.map(
+        (s) =>
+          `${s.error ? 'FAILED' : 'skipped'}: ${s.backend}${s.n ? ` L=${s.n}` : ''}${s.label ? ` ${s.label}` : ''}: ${s.reason}`,
+      ),
+    ];
+    io.stdout.write(`${lines.join('\n')}\n`);
+  }
+  const failed =
+    report.skipped.filter((s) => s.error).length + report.results.filter((r) => !r.check.pass).length;
+  return failed > 0 ? 1 : 0;
+}
