@@ -48,6 +48,13 @@ Usage:
   longseq bench attention --memory [--backend NAME] [--n START] [--max-n MAX] [--d 64]
       Peak bytes beyond inputs and outputs of flash and naive as N doubles from START, until
       each no longer fits the device (flash grows as N, naive as N^2).
+  longseq bench ssm-conv [--backend NAME|all] [--channels H] [--lengths 256,1024,4096]
+                         [--states N] [--fft auto|workgroup|global] [--repeats K] [--warmup W]
+                         [--timer auto|wall] [--json] [--svg out.svg]
+      Diagonal SSM (S4D-Lin, N complex states, one dt per channel) on the GPU: the FFT causal
+      convolution (with and without computing K by the Vandermonde kernel) against the direct
+      recurrence, the crossover L, a check against the float64 recurrence; --svg plots time
+      vs L with an L log L guide. PyTorch reference: apps/cli/reference/torch_ssm_conv.py.
   longseq verify <golden file or folder> [--backend NAME] [--json]
       Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
       Exits 1 if any case fails.

@@ -5,6 +5,7 @@ import { parseBackends } from '../backends';
 import { benchAttentionCommand } from '../bench/attention';
 import { benchMambaDecodeCommand } from '../bench/mamba-decode';
 import { type BenchConfig, type BenchReport, benchSoftmax, countSteps } from '../bench/softmax';
+import { benchSsmConvCommand } from '../bench/ssm-conv';
 import { plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
 import { fmtError, fmtMs, table } from '../format';
@@ -23,6 +24,7 @@ const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = 
   'mamba-decode': benchMambaDecodeCommand,
   scan: benchScanCommand,
   attention: benchAttentionCommand,
+  'ssm-conv': benchSsmConvCommand,
 };
 
 export async function benchCommand(args: string[], io: Io): Promise<number> {

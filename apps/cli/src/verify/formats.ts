@@ -3,6 +3,7 @@ import path from 'node:path';
 import { UnsupportedFormatError } from '../errors';
 import { attentionFormat } from './attention';
 import { checkpointFormat } from './checkpoint';
+import { discretizeFormat } from './discretize';
 import type { GoldenFormat, GoldenTarget } from './types';
 
 /**
@@ -11,11 +12,7 @@ import type { GoldenFormat, GoldenTarget } from './types';
  */
 export const GOLDEN_FORMATS: readonly GoldenFormat[] = [
   attentionFormat,
-  {
-    name: 'discretize',
-    description: 'SSM discretization cases (ZOH, bilinear, Euler), e.g. golden/discretize.json',
-    matches: (t) => !t.isDirectory && /^discretize.*\.json$/i.test(t.basename),
-  },
+  discretizeFormat,
   checkpointFormat,
 ];
 
