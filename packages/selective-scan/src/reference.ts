@@ -64,7 +64,9 @@ export function siluRef(z: number, r: Rounder = (v) => v): number {
 /**
  * Mamba's discretization of one (state, time step): dA = exp(dt * a), dBu = dt * b * u.
  * (A is discretized with zero-order hold; B with the simpler Euler rule, as in mamba_ssm.)
- * The product is formed as (dt * u) * b, the order the kernels use.
+ * The product is formed as (dt * u) * b, the order the kernels use. The same formulas as
+ * @longseq/ssm-discretize's `mamba` method (a test checks they agree); written out here for
+ * the float32-rounded baseline, and because mamba takes any dt (ssm-discretize wants dt > 0).
  */
 export function mambaDiscretize(
   dt: number,

@@ -1,3 +1,4 @@
+import { discretizeDiagonal } from '@longseq/ssm-discretize';
 import { freshSeed, randomFloats, rng } from '@longseq/test-harness';
 import { describe, expect, it } from 'vitest';
 import {
@@ -5,6 +6,7 @@ import {
   chunkedScanRef,
   combineScanPairs,
   hillisSteeleLevels,
+  mambaDiscretize,
   type ScanPair,
   selectiveScanRef,
   sequentialScanRef,
@@ -80,6 +82,23 @@ describe('the scan operator (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2)', () =>
 });
 
 describe('selectiveScanRef', () => {
+  it("discretizes as @longseq/ssm-discretize's 'mamba' method: dA = exp(dt a), dBu = dt b u", () => {
+    const seed = freshSeed();
+    const random = rng(seed);
+    const n = 16;
+    const a = randomFloats(n, random, -8, -0.1);
+    const b = randomFloats(n, random, -1, 1);
+    for (const dt of [1e-3, 0.07, 0.5, 3]) {
+      const u = random() * 2 - 1;
+      const shared = discretizeDiagonal(a, dt, b, { method: 'mamba' });
+      for (let s = 0; s < n; s++) {
+        const mine = mambaDiscretize(dt, a[s]!, b[s]!, u);
+        expect(relativeGap(mine.dA, shared.A[s]!), `seed ${seed}`).toBeLessThan(1e-15);
+        expect(relativeGap(mine.dBu, shared.B[s]! * u), `seed ${seed}`).toBeLessThan(1e-15);
+      }
+    }
+  });
+
   it('follows mamba_ssm selective_scan_ref on a hand-checked case', () => {
     // batch 1, d 1, L 2, n 1; A = -1, B = 2, C = 3, D = 0.5, dt = 0.1 and 0.2, u = 1 and -1.
     const u = { shape: [1, 1, 2], data: [1, -1] };
