@@ -150,7 +150,7 @@ export class MambaModel {
     this.checkIds(ids, 'ids');
     const batch = ids.length;
     const length = ids[0]!.length;
-    const { backend, weights, config } = this;
+    const { backend, weights } = this;
     return scope(async () => {
       const idTensor = backend.tensor(ids.flat(), [batch, length], 'i32');
       let hidden = await gather(weights.embeddings, idTensor);
@@ -431,7 +431,7 @@ export class MambaModel {
     try {
       for (let i = 0; i < maxNewTokens; i++) {
         const chosen = ids.map((_, b) => sampler.next(last, b * vocab, vocab));
-        chosen.forEach((id, b) => out[b]!.push(id));
+        for (let b = 0; b < batch; b++) out[b]!.push(chosen[b]!);
         if (options.returnLogits) logitsOut.push(last);
         if (i === maxNewTokens - 1) break;
         const logits = await this.step(chosen, state);

@@ -62,7 +62,10 @@ export async function loadCheckpoint(source: FileSource): Promise<Checkpoint> {
     try {
       index = JSON.parse(await readText(source, SAFETENSORS_INDEX));
     } catch (err) {
-      throw new SafetensorsFormatError(SAFETENSORS_INDEX, `not JSON (${err instanceof Error ? err.message : err})`);
+      throw new SafetensorsFormatError(
+        SAFETENSORS_INDEX,
+        `not JSON (${err instanceof Error ? err.message : err})`,
+      );
     }
     const map = index?.weight_map;
     if (map === null || typeof map !== 'object' || Array.isArray(map)) {
@@ -70,13 +73,15 @@ export async function loadCheckpoint(source: FileSource): Promise<Checkpoint> {
     }
     const shards = new Map<string, SafetensorsFile>();
     for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof shard !== 'string') throw new SafetensorsFormatError(SAFETENSORS_INDEX, `weight_map.${name} is not a file name`);
+      if (typeof shard !== 'string')
+        throw new SafetensorsFormatError(SAFETENSORS_INDEX, `weight_map.${name} is not a file name`);
       let file = shards.get(shard);
       if (!file) {
         file = SafetensorsFile.parse(await source.read(shard), shard);
         shards.set(shard, file);
       }
-      if (!file.entries.has(name)) throw new MissingTensorError(name, `${shard} (listed in ${SAFETENSORS_INDEX})`);
+      if (!file.entries.has(name))
+        throw new MissingTensorError(name, `${shard} (listed in ${SAFETENSORS_INDEX})`);
       files.set(name, file);
     }
   } else {
@@ -106,7 +111,8 @@ export async function loadConfig(source: FileSource, file = 'config.json'): Prom
 
 /** The first of `fields` present in the config (HF models use several names for one thing). */
 function pick(config: HfConfig, fields: readonly string[]): { field: string; value: unknown } | undefined {
-  for (const field of fields) if (config[field] !== undefined && config[field] !== null) return { field, value: config[field] };
+  for (const field of fields)
+    if (config[field] !== undefined && config[field] !== null) return { field, value: config[field] };
   return undefined;
 }
 

@@ -2,7 +2,13 @@
  * The causal conv1d kernel contracts: names, parsed attributes and output allocation, shared
  * by the ops and by both backends' implementations.
  */
-import { type Backend, type BackendKind, type KernelConfig, type Tensor, disposeOnError } from '@longseq/backend';
+import {
+  type Backend,
+  type BackendKind,
+  type KernelConfig,
+  type Tensor,
+  disposeOnError,
+} from '@longseq/backend';
 
 /** Sequence form: inputs `[x, weight, bias, state]` (absent ones stand in as x); outputs `[output, finalState?]`. */
 export const CausalConv1d = 'CausalConv1d';
@@ -29,7 +35,12 @@ export interface CausalConv1dStepAttrs {
 /** A kernel for one backend kind from the function that writes its (already allocated) outputs. */
 export function causalConv1dKernel(
   backendKind: BackendKind,
-  write: (backend: Backend, inputs: readonly Tensor[], attrs: CausalConv1dAttrs, outputs: Tensor[]) => Promise<void>,
+  write: (
+    backend: Backend,
+    inputs: readonly Tensor[],
+    attrs: CausalConv1dAttrs,
+    outputs: Tensor[],
+  ) => Promise<void>,
 ): KernelConfig<CausalConv1dAttrs> {
   return {
     kernelName: CausalConv1d,

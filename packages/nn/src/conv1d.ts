@@ -15,7 +15,12 @@ import {
   registerKernelsOnce,
   runKernel,
 } from '@longseq/backend';
-import { CausalConv1d, type CausalConv1dAttrs, CausalConv1dStep, type CausalConv1dStepAttrs } from './contract';
+import {
+  CausalConv1d,
+  type CausalConv1dAttrs,
+  CausalConv1dStep,
+  type CausalConv1dStepAttrs,
+} from './contract';
 import { causalConv1dGpuJsKernel, causalConv1dStepGpuJsKernel } from './gpujs/causal-conv1d';
 import { causalConv1dStepWebGpuKernel, causalConv1dWebGpuKernel } from './webgpu/causal-conv1d';
 
@@ -42,7 +47,10 @@ export interface CausalConv1dOptions {
 }
 
 /** Accepts `[C, K]` or PyTorch's depthwise layout `[C, 1, K]`; returns `[C, K]` (a view when reshaped). */
-function checkWeight(weight: Tensor, channels: number): { weight: Tensor; kernelSize: number; view: boolean } {
+function checkWeight(
+  weight: Tensor,
+  channels: number,
+): { weight: Tensor; kernelSize: number; view: boolean } {
   checkTensor(weight, 'weight');
   checkDType(weight, 'weight', ['f32']);
   const ok =
@@ -60,7 +68,8 @@ function checkBias(bias: Tensor | undefined, channels: number): void {
   if (bias === undefined) return;
   checkTensor(bias, 'options.bias');
   checkDType(bias, 'options.bias', ['f32']);
-  if (bias.rank !== 1 || bias.shape[0] !== channels) throw new ShapeError('options.bias', `[${channels}]`, bias.shape);
+  if (bias.rank !== 1 || bias.shape[0] !== channels)
+    throw new ShapeError('options.bias', `[${channels}]`, bias.shape);
 }
 
 /**
@@ -76,7 +85,8 @@ export async function causalConv1d(
   checkTensor(x, 'x');
   checkDType(x, 'x', ['f32']);
   checkRank(x, 'x', 3, 3, '[B, C, L]');
-  if (options === null || typeof options !== 'object') throw new ArgumentError('options', 'an object', options);
+  if (options === null || typeof options !== 'object')
+    throw new ArgumentError('options', 'an object', options);
   const [batch, channels, length] = x.shape as [number, number, number];
   checkBias(options.bias, channels);
   const w = checkWeight(weight, channels);
@@ -85,9 +95,18 @@ export async function causalConv1d(
   if (state !== undefined) {
     checkTensor(state, 'options.initialState');
     checkDType(state, 'options.initialState', ['f32']);
-    if (state.rank !== 3 || state.shape[0] !== batch || state.shape[1] !== channels || state.shape[2] !== past) {
+    if (
+      state.rank !== 3 ||
+      state.shape[0] !== batch ||
+      state.shape[1] !== channels ||
+      state.shape[2] !== past
+    ) {
       if (w.view) w.weight.dispose();
-      throw new ShapeError('options.initialState', `[${batch}, ${channels}, ${past}] ([B, C, K - 1])`, state.shape);
+      throw new ShapeError(
+        'options.initialState',
+        `[${batch}, ${channels}, ${past}] ([B, C, K - 1])`,
+        state.shape,
+      );
     }
   }
   try {
@@ -136,14 +155,29 @@ export async function causalConv1dStep(
   const w = checkWeight(weight, channels);
   const past = w.kernelSize - 1;
   try {
-    if (past < 1) throw new ShapeError('weight', `[${channels}, K] with K >= 2 (a K = 1 conv has no state)`, weight.shape);
-    if (state.rank !== 3 || state.shape[0] !== batch || state.shape[1] !== channels || state.shape[2] !== past) {
+    if (past < 1)
+      throw new ShapeError(
+        'weight',
+        `[${channels}, K] with K >= 2 (a K = 1 conv has no state)`,
+        weight.shape,
+      );
+    if (
+      state.rank !== 3 ||
+      state.shape[0] !== batch ||
+      state.shape[1] !== channels ||
+      state.shape[2] !== past
+    ) {
       throw new ShapeError('state', `[${batch}, ${channels}, ${past}] ([B, C, K - 1])`, state.shape);
     }
     checkBias(options.bias, channels);
     checkSameBackend(x.backend, { state, weight, ...(options.bias ? { 'options.bias': options.bias } : {}) });
     registerNnKernels();
-    const attrs: CausalConv1dStepAttrs = { batch, channels, kernelSize: w.kernelSize, hasBias: options.bias !== undefined };
+    const attrs: CausalConv1dStepAttrs = {
+      batch,
+      channels,
+      kernelSize: w.kernelSize,
+      hasBias: options.bias !== undefined,
+    };
     const result = (await runKernel(
       CausalConv1dStep,
       x.backend,

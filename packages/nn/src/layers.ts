@@ -30,10 +30,12 @@ export async function linear(x: Tensor, weight: Tensor, bias?: Tensor): Promise<
   checkRank(weight, 'weight', 2, 2, '[out, in]');
   const inFeatures = x.shape[x.rank - 1]!;
   const outFeatures = weight.shape[0]!;
-  if (weight.shape[1] !== inFeatures) throw new ShapeError('weight', `[out, ${inFeatures}] (x's last dim)`, weight.shape);
+  if (weight.shape[1] !== inFeatures)
+    throw new ShapeError('weight', `[out, ${inFeatures}] (x's last dim)`, weight.shape);
   if (bias !== undefined) {
     checkTensor(bias, 'bias');
-    if (bias.rank !== 1 || bias.shape[0] !== outFeatures) throw new ShapeError('bias', `[${outFeatures}]`, bias.shape);
+    if (bias.rank !== 1 || bias.shape[0] !== outFeatures)
+      throw new ShapeError('bias', `[${outFeatures}]`, bias.shape);
   }
   return scope(async () => {
     const rows = x.rank === 1 ? x.reshape([1, inFeatures]) : x;

@@ -91,7 +91,10 @@ export function causalConv1dStepRef(
     out.set(one.output.data, b * channels);
     next.set(one.finalState.data, b * channels * past);
   }
-  return { output: { shape: [batch, channels], data: out }, state: { shape: [batch, channels, past], data: next } };
+  return {
+    output: { shape: [batch, channels], data: out },
+    state: { shape: [batch, channels, past], data: next },
+  };
 }
 
 /** x @ weight^T + bias over the last axis: x `[..., in]`, weight `[out, in]`, bias `[out]`. */
@@ -108,7 +111,8 @@ export function linearRef(
   for (let i = 0; i < rows; i++) {
     for (let o = 0; o < outFeatures; o++) {
       let acc = 0;
-      for (let k = 0; k < inFeatures; k++) acc = r(acc + r(x.data[i * inFeatures + k]! * weight.data[o * inFeatures + k]!));
+      for (let k = 0; k < inFeatures; k++)
+        acc = r(acc + r(x.data[i * inFeatures + k]! * weight.data[o * inFeatures + k]!));
       data[i * outFeatures + o] = bias ? r(acc + bias.data[o]!) : acc;
     }
   }

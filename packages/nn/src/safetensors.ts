@@ -40,13 +40,19 @@ export class SafetensorsFile {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const headerLength = Number(view.getBigUint64(0, true));
     if (headerLength > bytes.length - 8) {
-      throw new SafetensorsFormatError(file, `header length ${headerLength} exceeds the file (${bytes.length} bytes)`);
+      throw new SafetensorsFormatError(
+        file,
+        `header length ${headerLength} exceeds the file (${bytes.length} bytes)`,
+      );
     }
     let header: unknown;
     try {
       header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
     } catch (err) {
-      throw new SafetensorsFormatError(file, `header is not JSON (${err instanceof Error ? err.message : err})`);
+      throw new SafetensorsFormatError(
+        file,
+        `header is not JSON (${err instanceof Error ? err.message : err})`,
+      );
     }
     if (header === null || typeof header !== 'object' || Array.isArray(header)) {
       throw new SafetensorsFormatError(file, 'header is not a JSON object');
@@ -143,7 +149,8 @@ export function encodeSafetensors(
   for (const [name, t] of Object.entries(tensors)) {
     const dtype = t.dtype ?? 'F32';
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== count) throw new ShapeError(name, `${t.data.length} elements (its data)`, [...t.shape]);
+    if (t.data.length !== count)
+      throw new ShapeError(name, `${t.data.length} elements (its data)`, [...t.shape]);
     const size = count * BYTES[dtype];
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + size] };
     parts.push({ begin: offset, dtype, data: t.data });

@@ -52,7 +52,9 @@ export function nodeFileSource(folder: string): FileSource {
 
 export interface FetchSourceOptions {
   /** The fetch to use; default globalThis.fetch. */
-  readonly fetch?: (url: string) => Promise<{ ok: boolean; status: number; arrayBuffer(): Promise<ArrayBuffer> }>;
+  readonly fetch?: (
+    url: string,
+  ) => Promise<{ ok: boolean; status: number; arrayBuffer(): Promise<ArrayBuffer> }>;
 }
 
 /** Files under a URL prefix, through fetch (the browser; also Node 18+). */

@@ -62,7 +62,10 @@ describeEachBackend('causalConv1d', (ctx) => {
         };
         const w = { shape: [c, k], data: wData };
         const ref = causalConv1dRef({ shape: [b, c, l], data: xData }, w, hostOptions);
-        const ref32 = causalConv1dRef({ shape: [b, c, l], data: xData }, w, { ...hostOptions, precision: 'f32' });
+        const ref32 = causalConv1dRef({ shape: [b, c, l], data: xData }, w, {
+          ...hostOptions,
+          precision: 'f32',
+        });
         expect(output.shape).toEqual([b, c, l]);
         expectClose(await output.read(), ref.output.data, ref32.output.data, { seed, label: 'output' });
         expect(finalState!.shape).toEqual([b, c, k - 1]);
@@ -83,7 +86,11 @@ describeEachBackend('causalConv1d', (ctx) => {
     const result = await causalConv1d(x, weight);
     expect(result.finalState).toBeUndefined();
     const ref = causalConv1dRef({ shape: [b, c, l], data: xData }, { shape: [c, k], data: wData });
-    const ref32 = causalConv1dRef({ shape: [b, c, l], data: xData }, { shape: [c, k], data: wData }, { precision: 'f32' });
+    const ref32 = causalConv1dRef(
+      { shape: [b, c, l], data: xData },
+      { shape: [c, k], data: wData },
+      { precision: 'f32' },
+    );
     expectClose(await result.output.read(), ref.output.data, ref32.output.data, { seed });
     for (const t of [x, weight, result.output]) t.dispose();
   });
@@ -106,23 +113,38 @@ describeEachBackend('causalConv1d', (ctx) => {
     const first = await causalConv1d(head, weight, { bias, returnFinalState: true });
     let state = first.finalState!;
     let hostState = { shape: [b, c, k - 1], data: Array.from(await state.read()) as ArrayLike<number> };
-    const ref = causalConv1dRef({ shape: [b, c, l], data: xData }, { shape: [c, k], data: wData }, {
-      bias: { shape: [c], data: biasData },
-    });
+    const ref = causalConv1dRef(
+      { shape: [b, c, l], data: xData },
+      { shape: [c, k], data: wData },
+      {
+        bias: { shape: [c], data: biasData },
+      },
+    );
     for (let t = prefix; t < l; t++) {
       const xt = ctx.backend.tensor(column(t, t + 1), [b, c]);
       const step = await causalConv1dStep(xt, state, weight, { bias });
-      const refStep = causalConv1dStepRef({ shape: [b, c], data: column(t, t + 1) }, hostState, { shape: [c, k], data: wData }, {
-        bias: { shape: [c], data: biasData },
-      });
-      const ref32 = causalConv1dStepRef({ shape: [b, c], data: column(t, t + 1) }, hostState, { shape: [c, k], data: wData }, {
-        bias: { shape: [c], data: biasData },
-        precision: 'f32',
-      });
+      const refStep = causalConv1dStepRef(
+        { shape: [b, c], data: column(t, t + 1) },
+        hostState,
+        { shape: [c, k], data: wData },
+        {
+          bias: { shape: [c], data: biasData },
+        },
+      );
+      const ref32 = causalConv1dStepRef(
+        { shape: [b, c], data: column(t, t + 1) },
+        hostState,
+        { shape: [c, k], data: wData },
+        {
+          bias: { shape: [c], data: biasData },
+          precision: 'f32',
+        },
+      );
       const got = await step.output.read();
       expectClose(got, refStep.output.data, ref32.output.data, { seed, label: `step ${t}` });
       // and the step reference is the sequence reference at time t
-      for (let bc = 0; bc < b * c; bc++) expect(refStep.output.data[bc]).toBeCloseTo(ref.output.data[bc * l + t]!, 12);
+      for (let bc = 0; bc < b * c; bc++)
+        expect(refStep.output.data[bc]).toBeCloseTo(ref.output.data[bc * l + t]!, 12);
       expect(Array.from(await step.state.read())).toEqual(Array.from(refStep.state.data));
       hostState = refStep.state;
       state.dispose();
@@ -147,7 +169,9 @@ describeEachBackend('causalConv1d', (ctx) => {
     await expect(causalConv1d(x, wrongW)).rejects.toMatchObject({ argument: 'weight' });
     await expect(causalConv1d(x, w, { bias: ids })).rejects.toThrow(DTypeError);
     await expect(causalConv1d(x, w, { bias: w })).rejects.toMatchObject({ argument: 'options.bias' });
-    await expect(causalConv1d(x, w, { initialState: state })).rejects.toMatchObject({ argument: 'options.initialState' });
+    await expect(causalConv1d(x, w, { initialState: state })).rejects.toMatchObject({
+      argument: 'options.initialState',
+    });
     await expect(causalConv1d(x, w, null as never)).rejects.toThrow(ArgumentError);
     await expect(causalConv1dStep(x2, state, w)).rejects.toMatchObject({ argument: 'state' });
     await expect(causalConv1dStep(x, state, w)).rejects.toMatchObject({ argument: 'x' });

@@ -1,5 +1,12 @@
 import { ShapeError, gatherRef, rmsNormRef, unaryRef } from '@longseq/backend';
-import { describeEachBackend, expectClose, freshSeed, randomFloats, randomInts, rng } from '@longseq/test-harness';
+import {
+  describeEachBackend,
+  expectClose,
+  freshSeed,
+  randomFloats,
+  randomInts,
+  rng,
+} from '@longseq/test-harness';
 import { expect, it } from 'vitest';
 import { embedding, linear, linearRef, rmsNorm, silu, softplus } from '../src';
 
@@ -29,9 +36,14 @@ describeEachBackend('layers', (ctx) => {
         const hx = { shape: xShape, data: xData };
         const hw = { shape: [outFeatures, inFeatures], data: wData };
         const hb = withBias ? { shape: [outFeatures], data: bData } : undefined;
-        expectClose(await y.read(), linearRef(hx, hw, hb).data, linearRef(hx, hw, hb, { precision: 'f32' }).data, {
-          seed,
-        });
+        expectClose(
+          await y.read(),
+          linearRef(hx, hw, hb).data,
+          linearRef(hx, hw, hb, { precision: 'f32' }).data,
+          {
+            seed,
+          },
+        );
         for (const t of [x, w, b, y]) t.dispose();
       });
     }
@@ -58,10 +70,15 @@ describeEachBackend('layers', (ctx) => {
     const normed = await rmsNorm(x, w, 1e-5);
     const hx = { shape: [rows, cols], data: xData };
     const hw = { shape: [cols], data: wData };
-    expectClose(await normed.read(), rmsNormRef(hx, hw, 1e-5).data, rmsNormRef(hx, hw, 1e-5, { precision: 'f32' }).data, {
-      seed,
-      label: 'rmsNorm',
-    });
+    expectClose(
+      await normed.read(),
+      rmsNormRef(hx, hw, 1e-5).data,
+      rmsNormRef(hx, hw, 1e-5, { precision: 'f32' }).data,
+      {
+        seed,
+        label: 'rmsNorm',
+      },
+    );
     for (const [name, fn] of [
       ['silu', silu],
       ['softplus', softplus],
@@ -78,7 +95,10 @@ describeEachBackend('layers', (ctx) => {
     const ids = ctx.backend.tensor(idsData, [2, 3], 'i32');
     const rowsOut = await embedding(table, ids);
     expect(rowsOut.shape).toEqual([2, 3, cols]);
-    const ref = gatherRef({ shape: [vocab, cols], data: await table.read() }, { shape: [2, 3], data: idsData });
+    const ref = gatherRef(
+      { shape: [vocab, cols], data: await table.read() },
+      { shape: [2, 3], data: idsData },
+    );
     expect(Array.from(await rowsOut.read())).toEqual(Array.from(ref.data));
     for (const t of [x, w, normed, table, ids, rowsOut]) t.dispose();
   });

@@ -70,7 +70,8 @@ describe('half-precision conversions', () => {
       // neighbours one ulp either side are no closer
       for (const n of [h - 1, h + 1]) {
         const other = f16BitsToNumber(n & 0xffff);
-        if (Number.isFinite(other) && Math.sign(other) === Math.sign(got)) expect(Math.abs(other - v)).toBeGreaterThanOrEqual(err);
+        if (Number.isFinite(other) && Math.sign(other) === Math.sign(got))
+          expect(Math.abs(other - v)).toBeGreaterThanOrEqual(err);
       }
     }
   });
@@ -84,12 +85,20 @@ describe('safetensors', () => {
   for (const dtype of ['F32', 'F16', 'BF16', 'F64'] as const) {
     it(`${dtype} tensors round-trip through a file on disk`, async () => {
       const dir = tempDir();
-      const bytes = encodeSafetensors({ 'layer.a': { shape: [3, 5], data: a, dtype }, 'layer.b': { shape: [7], data: b, dtype } });
+      const bytes = encodeSafetensors({
+        'layer.a': { shape: [3, 5], data: a, dtype },
+        'layer.b': { shape: [7], data: b, dtype },
+      });
       writeFileSync(join(dir, 'model.safetensors'), bytes);
       const ckpt = await loadCheckpoint(nodeFileSource(dir));
       expect(ckpt.names.sort()).toEqual(['layer.a', 'layer.b']);
       expect(ckpt.info('layer.a')).toMatchObject({ dtype, shape: [3, 5] });
-      const decode = dtype === 'F16' ? (v: number) => f16BitsToNumber(numberToF16Bits(v)) : dtype === 'BF16' ? (v: number) => bf16BitsToNumber(numberToBf16Bits(v)) : (v: number) => v;
+      const decode =
+        dtype === 'F16'
+          ? (v: number) => f16BitsToNumber(numberToF16Bits(v))
+          : dtype === 'BF16'
+            ? (v: number) => bf16BitsToNumber(numberToBf16Bits(v))
+            : (v: number) => v;
       expect(Array.from(ckpt.read('layer.a', [3, 5]))).toEqual(Array.from(a, decode));
       expect(Array.from(ckpt.read('layer.b'))).toEqual(Array.from(b, decode));
     });
@@ -97,7 +106,10 @@ describe('safetensors', () => {
 
   it('a sharded checkpoint (model.safetensors.index.json) reads each tensor from its shard', async () => {
     const dir = tempDir();
-    writeFileSync(join(dir, 'model-00001-of-00002.safetensors'), encodeSafetensors({ 'x.a': { shape: [3, 5], data: a } }));
+    writeFileSync(
+      join(dir, 'model-00001-of-00002.safetensors'),
+      encodeSafetensors({ 'x.a': { shape: [3, 5], data: a } }),
+    );
     writeFileSync(
       join(dir, 'model-00002-of-00002.safetensors'),
       encodeSafetensors({ 'x.b': { shape: [7], data: b, dtype: 'BF16' } }),
@@ -119,10 +131,22 @@ describe('safetensors', () => {
   it('an index naming a missing shard or a tensor its shard lacks throws, naming it', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'one.safetensors'), encodeSafetensors({ 'x.a': { shape: [3, 5], data: a } }));
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'x.a': 'one.safetensors', 'x.c': 'two.safetensors' } }));
-    await expect(loadCheckpoint(nodeFileSource(dir))).rejects.toMatchObject({ name: 'MissingFileError', file: 'two.safetensors' });
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'x.a': 'one.safetensors', 'x.c': 'one.safetensors' } }));
-    await expect(loadCheckpoint(nodeFileSource(dir))).rejects.toMatchObject({ name: 'MissingTensorError', tensor: 'x.c' });
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { 'x.a': 'one.safetensors', 'x.c': 'two.safetensors' } }),
+    );
+    await expect(loadCheckpoint(nodeFileSource(dir))).rejects.toMatchObject({
+      name: 'MissingFileError',
+      file: 'two.safetensors',
+    });
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { 'x.a': 'one.safetensors', 'x.c': 'one.safetensors' } }),
+    );
+    await expect(loadCheckpoint(nodeFileSource(dir))).rejects.toMatchObject({
+      name: 'MissingTensorError',
+      tensor: 'x.c',
+    });
     writeFileSync(join(dir, 'model.safetensors.index.json'), '{"weight_map": 3}');
     await expect(loadCheckpoint(nodeFileSource(dir))).rejects.toThrow(SafetensorsFormatError);
   });
@@ -178,12 +202,20 @@ describe('safetensors', () => {
 describe('config.json', () => {
   it('reads fields by their aliases and names bad ones', async () => {
     const source = memoryFileSource({
-      'config.json': JSON.stringify({ hidden_size: 64, n_layer: 2.5, use_bias: 'no', architectures: ['MambaForCausalLM'], eps: -1 }),
+      'config.json': JSON.stringify({
+        hidden_size: 64,
+        n_layer: 2.5,
+        use_bias: 'no',
+        architectures: ['MambaForCausalLM'],
+        eps: -1,
+      }),
     });
     const config = await loadConfig(source);
     expect(configInt(config, ['d_model', 'hidden_size'])).toBe(64);
     expect(() => configInt(config, ['n_layer', 'num_hidden_layers'])).toThrow(ConfigError);
-    expect(() => configInt(config, ['n_layer'])).toThrow(/config\.json: n_layer: expected an integer >= 1, got 2\.5/);
+    expect(() => configInt(config, ['n_layer'])).toThrow(
+      /config\.json: n_layer: expected an integer >= 1, got 2\.5/,
+    );
     expect(() => configInt(config, ['vocab_size'])).toThrow(/vocab_size/);
     expect(configInt(config, ['vocab_size'], 7)).toBe(7);
     expect(() => configBool(config, ['use_bias'], false)).toThrow(/use_bias/);

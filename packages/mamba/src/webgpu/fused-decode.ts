@@ -16,9 +16,9 @@
  * are bandwidth-bound and the rest (conv, SSM update) is O(D N) per token.
  *
  * Kernels bind at most 7 storage buffers (WebGPU guarantees 8): the small per-channel
- * parameters are packed into one `params` buffer per layer (`packDecodeParams`).
+ * parameters are packed into one `params` buffer per layer (`decodeParams`, packed by uploadMambaWeights).
  */
-import { type Backend, type KernelConfig, type Tensor, type WebGpuProgram } from '@longseq/backend';
+import type { Backend, KernelConfig, Tensor, WebGpuProgram } from '@longseq/backend';
 import { WGSL_EXP_ACCURATE } from './ssm-step';
 
 export const MambaFusedDecodeLayer = 'MambaFusedDecodeLayer';

@@ -87,7 +87,17 @@ function program(
   const cacheKey = Object.entries(constants)
     .map(([k, v]) => `${k}${v}`)
     .join(',');
-  return { kind: 'gpujs', name, cacheKey, kernel, inputs, scalars, output, constants, loopMaxIterations: LOOP_MAX };
+  return {
+    kind: 'gpujs',
+    name,
+    cacheKey,
+    kernel,
+    inputs,
+    scalars,
+    output,
+    constants,
+    loopMaxIterations: LOOP_MAX,
+  };
 }
 
 async function writeConv(
