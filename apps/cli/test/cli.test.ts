@@ -41,11 +41,11 @@ describe('longseq verify', () => {
     }
   });
 
-  it('reports a checkpoint folder as a format not supported yet (exit 2)', async () => {
-    const { code, stderr } = await runCli(['verify', path.join(goldenDir, 'mamba-tiny')]);
+  it('reports a checkpoint of an architecture without a model as not supported yet (exit 2)', async () => {
+    const { code, stderr } = await runCli(['verify', path.join(goldenDir, 'jamba-tiny'), '--backend', 'gpujs-cpu']);
     expect(code).toBe(2);
-    expect(stderr).toMatch(/format not supported yet/);
-    expect(stderr).toMatch(/checkpoint/);
+    expect(stderr).toMatch(/not supported yet/);
+    expect(stderr).toMatch(/JambaForCausalLM/);
   });
 
   it('rejects a missing file with exit 2', async () => {
