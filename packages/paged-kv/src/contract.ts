@@ -26,6 +26,8 @@ export interface PagedAttentionAttrs {
   readonly softcap: number;
   /** Keys per partition (WebGPU split-K); partitions = ceil(maxContextLen / partitionSize). */
   readonly partitionSize: number;
+  /** WebGPU: lanes of a subgroup sharing one key's dot products (1 = one key per thread). */
+  readonly lanesPerKey: number;
 }
 
 /** inputs: [k, v, slots]; outputs written in place: keyCache, valueCache (passed as inputs 3, 4). Returns []. */

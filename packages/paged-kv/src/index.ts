@@ -38,6 +38,7 @@ export {
 } from './contract';
 export {
   type PagedAttentionOptions,
+  type PagedAttentionVariant,
   copyBlocks,
   defaultPartitionSize,
   pagedAttention,

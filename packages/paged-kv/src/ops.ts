@@ -14,6 +14,7 @@ import {
   checkBindingSize,
   checkDType,
   checkFiniteNumber,
+  checkOneOf,
   checkRank,
   checkSameBackend,
   checkTensor,
@@ -35,6 +36,7 @@ import { pagedAttentionPrograms } from './gpujs/paged-attention';
 import { copyBlocksProgram, writeKvProgram } from './webgpu/cache';
 import {
   attentionWorkgroupSize,
+  lanesPerKey,
   partitionProgram,
   partitionSharedBytes,
   reduceProgram,
@@ -61,11 +63,21 @@ export interface PagedAttentionOptions {
    */
   readonly maxContextLen?: number;
   /**
-   * WebGPU: keys per split-K partition (a power of two, 16..4096). Default: 256, or less
+   * WebGPU: keys per split-K partition (a power of two, 16..4096). Default: 512, or less
    * where the group's scores would not fit workgroup memory. gpu.js ignores it.
    */
   readonly partitionSize?: number;
+  /**
+   * WebGPU score loop. 'subgroup': a few lanes of a subgroup share each key (coalesced
+   * loads of whole cache lines, partial dot products summed by shuffles); 'thread': each
+   * thread reads whole key rows by itself. 'auto' (default): subgroup where the device has
+   * subgroups. gpu.js ignores it.
+   */
+  readonly variant?: PagedAttentionVariant;
 }
+
+export type PagedAttentionVariant = 'auto' | 'subgroup' | 'thread';
+const VARIANTS: readonly PagedAttentionVariant[] = ['auto', 'subgroup', 'thread'];
 
 let registered = false;
 /** Registers the paged kernels for both backend kinds (done on first use). */
@@ -79,13 +91,13 @@ function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 }
 
-/** The largest partition (<= 256) whose scores fit the device's workgroup memory. */
+/** The largest partition (<= 512 keys) whose scores fit the device's workgroup memory. */
 export function defaultPartitionSize(
   backend: Backend,
   dims: { heads: number; kvHeads: number; headDim: number },
 ): number {
   const wg = attentionWorkgroupSize(backend);
-  for (let p = 256; p >= 16; p /= 2) {
+  for (let p = 512; p >= 16; p /= 2) {
     if (partitionSharedBytes({ ...dims, partitionSize: p }, wg) <= backend.limits.maxWorkgroupStorageSize)
       return p;
   }
@@ -164,6 +176,17 @@ export async function pagedAttention(
   const partitionSize = options.partitionSize ?? defaultPartitionSize(backend, dims);
   if (!isPowerOfTwo(partitionSize) || partitionSize < 16 || partitionSize > 4096)
     throw new ArgumentError('options.partitionSize', 'a power of two in [16, 4096]', partitionSize);
+  const variant = checkOneOf(options.variant ?? 'auto', 'options.variant', VARIANTS);
+  let lanes = 1;
+  if (backend.kind === 'webgpu' && variant !== 'thread') {
+    lanes = lanesPerKey(backend, headDim, attentionWorkgroupSize(backend));
+    if (variant === 'subgroup' && lanes === 1)
+      throw new ArgumentError(
+        'options.variant',
+        "'auto' or 'thread' (this device or head dim allows no subgroup split)",
+        variant,
+      );
+  }
   for (const [name, t] of Object.entries({ q, keyCache, valueCache, blockTables }))
     checkBindingSize(backend, name, t.size, t.shape);
   if (backend.kind === 'webgpu') {
@@ -210,6 +233,7 @@ export async function pagedAttention(
     scale,
     softcap,
     partitionSize,
+    lanesPerKey: lanes,
   };
   const result = await runKernel(
     PagedAttention,

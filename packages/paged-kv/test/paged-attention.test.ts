@@ -92,6 +92,15 @@ function gather(
 }
 
 const CASES: Case[] = [
+  {
+    // more keys than a workgroup covers in one pass (64 key groups of 4 lanes on SwiftShader)
+    name: 'decode, long contexts in one default partition, block size 16',
+    lengths: [150, 97],
+    heads: 4,
+    kvHeads: 1,
+    headDim: 16,
+    blockSize: 16,
+  },
   { name: 'decode, one sequence of length 1', lengths: [1], heads: 2, kvHeads: 2, headDim: 8, blockSize: 4 },
   {
     name: 'decode, odd lengths, block size not dividing them, GQA 4:1',
@@ -157,30 +166,35 @@ describe('pagedAttentionRef', () => {
 });
 
 describeEachBackend('pagedAttention', (ctx) => {
-  for (const c of CASES) {
-    it(`${c.name} matches the float64 reference`, async () => {
-      const seed = freshSeed();
-      const random = rng(seed);
-      const inputs = makeInputs(random, c);
-      const b = ctx.backend;
-      const q = b.tensor(inputs.q.data, inputs.q.shape);
-      const kc = b.tensor(inputs.keyCache.data, inputs.keyCache.shape);
-      const vc = b.tensor(inputs.valueCache.data, inputs.valueCache.shape);
-      const bt = b.tensor(inputs.blockTables.data, inputs.blockTables.shape, 'i32');
-      const cl = b.tensor(inputs.contextLens, [c.lengths.length], 'i32');
-      const options = { chunk: c.chunk ?? 1, softcap: c.softcap ?? 0 };
-      const out = await pagedAttention(q, kc, vc, bt, cl, {
-        ...options,
-        maxContextLen: Math.max(...c.lengths),
-        ...(c.partitionSize ? { partitionSize: c.partitionSize } : {}),
+  // WebGPU has two score loops: lanes of a subgroup sharing a key ('auto' picks it where the
+  // device has subgroups, as SwiftShader does) and one key per thread
+  const variants = ctx.name === 'webgpu' ? (['auto', 'thread'] as const) : (['auto'] as const);
+  for (const c of CASES)
+    for (const variant of variants) {
+      it(`${c.name} (${variant}) matches the float64 reference`, async () => {
+        const seed = freshSeed();
+        const random = rng(seed);
+        const inputs = makeInputs(random, c);
+        const b = ctx.backend;
+        const q = b.tensor(inputs.q.data, inputs.q.shape);
+        const kc = b.tensor(inputs.keyCache.data, inputs.keyCache.shape);
+        const vc = b.tensor(inputs.valueCache.data, inputs.valueCache.shape);
+        const bt = b.tensor(inputs.blockTables.data, inputs.blockTables.shape, 'i32');
+        const cl = b.tensor(inputs.contextLens, [c.lengths.length], 'i32');
+        const options = { chunk: c.chunk ?? 1, softcap: c.softcap ?? 0 };
+        const out = await pagedAttention(q, kc, vc, bt, cl, {
+          ...options,
+          maxContextLen: Math.max(...c.lengths),
+          variant,
+          ...(c.partitionSize ? { partitionSize: c.partitionSize } : {}),
+        });
+        expect(out.shape).toEqual(inputs.q.shape);
+        const ref = pagedAttentionRef(inputs, options);
+        const ref32 = pagedAttentionRef(inputs, { ...options, precision: 'f32' });
+        expectClose(await out.read(), ref.data, ref32.data, { label: c.name, seed, atol: 1e-5 });
+        for (const t of [q, kc, vc, bt, cl, out]) t.dispose();
       });
-      expect(out.shape).toEqual(inputs.q.shape);
-      const ref = pagedAttentionRef(inputs, options);
-      const ref32 = pagedAttentionRef(inputs, { ...options, precision: 'f32' });
-      expectClose(await out.read(), ref.data, ref32.data, { label: c.name, seed, atol: 1e-5 });
-      for (const t of [q, kc, vc, bt, cl, out]) t.dispose();
-    });
-  }
+    }
 
   // the paged kernel against flash-attention's contiguous (packed varlen) attention on the same data
   const CROSS: Case[] = [
@@ -284,6 +298,9 @@ describeEachBackend('pagedAttention', (ctx) => {
     await expect(pagedAttention(q, kc, vc, bt, cl, { partitionSize: 24 })).rejects.toThrow(/power of two/);
     await expect(pagedAttention(q, kc, vc, bt, cl, { softcap: -1 })).rejects.toThrow(ArgumentError);
     await expect(pagedAttention(q, kc, vc, bt, q)).rejects.toThrow(DTypeError);
+    await expect(pagedAttention(q, kc, vc, bt, cl, { variant: 'fast' as never })).rejects.toThrow(
+      /options.variant/,
+    );
     expect(b.memory().tensors).toBe(before.tensors);
     for (const t of [q, kc, vc, bt, cl, btF, q3]) t.dispose();
   });

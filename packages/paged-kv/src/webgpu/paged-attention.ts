@@ -45,6 +45,85 @@ export function partitionSharedBytes(
   );
 }
 
+/** Thread-per-key scores: thread t reads whole key rows t, t + WG, ... (no cross-thread reduction). */
+const threadScores = /* wgsl */ `
+  for (var j = lid; j < P; j += WG) {
+    if (j < count) {
+      let base = (slot_of(seq, start + j) * u.kv_heads + kvh) * C;
+      var s: array<f32, G>;
+      for (var g = 0u; g < G; g++) { s[g] = 0.0; }
+      for (var c = 0u; c < C; c++) {
+        let k = key_cache[base + c];
+        for (var g = 0u; g < G; g++) { s[g] += dot_kv(q_sh[g * C + c], k); }
+      }
+      for (var g = 0u; g < G; g++) {
+        var score = s[g];
+        if (u.softcap > 0.0) { score = u.softcap * tanh(score / u.softcap); }
+        p_sh[g * P + j] = score;
+        m[g] = max(m[g], score);
+      }
+    }
+  }`;
+
+/**
+ * Subgroup scores: L lanes share a key, each reading every L-th vec4 of its row, so a
+ * subgroup's load instruction covers L consecutive vec4s of sgSize / L rows (whole cache
+ * lines: coalesced); the L partial dot products are summed with shuffle-xor. Subgroups are
+ * numbered through a workgroup atomic (WebGPU does not promise which invocations form a
+ * subgroup), and every loop has a constant trip count so the shuffles stay in uniform
+ * control flow.
+ */
+function subgroupScores(lanes: number, wg: number, group: number, p: number): string {
+  const keyGroups = wg / lanes;
+  const iterations = Math.ceil(p / keyGroups);
+  const shuffles: string[] = [];
+  for (let offset = lanes / 2; offset >= 1; offset /= 2) {
+    shuffles.push(`for (var g = 0u; g < G; g++) { s[g] += subgroupShuffleXor(s[g], ${offset}u); }`);
+  }
+  return /* wgsl */ `
+  var first = 0u;
+  if (sg_lane == 0u) { first = atomicAdd(&subgroup_count, 1u); }
+  let sg_index = subgroupMax(first);
+  let key_group = sg_index * (sg_size / ${lanes}u) + sg_lane / ${lanes}u;
+  let lane_in_key = sg_lane % ${lanes}u;
+  for (var it = 0u; it < ${iterations}u; it++) {
+    let j = key_group + it * ${keyGroups}u;
+    // zeroed explicitly: SwiftShader was seen keeping the previous iteration's values
+    var s: array<f32, ${group}>;
+    for (var g = 0u; g < G; g++) { s[g] = 0.0; }
+    if (j < count) {
+      let base = (slot_of(seq, start + j) * u.kv_heads + kvh) * C;
+      for (var i = 0u; i < C / ${lanes}u; i++) {
+        let c = i * ${lanes}u + lane_in_key;
+        let k = key_cache[base + c];
+        for (var g = 0u; g < G; g++) { s[g] += dot_kv(q_sh[g * C + c], k); }
+      }
+    }
+    ${shuffles.join('\n    ')}
+    if (j < count && lane_in_key == 0u) {
+      for (var g = 0u; g < G; g++) {
+        var score = s[g];
+        if (u.softcap > 0.0) { score = u.softcap * tanh(score / u.softcap); }
+        p_sh[g * P + j] = score;
+        m[g] = max(m[g], score);
+      }
+    }
+  }`;
+}
+
+/**
+ * Lanes per key for the subgroup scores: the largest of 8, 4, 2 that divides the row's
+ * vec4 count and the device's subgroup size (and leaves whole subgroups in a workgroup);
+ * 1 (thread-per-key) without subgroups.
+ */
+export function lanesPerKey(backend: Backend, headDim: number, wg: number): number {
+  const sg = backend.limits.subgroupSize;
+  if (!backend.features.has('subgroups') || sg < 2 || wg % sg !== 0) return 1;
+  const columns = headDim % 4 === 0 ? headDim / 4 : headDim;
+  for (const l of [8, 4, 2]) if (l <= sg && sg % l === 0 && columns % l === 0) return l;
+  return 1;
+}
+
 export function partitionProgram(
   backend: Backend,
   attrs: PagedAttentionAttrs,
@@ -67,6 +146,7 @@ export function partitionProgram(
   const p = attrs.partitionSize;
   const partitions = Math.ceil(attrs.maxContextLen / p);
   const dotExpr = vec === 4 ? 'dot(a, b)' : 'a * b';
+  const lanes = attrs.lanesPerKey;
   const source = /* wgsl */ `
 const WG: u32 = ${wg}u;
 const G: u32 = ${group}u;
@@ -79,6 +159,7 @@ var<workgroup> q_sh: array<${kv}, ${group * columns}>;
 var<workgroup> p_sh: array<f32, ${group * p}>;
 var<workgroup> red: array<f32, ${group * wg}>;
 var<workgroup> acc_sh: array<${kv}, ${tokenGroups * columns}>;
+${lanes > 1 ? 'var<workgroup> subgroup_count: atomic<u32>;' : ''}
 
 fn dot_kv(a: ${kv}, b: ${kv}) -> f32 { return ${dotExpr}; }
 
@@ -108,7 +189,12 @@ fn reduce_group(vals: ptr<function, array<f32, ${group}>>, lid: u32, is_max: boo
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        @builtin(local_invocation_index) lid: u32${
+          lanes > 1
+            ? `,
+        @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32`
+            : ''
+        }) {
   let linear = wid.x + wid.y * nwg.x;
   // ids past the grid still reach every barrier; they just write nothing
   let in_grid = linear < u.rows * u.kv_heads * u.partitions;
@@ -122,31 +208,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let end = min(start + P, min(u32(len), u.max_context));
   let count = select(0u, end - start, end > start);
 
-  for (var i = lid; i < G * C; i += WG) {
+${lanes > 1 ? '  if (lid == 0u) { atomicStore(&subgroup_count, 0u); }\n' : ''}  for (var i = lid; i < G * C; i += WG) {
     let g = i / C;
     q_sh[i] = q[((row * u.heads) + kvh * G + g) * C + i % C] * u.scale;
   }
   workgroupBarrier();
 
-  // scores: one key per thread per iteration, all G heads of the group at once
+  // scores: all G heads of the group at once for each key
   var m: array<f32, ${group}>;
   for (var g = 0u; g < G; g++) { m[g] = NO_MAX; }
-  for (var j = lid; j < P; j += WG) {
-    if (j < count) {
-      let base = (slot_of(seq, start + j) * u.kv_heads + kvh) * C;
-      var s: array<f32, ${group}>;
-      for (var c = 0u; c < C; c++) {
-        let k = key_cache[base + c];
-        for (var g = 0u; g < G; g++) { s[g] += dot_kv(q_sh[g * C + c], k); }
-      }
-      for (var g = 0u; g < G; g++) {
-        var score = s[g];
-        if (u.softcap > 0.0) { score = u.softcap * tanh(score / u.softcap); }
-        p_sh[g * P + j] = score;
-        m[g] = max(m[g], score);
-      }
-    }
-  }
+${lanes > 1 ? subgroupScores(lanes, wg, group, p) : threadScores}
   reduce_group(&m, lid, true);
   var l: array<f32, ${group}>;
   for (var j = lid; j < P; j += WG) {
@@ -187,7 +258,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   return {
     kind: 'webgpu',
     name: 'paged_attention_partition',
-    cacheKey: `wg${wg}:g${group}:d${attrs.headDim}:p${p}`,
+    cacheKey: `wg${wg}:g${group}:d${attrs.headDim}:p${p}:l${lanes}`,
     inputs: [
       { name: 'q', tensor: tensors.q, elementType: kv },
       { name: 'key_cache', tensor: tensors.keyCache, elementType: kv },
@@ -212,6 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       { name: 'softcap', type: 'f32', value: attrs.softcap },
     ],
     source,
+    enables: lanes > 1 ? ['subgroups'] : [],
     dispatch: dispatch1d(attrs.rows * attrs.kvHeads * partitions, backend.limits.maxWorkgroupsPerDimension),
   };
 }
