@@ -192,7 +192,7 @@ export async function runSelectivity(s: SelectivitySettings): Promise<Selectivit
   };
 }
 
-/** The input and both states over time, as SVG polylines. */
+/** The input and both states over time, each scaled to its own peak (fraction kept), as SVG polylines. */
 function statePlot(run: SelectivityRun): SVGSVGElement {
   const W = 640;
   const H = 220;
@@ -203,17 +203,23 @@ function statePlot(run: SelectivityRun): SVGSVGElement {
     'data-testid': 'states',
     role: 'img',
   }) as SVGSVGElement;
-  let top = 0;
-  for (const series of [run.u, run.fixedState, run.selectiveState])
-    for (const v of series) top = Math.max(top, v);
-  top = Math.max(top, 1e-6) * 1.1;
+  const scaled = (xs: Float32Array) => {
+    let peak = 0;
+    for (const v of xs) peak = Math.max(peak, Math.abs(v));
+    return Float32Array.from(xs, (v) => v / Math.max(peak, 1e-30));
+  };
   const x = (t: number) => m.l + (t / Math.max(run.L - 1, 1)) * (W - m.l - m.r);
-  const y = (v: number) => m.t + (1 - v / top) * (H - m.t - m.b);
+  const y = (v: number) => m.t + (1 - v / 1.1) * (H - m.t - m.b);
   svg.append(
     svgEl('line', { x1: m.l, x2: W - m.r, y1: y(0), y2: y(0), stroke: '#ced4da' }),
-    svgEl('text', { x: 4, y: y(top / 1.1) + 4, 'font-size': 10 }, (top / 1.1).toFixed(2)),
+    svgEl('line', { x1: m.l, x2: W - m.r, y1: y(1), y2: y(1), stroke: '#e9ecef' }),
+    svgEl('text', { x: 4, y: y(1) + 4, 'font-size': 10 }, 'peak'),
     svgEl('text', { x: 4, y: y(0) + 4, 'font-size': 10 }, '0'),
-    svgEl('text', { x: W / 2, y: H - 6, 'text-anchor': 'middle', 'font-size': 11 }, 'time step t'),
+    svgEl(
+      'text',
+      { x: W / 2, y: H - 6, 'text-anchor': 'middle', 'font-size': 11 },
+      'time step t (each curve scaled to its own peak)',
+    ),
   );
   const series: [string, Float32Array, string, string][] = [
     ['input u (spike)', run.u, '#adb5bd', 'input'],
@@ -221,7 +227,7 @@ function statePlot(run: SelectivityRun): SVGSVGElement {
     ['Mamba: selective dt', run.selectiveState, '#2f9e44', 'selective'],
   ];
   series.forEach(([label, values, color, id], k) => {
-    const points = Array.from(values, (v, t) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    const points = Array.from(scaled(values), (v, t) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
     svg.append(
       svgEl('polyline', {
         points,
