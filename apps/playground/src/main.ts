@@ -1,12 +1,13 @@
 import './style.css';
 import { h, type Page } from './page';
+import { attentionPage } from './pages/attention';
 import { pagedKvPage } from './pages/paged-kv';
 import { scanPage } from './pages/scan';
 import { softmaxPage } from './pages/softmax';
 import { ssmPage } from './pages/ssm';
 
 /** Every page, in nav order. A new package's page is one import and one entry here. */
-const PAGES: readonly Page[] = [softmaxPage, pagedKvPage, scanPage, ssmPage];
+const PAGES: readonly Page[] = [softmaxPage, pagedKvPage, scanPage, ssmPage, attentionPage];
 
 const nav = document.getElementById('nav')!;
 const root = document.getElementById('page')!;
