@@ -50,6 +50,12 @@ export interface MambaDecodeResult {
   /** Weight bytes read per token / deviceOnlyMsPerToken. */
   readonly effectiveGBps: number;
   readonly samplesMsPerToken: number[];
+  /**
+   * Where a token's time goes: the embedding + final norm + LM head (a model with no layers,
+   * device-only), each layer ((device-only - head) / layers), and the readback of the logits
+   * with the host argmax (ms/token - device-only).
+   */
+  readonly breakdown: { readonly headMs: number; readonly perLayerMs: number; readonly readbackMs: number };
 }
 
 export interface MambaDecodeReport {
@@ -140,59 +146,86 @@ async function run(
   }
   const prefillMs = median(prefillSamples);
 
+  // The same model without layers: embedding, final norm and LM head only.
+  const headOnly = MambaModel.fromReader(
+    backend,
+    { ...c, nLayer: 0 },
+    randomReader({ ...c, nLayer: 0 }, config.seed),
+  );
   const decode: MambaDecodeResult[] = [];
   const firstIds: number[][] = [];
-  for (const path of config.paths) {
-    if (path === 'fused' && backend.kind !== 'webgpu') continue;
-    mamba.decodePath = path === 'fused' ? 'auto' : 'composed';
-    const samples: number[] = [];
-    const deviceSamples: number[] = [];
-    for (let i = 0; i < config.warmup + config.repeats; i++) {
-      const { logits, state } = await mamba.forward(prompt, { returnState: true });
-      const all = await logits.read();
-      logits.dispose();
-      let ids = prompt.map((_, b) =>
-        argmax(
-          all,
-          (b * config.prompt + config.prompt - 1) * c.vocabSize,
-          (b * config.prompt + config.prompt) * c.vocabSize,
-        ),
-      );
-      const chosen: number[] = [];
-      // Greedy decoding as generate does it: step, read the logits, argmax on the host.
-      await backend.sync();
-      let start = performance.now();
-      for (let t = 0; t < config.tokens; t++) {
-        const stepLogits = await mamba.step(ids, state!);
-        const values = await stepLogits.read();
-        stepLogits.dispose();
-        ids = ids.map((_, b) => argmax(values, b * c.vocabSize, (b + 1) * c.vocabSize));
-        chosen.push(ids[0]!);
+  try {
+    for (const path of config.paths) {
+      if (path === 'fused' && backend.kind !== 'webgpu') continue;
+      mamba.decodePath = path === 'fused' ? 'auto' : 'composed';
+      const samples: number[] = [];
+      const deviceSamples: number[] = [];
+      for (let i = 0; i < config.warmup + config.repeats; i++) {
+        const { logits, state } = await mamba.forward(prompt, { returnState: true });
+        const all = await logits.read();
+        logits.dispose();
+        let ids = prompt.map((_, b) =>
+          argmax(
+            all,
+            (b * config.prompt + config.prompt - 1) * c.vocabSize,
+            (b * config.prompt + config.prompt) * c.vocabSize,
+          ),
+        );
+        const chosen: number[] = [];
+        // Greedy decoding as generate does it: step, read the logits, argmax on the host.
+        await backend.sync();
+        let start = performance.now();
+        for (let t = 0; t < config.tokens; t++) {
+          const stepLogits = await mamba.step(ids, state!);
+          const values = await stepLogits.read();
+          stepLogits.dispose();
+          ids = ids.map((_, b) => argmax(values, b * c.vocabSize, (b + 1) * c.vocabSize));
+          chosen.push(ids[0]!);
+        }
+        const perToken = (performance.now() - start) / config.tokens;
+        // The same number of steps queued without readback: one sync at the end.
+        start = performance.now();
+        for (let t = 0; t < config.tokens; t++) (await mamba.step(ids, state!)).dispose();
+        await backend.sync();
+        const devicePerToken = (performance.now() - start) / config.tokens;
+        state!.dispose();
+        if (i >= config.warmup) {
+          samples.push(perToken);
+          deviceSamples.push(devicePerToken);
+        }
+        if (i === 0) firstIds.push(chosen);
+        onStep(`decode ${path} ${i + 1}/${config.warmup + config.repeats}`);
       }
-      const perToken = (performance.now() - start) / config.tokens;
-      // The same number of steps queued without readback: one sync at the end.
-      start = performance.now();
-      for (let t = 0; t < config.tokens; t++) (await mamba.step(ids, state!)).dispose();
-      await backend.sync();
-      const devicePerToken = (performance.now() - start) / config.tokens;
-      state!.dispose();
-      if (i >= config.warmup) {
-        samples.push(perToken);
-        deviceSamples.push(devicePerToken);
+      const ms = median(samples);
+      const deviceMs = median(deviceSamples);
+      headOnly.decodePath = mamba.decodePath;
+      const headSamples: number[] = [];
+      for (let i = 0; i < config.warmup + config.repeats; i++) {
+        const state = headOnly.createState(config.batch);
+        const ids = prompt.map((row) => row[0]!);
+        const start = performance.now();
+        for (let t = 0; t < config.tokens; t++) (await headOnly.step(ids, state)).dispose();
+        await backend.sync();
+        if (i >= config.warmup) headSamples.push((performance.now() - start) / config.tokens);
+        state.dispose();
       }
-      if (i === 0) firstIds.push(chosen);
-      onStep(`decode ${path} ${i + 1}/${config.warmup + config.repeats}`);
+      const headMs = median(headSamples);
+      decode.push({
+        path,
+        decodeTokensPerS: (1000 * config.batch) / ms,
+        decodeMsPerToken: ms,
+        deviceOnlyMsPerToken: deviceMs,
+        effectiveGBps: weightBytes(c) / deviceMs / 1e6,
+        samplesMsPerToken: samples,
+        breakdown: {
+          headMs,
+          perLayerMs: Math.max(0, deviceMs - headMs) / c.nLayer,
+          readbackMs: Math.max(0, ms - deviceMs),
+        },
+      });
     }
-    const ms = median(samples);
-    const deviceMs = median(deviceSamples);
-    decode.push({
-      path,
-      decodeTokensPerS: (1000 * config.batch) / ms,
-      decodeMsPerToken: ms,
-      deviceOnlyMsPerToken: deviceMs,
-      effectiveGBps: weightBytes(c) / deviceMs / 1e6,
-      samplesMsPerToken: samples,
-    });
+  } finally {
+    headOnly.dispose();
   }
   mamba.decodePath = 'auto';
   return {
@@ -293,15 +326,30 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
     `decode: ${config.tokens} greedy tokens after the prompt; ms/token with the logits read back and argmax on the host, and device-only (steps queued, one sync)`,
     '',
     table(
-      ['path', ' tokens/s', ' ms/token', ' device ms/token', ' weight GB/s'],
+      [
+        'path',
+        ' tokens/s',
+        ' ms/token',
+        ' device ms/token',
+        ' weight GB/s',
+        ' head ms',
+        ' ms/layer',
+        ' readback ms',
+      ],
       report.decode.map((d) => [
         d.path,
         d.decodeTokensPerS.toFixed(1),
-        d.decodeMsPerToken.toFixed(2),
-        d.deviceOnlyMsPerToken.toFixed(2),
-        d.effectiveGBps.toFixed(0),
+        d.decodeMsPerToken.toFixed(3),
+        d.deviceOnlyMsPerToken.toFixed(3),
+        d.effectiveGBps.toFixed(1),
+        d.breakdown.headMs.toFixed(3),
+        d.breakdown.perLayerMs.toFixed(3),
+        d.breakdown.readbackMs.toFixed(3),
       ]),
     ),
+    '',
+    'head = embedding + final norm + LM head (a model without layers); ms/layer = (device - head) / layers;',
+    'readback = reading the logits back and the host argmax (ms/token - device ms/token)',
   ];
   if (report.pathsAgree === false)
     lines.push('note: the fused and composed paths chose different greedy ids (near-ties of random weights)');
