@@ -222,10 +222,6 @@ export async function benchPagedAttention(
     const contextLens = track(backend.tensor(new Int32Array(seqs).fill(context), [seqs], 'i32'));
     const kvBytes = 2 * seqs * context * kvHeads * d * 4;
     const rows: AttentionBenchRow[] = [];
-    const options = {
-      maxContextLen: context,
-      ...(config.partitionSize ? { partitionSize: config.partitionSize } : {}),
-    };
 
     // sequence 0 is checked against the float64 reference for every variant
     const table0 = order.slice(0, perSeq);
