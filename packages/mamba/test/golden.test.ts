@@ -114,6 +114,20 @@ describeEachBackend('MambaModel on mamba-tiny', (ctx) => {
         state.dispose();
       });
 
+      it('decoding holds O(1) memory: bytes in use do not grow with the tokens decoded', async () => {
+        const state = model.createState(2);
+        const stepOnce = async (t: number) => (await model.step([t % 128, (t * 7) % 128], state)).dispose();
+        await stepOnce(0);
+        const after1 = ctx.backend.memory();
+        for (let t = 1; t < 12; t++) await stepOnce(t);
+        const after12 = ctx.backend.memory();
+        expect({ tensors: after12.tensors, bytes: after12.bytes }).toEqual({
+          tensors: after1.tensors,
+          bytes: after1.bytes,
+        });
+        state.dispose();
+      });
+
       it('forward with returnState then step continues the sequence like one longer forward', async () => {
         const ids = golden.input_ids;
         const { logits: whole } = await model.forward(ids);

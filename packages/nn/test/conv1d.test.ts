@@ -36,6 +36,7 @@ describeEachBackend('causalConv1d', (ctx) => {
     [1, 130, 17, 3],
     [2, 4, 6, 1],
     [1, 3, 11, 6],
+    [1, 2048, 129, 4],
   ];
   for (const [b, c, l, k] of cases) {
     for (const withState of [false, true]) {
@@ -74,6 +75,33 @@ describeEachBackend('causalConv1d', (ctx) => {
       });
     }
   }
+
+  it('an empty batch gives empty outputs; L = 0 hands the initial state through', async () => {
+    const seed = freshSeed();
+    const random = rng(seed);
+    const weight = ctx.backend.tensor(randomFloats(3 * 4, random), [3, 4]);
+    const empty = ctx.backend.tensor([], [0, 3, 5]);
+    const none = await causalConv1d(empty, weight, { returnFinalState: true });
+    expect(none.output.shape).toEqual([0, 3, 5]);
+    expect(none.finalState!.shape).toEqual([0, 3, 3]);
+    const stateData = randomFloats(2 * 3 * 3, random);
+    const state = ctx.backend.tensor(stateData, [2, 3, 3]);
+    const zeroLength = ctx.backend.tensor([], [2, 3, 0]);
+    const through = await causalConv1d(zeroLength, weight, { initialState: state, returnFinalState: true });
+    expect(through.output.shape).toEqual([2, 3, 0]);
+    expect(Array.from(await through.finalState!.read())).toEqual(Array.from(stateData));
+    for (const t of [
+      weight,
+      empty,
+      none.output,
+      none.finalState!,
+      state,
+      zeroLength,
+      through.output,
+      through.finalState!,
+    ])
+      t.dispose();
+  });
 
   it('without a bias, with a [C, K] weight, and without the final state', async () => {
     const seed = freshSeed();
