@@ -314,7 +314,6 @@ async function runFlash(
   k: Tensor,
   v: Tensor,
   attrs: FlashAttentionAttrs,
-  mask: MaskParams,
 ): Promise<AttentionResult> {
   const result = (await runKernel(FlashAttention, q.backend, [q, k, v], attrs)) as Tensor[];
   return { output: result[0]!, lse: result[1]! };
@@ -345,7 +344,7 @@ export async function attention(
 ): Promise<Tensor | AttentionResult> {
   const { attrs, algorithm, mask } = parsePadded(q, k, v, options);
   const result =
-    algorithm === 'naive' ? await naiveAttention(q, k, v, attrs, mask) : await runFlash(q, k, v, attrs, mask);
+    algorithm === 'naive' ? await naiveAttention(q, k, v, attrs, mask) : await runFlash(q, k, v, attrs);
   return finish(result, attrs.returnLse);
 }
 
@@ -372,8 +371,8 @@ export async function attentionVarlen(
   v: Tensor,
   options: AttentionVarlenOptions,
 ): Promise<Tensor | AttentionResult> {
-  const { attrs, mask } = parsePacked(q, k, v, options);
-  return finish(await runFlash(q, k, v, attrs, mask), attrs.returnLse);
+  const { attrs } = parsePacked(q, k, v, options);
+  return finish(await runFlash(q, k, v, attrs), attrs.returnLse);
 }
 
 function checkBackwardTensors(
@@ -405,7 +404,6 @@ async function runBackward(
   dOut: Tensor,
   lse: Tensor,
   attrs: FlashAttentionAttrs,
-  mask: MaskParams,
 ): Promise<AttentionGradients> {
   const [dq, dk, dv] = (await runKernel(
     FlashAttentionBackward,
@@ -430,9 +428,9 @@ export async function attentionBackward(
   lse: Tensor,
   options: AttentionOptions = {},
 ): Promise<AttentionGradients> {
-  const { attrs, mask } = parsePadded(q, k, v, options);
+  const { attrs } = parsePadded(q, k, v, options);
   checkBackwardTensors(attrs, q, out, dOut, lse);
-  return runBackward(q, k, v, out, dOut, lse, attrs, mask);
+  return runBackward(q, k, v, out, dOut, lse, attrs);
 }
 
 /** Gradients of attentionVarlen (packed form); lse is [H, totalQ]. */
@@ -445,9 +443,9 @@ export async function attentionVarlenBackward(
   lse: Tensor,
   options: AttentionVarlenOptions,
 ): Promise<AttentionGradients> {
-  const { attrs, mask } = parsePacked(q, k, v, options);
+  const { attrs } = parsePacked(q, k, v, options);
   checkBackwardTensors(attrs, q, out, dOut, lse);
-  return runBackward(q, k, v, out, dOut, lse, attrs, mask);
+  return runBackward(q, k, v, out, dOut, lse, attrs);
 }
 
 /**

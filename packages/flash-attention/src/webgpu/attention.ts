@@ -171,7 +171,7 @@ function commonUniforms(attrs: FlashAttentionAttrs): WgslUniform[] {
 }
 
 /** WGSL shared by every program: special values and the score of one (query, key) pair after softcap and ALiBi. */
-function commonWgsl(attrs: FlashAttentionAttrs): string {
+function commonWgsl(): string {
   return /* wgsl */ `
 const NO_MAX: f32 = -3.40282346e38;
 var<private> INF_BITS: u32 = 0x7f800000u;
@@ -223,7 +223,7 @@ function spanBinding(backend: Backend, attrs: FlashAttentionAttrs): Tensor {
   return backend.tensor(data, [data.length], 'u32');
 }
 
-function tiledForwardSource(attrs: FlashAttentionAttrs, t: TileShape, vec4In: boolean): string {
+function tiledForwardSource(t: TileShape, vec4In: boolean): string {
   const loadRow = vec4In
     ? `fn load4(base: u32, c4: u32, valid: bool, which: u32) -> vec4<f32> {
   if (!valid) { return vec4<f32>(0.0); }
@@ -245,7 +245,7 @@ function tiledForwardSource(attrs: FlashAttentionAttrs, t: TileShape, vec4In: bo
   return r;
 }`;
   return /* wgsl */ `
-${commonWgsl(attrs)}
+${commonWgsl()}
 const BR: u32 = ${t.br}u;
 const BC: u32 = ${t.bc}u;
 const TR: u32 = ${t.tr}u;
@@ -416,10 +416,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** Workgroup size of the row-per-thread programs (split decode, backward passes). */
 const ROW_WG = 64;
 
-function splitForwardSource(attrs: FlashAttentionAttrs, d4Actual: number, wg: number): string {
+function splitForwardSource(d4Actual: number, wg: number): string {
   const d4 = capacity(d4Actual);
   return /* wgsl */ `
-${commonWgsl(attrs)}
+${commonWgsl()}
 const WG: u32 = ${wg}u;
 ${d4Decl(d4Actual, d4)}
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
@@ -514,10 +514,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 `;
 }
 
-function splitMergeSource(attrs: FlashAttentionAttrs, d4Actual: number): string {
+function splitMergeSource(d4Actual: number): string {
   const d4 = capacity(d4Actual);
   return /* wgsl */ `
-${commonWgsl(attrs)}
+${commonWgsl()}
 ${d4Decl(d4Actual, d4)}
 // One thread per (query row, head, sequence): merges the splits' (m, l, o) by the online rule.
 @compute @workgroup_size(${ROW_WG})
@@ -556,10 +556,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     select(select(m + log(total), neg_inf(), empty), nan(), poisoned);
 }
 `;
-}
-
-function cacheKeyOf(_attrs: FlashAttentionAttrs, extra: string): string {
-  return extra;
 }
 
 function baseInputs(inputs: readonly Tensor[], spans: Tensor, vec4In: boolean): WgslBinding[] {
@@ -607,17 +603,14 @@ async function writeForward(
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_forward',
-      cacheKey: cacheKeyOf(
-        attrs,
-        `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|${d4Key(t.d4, t.d4cap)}|vec4${vec4In ? 1 : 0}`,
-      ),
+      cacheKey: `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|${d4Key(t.d4, t.d4cap)}|vec4${vec4In ? 1 : 0}`,
       inputs: baseInputs(inputs, spans, vec4In),
       outputs: [
         { name: 'out', tensor: out },
         { name: 'lse', tensor: lse },
       ],
       uniforms: commonUniforms(attrs),
-      source: tiledForwardSource(attrs, t, vec4In),
+      source: tiledForwardSource(t, vec4In),
       dispatch: [Math.ceil(layout.maxQLen / t.br), layout.heads, sequences],
     });
   } finally {
@@ -660,14 +653,14 @@ async function runSplit(
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_split',
-      cacheKey: cacheKeyOf(attrs, `wg${wg}|${d4Key(d4, capacity(d4))}`),
+      cacheKey: `wg${wg}|${d4Key(d4, capacity(d4))}`,
       inputs: baseInputs(inputs, spans, false),
       outputs: [
         { name: 'part_stats', tensor: partStats, elementType: 'vec2<f32>' },
         { name: 'part_out', tensor: partOut, elementType: 'vec4<f32>' },
       ],
       uniforms,
-      source: splitForwardSource(attrs, d4, wg),
+      source: splitForwardSource(d4, wg),
       dispatch: [layout.maxQLen * splits, layout.heads, sequences],
     });
     const mergeInputs: WgslBinding[] = [
@@ -678,14 +671,14 @@ async function runSplit(
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_split_merge',
-      cacheKey: cacheKeyOf({ ...attrs, softcap: 0, alibiSlopes: undefined }, d4Key(d4, capacity(d4))),
+      cacheKey: d4Key(d4, capacity(d4)),
       inputs: mergeInputs,
       outputs: [
         { name: 'out', tensor: out },
         { name: 'lse', tensor: lse },
       ],
       uniforms,
-      source: splitMergeSource({ ...attrs, softcap: 0, alibiSlopes: undefined }, d4),
+      source: splitMergeSource(d4),
       dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
     });
   } finally {
@@ -757,17 +750,13 @@ export const flashAttentionWebGpuKernel = flashAttentionKernel('webgpu', writeFo
 /** Binding numbers read4 takes: 0 q, 1 k, 2 v, 3 o_in, 4 d_out (only those a pass binds). */
 const READ4_NAMES = ['q', 'k', 'v', 'o_in', 'd_out'] as const;
 
-function backwardCommon(
-  attrs: FlashAttentionAttrs,
-  d4: number,
-  bound: readonly (typeof READ4_NAMES)[number][],
-): string {
+function backwardCommon(d4: number, bound: readonly (typeof READ4_NAMES)[number][]): string {
   const cap = capacity(d4);
   const cases = bound
     .map((name) => `        case ${READ4_NAMES.indexOf(name)}u: { r[comp] = ${name}[at]; }`)
     .join('\n');
   return /* wgsl */ `
-${commonWgsl(attrs)}
+${commonWgsl()}
 ${d4Decl(d4, cap)}
 fn read4(which: u32, base: u32, c: u32) -> vec4<f32> {
   var r = vec4<f32>(0.0);
@@ -794,9 +783,9 @@ fn grad_factor(dot: f32) -> f32 {
 `;
 }
 
-function backwardDotSource(attrs: FlashAttentionAttrs, d4: number): string {
+function backwardDotSource(d4: number): string {
   return /* wgsl */ `
-${backwardCommon(attrs, d4, ['o_in', 'd_out'])}
+${backwardCommon(d4, ['o_in', 'd_out'])}
 // D_i = dO_i . O_i, stored like the logsumexp.
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -814,9 +803,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 `;
 }
 
-function backwardDqSource(attrs: FlashAttentionAttrs, d4: number): string {
+function backwardDqSource(d4: number): string {
   return /* wgsl */ `
-${backwardCommon(attrs, d4, ['q', 'k', 'v', 'd_out'])}
+${backwardCommon(d4, ['q', 'k', 'v', 'd_out'])}
 // One thread per query row: dq_i = sum_j dS_ij k_j over its visible keys.
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -867,9 +856,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 `;
 }
 
-function backwardDkvSource(attrs: FlashAttentionAttrs, d4: number): string {
+function backwardDkvSource(d4: number): string {
   return /* wgsl */ `
-${backwardCommon(attrs, d4, ['q', 'k', 'v', 'd_out'])}
+${backwardCommon(d4, ['q', 'k', 'v', 'd_out'])}
 // One thread per key row of a kv head: dk_j and dv_j over the group's query heads and the
 // query rows that see key j (the band j - right <= p <= j + left).
 @compute @workgroup_size(${ROW_WG})
@@ -952,7 +941,7 @@ async function writeBackward(
     }
     if (sequences === 0 || dq.size + dk.size === 0) return;
     const uniforms = commonUniforms(attrs);
-    const key = cacheKeyOf(attrs, d4Key(d4, capacity(d4)));
+    const key = d4Key(d4, capacity(d4));
     const statsBinding: WgslBinding = { name: 'stats', tensor: stats, elementType: 'vec2<f32>' };
     const operands: WgslBinding[] = [
       { name: 'q', tensor: q! },
@@ -975,7 +964,7 @@ async function writeBackward(
       ],
       outputs: [statsBinding],
       uniforms,
-      source: backwardDotSource(attrs, d4),
+      source: backwardDotSource(d4),
       dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
     });
     if (layout.maxKLen === 0) return;
@@ -989,7 +978,7 @@ async function writeBackward(
         { name: 'dv', tensor: dv },
       ],
       uniforms,
-      source: backwardDkvSource(attrs, d4),
+      source: backwardDkvSource(d4),
       dispatch: [Math.ceil(layout.maxKLen / ROW_WG), layout.kvHeads, sequences],
     });
     await backend.run({
@@ -999,7 +988,7 @@ async function writeBackward(
       inputs: operands,
       outputs: [{ name: 'dq', tensor: dq }],
       uniforms,
-      source: backwardDqSource(attrs, d4),
+      source: backwardDqSource(d4),
       dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
     });
   } finally {
