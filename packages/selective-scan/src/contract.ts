@@ -45,6 +45,8 @@ export interface SelectiveScanAttrs {
   readonly algorithm: 'sequential' | 'parallel';
   /** WebGPU: how e^(dt A) is computed; 'auto' probes the device's exp2 once (see the WebGPU kernel). */
   readonly exp: ScanExp;
+  /** WebGPU parallel kernel: scan across threads with subgroup shuffles where the device has them. */
+  readonly subgroups: boolean;
   readonly yShape: readonly number[];
   readonly stateShape: readonly number[];
 }

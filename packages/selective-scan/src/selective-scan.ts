@@ -67,6 +67,12 @@ export interface SelectiveScanOptions {
    * (SwiftShader). gpu.js uses its Math.exp.
    */
   readonly exp?: ScanExp;
+  /**
+   * WebGPU parallel kernel: scan across a workgroup with subgroup shuffles (2 barriers per
+   * state and chunk) where the device offers subgroups, instead of the tree in workgroup
+   * memory (2 log2(64) barriers). Default true; false forces the tree (for comparison).
+   */
+  readonly subgroups?: boolean;
 }
 
 export interface SelectiveScanResult {
@@ -192,6 +198,8 @@ function parse(
   const requested = checkOneOf(options.algorithm ?? 'auto', 'options.algorithm', ALGORITHMS);
   const algorithm = requested === 'auto' ? autoAlgorithm(batch, d, L) : requested;
   const exp = checkOneOf(options.exp ?? 'auto', 'options.exp', EXP_MODES);
+  const subgroups =
+    options.subgroups === undefined ? true : optionalBoolean(options.subgroups, 'options.subgroups');
 
   for (const [name, t] of Object.entries({ u, delta, A, B, C, D, z, deltaBias, initialState })) {
     if (t) checkBindingSize(backend, name, t.size, t.shape);
@@ -217,6 +225,7 @@ function parse(
       returnLastState,
       algorithm,
       exp,
+      subgroups,
       yShape: [batch, d, L],
       stateShape: [batch, d, n],
     },

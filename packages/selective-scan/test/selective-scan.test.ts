@@ -208,6 +208,43 @@ describeEachBackend('selectiveScan', (ctx) => {
     }
   });
 
+  it('parallel: the subgroup scan and the workgroup-memory tree both match the reference', async () => {
+    const seed = freshSeed();
+    const c: ScanCase = {
+      batch: 2,
+      d: 5,
+      L: 531,
+      n: 3,
+      D: true,
+      z: true,
+      deltaBias: true,
+      deltaSoftplus: true,
+      initialState: true,
+      returnLastState: true,
+    };
+    const p = randomProblem(c, rng(seed));
+    const { ref64, ref32 } = references(c, p);
+    const t = upload(ctx.backend, p);
+    try {
+      for (const subgroups of [true, false]) {
+        const r = await selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+          ...scanOptions(c, t, 'parallel'),
+          subgroups,
+        });
+        const [y, h] = [await r.y.read(), await r.lastState!.read()];
+        r.y.dispose();
+        r.lastState!.dispose();
+        expectClose(y, ref64.y.data, ref32.y.data, { label: `subgroups ${subgroups} y`, seed });
+        expectClose(h, ref64.lastState!.data, ref32.lastState!.data, {
+          label: `subgroups ${subgroups} state`,
+          seed,
+        });
+      }
+    } finally {
+      t.dispose();
+    }
+  });
+
   it("'auto' matches the reference for a decode step (L = 1) and a prompt", async () => {
     const seed = freshSeed();
     await check(

@@ -333,7 +333,73 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }${tail}`;
 }
 
-function parallelSource(attrs: SelectiveScanAttrs, threads: number, fastExp: boolean): string {
+/**
+ * The workgroup scan of the parallel kernel in workgroup memory (Hillis-Steele): after the
+ * level with offset o, thread i holds the pair of its steps and those of the 2o - 1 threads
+ * before it, so after log2(THREADS) levels the prefix through itself. 2 log2(THREADS)
+ * barriers. Leaves the exclusive prefix in (xa, xb).
+ */
+const TREE_SCAN_WGSL = `
+        scan_a[lid] = pa;
+        scan_b[lid] = pb;
+        workgroupBarrier();
+        for (var offset = 1u; offset < THREADS; offset *= 2u) {
+          if (lid >= offset) {
+            let left_a = scan_a[lid - offset];
+            let left_b = scan_b[lid - offset];
+            pb = pa * left_b + pb;
+            pa = left_a * pa;
+          }
+          workgroupBarrier();
+          scan_a[lid] = pa;
+          scan_b[lid] = pb;
+          workgroupBarrier();
+        }
+        if (lid > 0u) {
+          xa = scan_a[lid - 1u];
+          xb = scan_b[lid - 1u];
+        }`;
+
+/**
+ * The same scan with subgroup shuffles: Hillis-Steele within each subgroup through
+ * subgroupShuffleUp (no barriers), one total per subgroup in workgroup memory (one
+ * barrier), then each thread folds the totals of the subgroups before its own in front of
+ * its in-subgroup exclusive prefix.
+ */
+const SUBGROUP_SCAN_WGSL = `
+        for (var offset = 1u; offset < sg_size; offset *= 2u) {
+          let left_a = subgroupShuffleUp(pa, offset);
+          let left_b = subgroupShuffleUp(pb, offset);
+          if (lane >= offset) {
+            pb = pa * left_b + pb;
+            pa = left_a * pa;
+          }
+        }
+        var ea = subgroupShuffleUp(pa, 1u);
+        var eb = subgroupShuffleUp(pb, 1u);
+        if (lane == 0u) {
+          ea = vec4<f32>(1.0);
+          eb = vec4<f32>(0.0);
+        }
+        let sg = lid / sg_size;
+        if (lane == sg_size - 1u) {
+          totals_a[sg] = pa;
+          totals_b[sg] = pb;
+        }
+        workgroupBarrier();
+        for (var k = 0u; k < sg; k++) {
+          xb = totals_a[k] * xb + totals_b[k];
+          xa = totals_a[k] * xa;
+        }
+        xb = ea * xb + eb;
+        xa = xa * ea;`;
+
+function parallelSource(
+  attrs: SelectiveScanAttrs,
+  threads: number,
+  fastExp: boolean,
+  subgroups: boolean,
+): string {
   // A vec4 of one expression per channel lane r (0..3).
   const lanes = (f: (r: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(f).join(', ')})`;
   const vec4Of = (f: string) => lanes((r) => f.replaceAll('$', `ch[${r}]`));
@@ -352,6 +418,16 @@ const CHUNK: u32 = THREADS * ITEMS;
 var<workgroup> scan_a: array<vec4<f32>, THREADS>;
 var<workgroup> scan_b: array<vec4<f32>, THREADS>;
 var<workgroup> carry: array<vec4<f32>, N>;
+${
+  subgroups
+    ? `// Subgroup path: one total pair per subgroup, and whether the subgroups are contiguous
+// full runs of lid (checked at run time; WebGPU does not promise it).
+var<workgroup> totals_a: array<vec4<f32>, THREADS>;
+var<workgroup> totals_b: array<vec4<f32>, THREADS>;
+var<workgroup> layout_broken: atomic<u32>;
+var<workgroup> use_subgroups: u32;`
+    : ''
+}
 
 fn softplus4(v: vec4<f32>) -> vec4<f32> {
   return vec4<f32>(softplus_dt(v.x), softplus_dt(v.y), softplus_dt(v.z), softplus_dt(v.w));
@@ -359,7 +435,12 @@ fn softplus4(v: vec4<f32>) -> vec4<f32> {
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        @builtin(local_invocation_index) lid: u32${
+          subgroups
+            ? `,
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sg_size: u32`
+            : ''
+        }) {
   let blocks = (u.d + 3u) / 4u;
   let group = wid.x + wid.y * nwg.x;
   let b = group / blocks;
@@ -377,7 +458,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var s = lid; s < N; s += THREADS) {
     carry[s] = ${attrs.hasInitialState ? vec4Of('h0[(b * u.d + $) * N + s]') : 'vec4<f32>(0.0)'};
   }
+  ${
+    subgroups
+      ? `// The subgroup scan needs each subgroup to be a full, contiguous run of lid (lane = lid
+  // - first lid), so that lanes order time the way lid does. Where that fails anywhere in
+  // the workgroup, the whole workgroup takes the tree in workgroup memory instead.
+  if (lid == 0u) { atomicStore(&layout_broken, 0u); }
   workgroupBarrier();
+  let first_lid = subgroupBroadcastFirst(lid);
+  let lanes_running = subgroupAdd(1u);
+  let contiguous = first_lid + lane == lid && lanes_running == sg_size && THREADS % sg_size == 0u;
+  if (!contiguous) { atomicStore(&layout_broken, 1u); }
+  workgroupBarrier();
+  if (lid == 0u) { use_subgroups = 1u - atomicLoad(&layout_broken); }
+  let subgroup_scan = workgroupUniformLoad(&use_subgroups) == 1u;`
+      : 'workgroupBarrier();'
+  }
 
   for (var start = 0u; start < u.len; start += CHUNK) {
     let first = start + lid * ITEMS;
@@ -414,27 +510,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         pa = pa * dA[k];
         pb = dA[k] * pb + dBu[k];
       }
-      // 2. Hillis-Steele: after the level with offset o, thread i holds the pair of steps
-      //    (i - 2o, i], so after log2(THREADS) levels it holds the prefix through itself.
-      scan_a[lid] = pa;
-      scan_b[lid] = pb;
-      workgroupBarrier();
-      for (var offset = 1u; offset < THREADS; offset *= 2u) {
-        if (lid >= offset) {
-          let left_a = scan_a[lid - offset];
-          let left_b = scan_b[lid - offset];
-          pb = pa * left_b + pb;
-          pa = left_a * pa;
-        }
-        workgroupBarrier();
-        scan_a[lid] = pa;
-        scan_b[lid] = pb;
-        workgroupBarrier();
-      }
+      // 2. The exclusive prefix (xa, xb) of this thread's pair across the workgroup.
+      var xa = vec4<f32>(1.0);
+      var xb = vec4<f32>(0.0);
+      ${subgroups ? `if (subgroup_scan) {${SUBGROUP_SCAN_WGSL}} else {${TREE_SCAN_WGSL}}` : TREE_SCAN_WGSL}
       // 3. The state entering this thread's steps: the exclusive prefix applied to the carry.
       let h_in = carry[s];
-      var h = h_in;
-      if (lid > 0u) { h = scan_a[lid - 1u] * h_in + scan_b[lid - 1u]; }
+      var h = xa * h_in + xb;
       for (var k = 0u; k < ITEMS; k++) {
         let t = min(first + k, u.len - 1u);
         let cv = ${operand('c', attrs.cLayout, attrs.cGroups)};
@@ -442,8 +524,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         acc[k] += cv * h;
       }
       workgroupBarrier();
-      // The chunk's total pair (the last thread's inclusive prefix) advances the carry.
-      if (lid == THREADS - 1u) { carry[s] = pa * h_in + pb; }
+      // The last thread's state after its steps is the state after the chunk: the next carry.
+      if (lid == THREADS - 1u) { carry[s] = h; }
     }
     for (var k = 0u; k < ITEMS; k++) {
       let t = first + k;
@@ -482,11 +564,12 @@ function program(
   const vec4 = !parallel && sequentialVec4(attrs);
   const { ins, outs } = bindings(inputs, outputs, attrs, vec4);
   const threads = threadsFor(backend);
+  const subgroups = parallel && attrs.subgroups && backend.features.has('subgroups');
   const name = parallel ? 'selective_scan_parallel' : 'selective_scan_sequential';
-  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}` : `-v${vec4 ? 4 : 1}`}`;
+  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}`}`;
   let source = sources.get(`${name}|${cacheKey}`);
   if (source === undefined) {
-    source = parallel ? parallelSource(attrs, threads, fastExp) : sequentialSource(attrs, fastExp);
+    source = parallel ? parallelSource(attrs, threads, fastExp, subgroups) : sequentialSource(attrs, fastExp);
     sources.set(`${name}|${cacheKey}`, source);
   }
   const workgroups = parallel
@@ -501,6 +584,7 @@ function program(
     uniforms: uniformsFor(attrs),
     source,
     dispatch: dispatch1d(workgroups, backend.limits.maxWorkgroupsPerDimension),
+    enables: subgroups ? ['subgroups'] : [],
   };
 }
 
