@@ -450,7 +450,7 @@ function mount(root: HTMLElement): () => void {
     stats.dataset.shared = String(
       Array.from({ length: m.numBlocks }, (_, b) => m.device.refcount(b)).filter((r) => r > 1).length,
     );
-    stats.textContent = `step ${replay.step}: ${running} sequences running, ${replay.scheduler.numWaiting} waiting; blocks in use ${m.device.numReferenced} / ${m.numBlocks}, cached ${m.device.numCached}; copies on write this step: ${replay.copies.length}; preemptions so far: ${replay.preempted}`;
+    stats.textContent = `step ${replay.step}: ${running} sequences running, ${replay.scheduler.numWaiting} waiting; blocks in use ${m.device.numReferenced} / ${m.numBlocks}, in the prefix cache ${m.device.numCached}; copies on write this step: ${replay.copies.length}; preemptions so far: ${replay.preempted}`;
     const { contiguous: c, paged: p } = scenario.report;
     summary.dataset.pagedWaste = String(p.wastePct);
     summary.dataset.contiguousWaste = String(c.wastePct);
