@@ -27,6 +27,7 @@
 import {
   type Backend,
   dispatch1d,
+  type Tensor,
   type WebGpuProgram,
   type WgslBinding,
   type WgslUniform,
@@ -180,12 +181,78 @@ function uniformsFor(attrs: SelectiveScanAttrs): WgslUniform[] {
     { name: 'b_heads', type: 'u32', value: attrs.channels / attrs.bGroups },
     { name: 'c_groups', type: 'u32', value: attrs.cGroups },
     { name: 'c_heads', type: 'u32', value: attrs.channels / attrs.cGroups },
+    ...paramsLayout(attrs),
   ];
+}
+
+/**
+ * Where A, D, the dt bias and the initial state sit in the packed per-channel buffer
+ * `params` ([A (d n) | D (d) | bias (d) | h0 (batch d n)], absent parts left out of use).
+ * One binding instead of four keeps the largest program at 8 storage buffers, WebGPU's
+ * default limit (with z and the last state: u, delta, params, B, C, z, y, last state).
+ */
+function paramsLayout(attrs: SelectiveScanAttrs): WgslUniform[] {
+  const dn = attrs.channels * attrs.states;
+  return [
+    { name: 'd_off', type: 'u32', value: dn },
+    { name: 'bias_off', type: 'u32', value: dn + attrs.channels },
+    { name: 'h0_off', type: 'u32', value: dn + 2 * attrs.channels },
+  ];
+}
+
+/** Packs A, D, the dt bias and the initial state into `params` (one thread per element). */
+async function packParams(backend: Backend, inputs: ScanInputs, attrs: SelectiveScanAttrs): Promise<Tensor> {
+  const d = attrs.channels;
+  const dn = d * attrs.states;
+  const h0n = inputs.initialState ? inputs.initialState.size : 0;
+  const params = backend.empty([dn + 2 * d + h0n]);
+  const ins: WgslBinding[] = [{ name: 'a_mat', tensor: inputs.A }];
+  if (inputs.D) ins.push({ name: 'd_skip', tensor: inputs.D });
+  if (inputs.deltaBias) ins.push({ name: 'dt_bias', tensor: inputs.deltaBias });
+  if (inputs.initialState) ins.push({ name: 'h0', tensor: inputs.initialState });
+  try {
+    await backend.run({
+      kind: 'webgpu',
+      name: 'selective_scan_pack_params',
+      cacheKey: `D${!!inputs.D}-bias${!!inputs.deltaBias}-h0${!!inputs.initialState}`,
+      inputs: ins,
+      outputs: [{ name: 'params', tensor: params }],
+      uniforms: [
+        { name: 'dn', type: 'u32', value: dn },
+        { name: 'd', type: 'u32', value: d },
+        { name: 'total', type: 'u32', value: params.size },
+      ],
+      source: /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (i >= u.total) { return; }
+  var v = 0.0;
+  if (i < u.dn) {
+    v = a_mat[i];
+  } else if (i < u.dn + u.d) {
+    ${inputs.D ? 'v = d_skip[i - u.dn];' : ''}
+  } else if (i < u.dn + 2u * u.d) {
+    ${inputs.deltaBias ? 'v = dt_bias[i - u.dn - u.d];' : ''}
+  } else {
+    ${inputs.initialState ? 'v = h0[i - u.dn - 2u * u.d];' : ''}
+  }
+  params[i] = v;
+}`,
+      dispatch: dispatch1d(Math.ceil(params.size / 64), backend.limits.maxWorkgroupsPerDimension),
+    });
+  } catch (err) {
+    params.dispose();
+    throw err;
+  }
+  return params;
 }
 
 /** Storage bindings; with `vec4`, the [batch, d, L]-shaped ones (and variable B, C) are read as vec4 along L. */
 function bindings(
   inputs: ScanInputs,
+  params: Tensor,
   outputs: ScanOutputs,
   attrs: SelectiveScanAttrs,
   vec4: boolean,
@@ -194,14 +261,11 @@ function bindings(
   const ins: WgslBinding[] = [
     { name: 'xs', tensor: inputs.u, ...along },
     { name: 'dts', tensor: inputs.delta, ...along },
-    { name: 'a_mat', tensor: inputs.A },
+    { name: 'params', tensor: params },
     { name: 'b_mat', tensor: inputs.B, ...(attrs.bLayout === 'variable' ? along : {}) },
     { name: 'c_mat', tensor: inputs.C, ...(attrs.cLayout === 'variable' ? along : {}) },
   ];
-  if (inputs.D) ins.push({ name: 'd_skip', tensor: inputs.D });
   if (inputs.z) ins.push({ name: 'gate', tensor: inputs.z, ...along });
-  if (inputs.deltaBias) ins.push({ name: 'dt_bias', tensor: inputs.deltaBias });
-  if (inputs.initialState) ins.push({ name: 'h0', tensor: inputs.initialState });
   const outs: WgslBinding[] = [{ name: 'y', tensor: outputs.y, ...along }];
   if (outputs.lastState) outs.push({ name: 'h_last', tensor: outputs.lastState });
   return { ins, outs };
@@ -251,13 +315,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var a_hi: array<f32, N>;
   var a_lo: array<f32, N>;
   for (var s = 0u; s < N; s++) {
-    let a = a_mat[c * N + s];
+    let a = params[c * N + s];
     a_hi[s] = split_hi(a);
     a_lo[s] = split_lo(a, a_hi[s]);
-    h[s] = ${attrs.hasInitialState ? 'h0[bc * N + s]' : '0.0'};
+    h[s] = ${attrs.hasInitialState ? 'params[u.h0_off + bc * N + s]' : '0.0'};
   }
-  let bias = ${attrs.hasDeltaBias ? 'dt_bias[c]' : '0.0'};
-  let skip = ${attrs.hasD ? 'd_skip[c]' : '0.0'};`;
+  let bias = ${attrs.hasDeltaBias ? 'params[u.bias_off + c]' : '0.0'};
+  let skip = ${attrs.hasD ? 'params[u.d_off + c]' : '0.0'};`;
   const tail = `
   ${attrs.returnLastState ? 'for (var s = 0u; s < N; s++) { h_last[bc * N + s] = h[s]; }' : ''}
 }`;
@@ -452,11 +516,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var r = 0u; r < 4u; r++) { ch[r] = min(c0 + r, u.d - 1u); }
   var row: array<u32, 4>;
   for (var r = 0u; r < 4u; r++) { row[r] = (b * u.d + ch[r]) * u.len; }
-  let bias = ${attrs.hasDeltaBias ? vec4Of('dt_bias[$]') : 'vec4<f32>(0.0)'};
-  let skip = ${attrs.hasD ? vec4Of('d_skip[$]') : 'vec4<f32>(0.0)'};
+  let bias = ${attrs.hasDeltaBias ? vec4Of('params[u.bias_off + $]') : 'vec4<f32>(0.0)'};
+  let skip = ${attrs.hasD ? vec4Of('params[u.d_off + $]') : 'vec4<f32>(0.0)'};
 
   for (var s = lid; s < N; s += THREADS) {
-    carry[s] = ${attrs.hasInitialState ? vec4Of('h0[(b * u.d + $) * N + s]') : 'vec4<f32>(0.0)'};
+    carry[s] = ${attrs.hasInitialState ? vec4Of('params[u.h0_off + (b * u.d + $) * N + s]') : 'vec4<f32>(0.0)'};
   }
   ${
     subgroups
@@ -494,7 +558,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       acc[k] = vec4<f32>(0.0);
     }
     for (var s = 0u; s < N; s++) {
-      let a_s = ${vec4Of('a_mat[$ * N + s]')};
+      let a_s = ${vec4Of('params[$ * N + s]')};
       let a_hi = ${lanes((r) => `split_hi(a_s[${r}])`)};
       let a_lo = ${lanes((r) => `split_lo(a_s[${r}], a_hi[${r}])`)};
       var dA: array<vec4<f32>, ITEMS>;
@@ -558,11 +622,12 @@ function program(
   attrs: SelectiveScanAttrs,
   inputs: ScanInputs,
   outputs: ScanOutputs,
+  params: Tensor,
   fastExp: boolean,
 ): WebGpuProgram {
   const parallel = attrs.algorithm === 'parallel';
   const vec4 = !parallel && sequentialVec4(attrs);
-  const { ins, outs } = bindings(inputs, outputs, attrs, vec4);
+  const { ins, outs } = bindings(inputs, params, outputs, attrs, vec4);
   const threads = threadsFor(backend);
   const subgroups = parallel && attrs.subgroups && backend.features.has('subgroups');
   const name = parallel ? 'selective_scan_parallel' : 'selective_scan_sequential';
@@ -596,7 +661,12 @@ async function writeScan(
 ): Promise<void> {
   if (attrs.batch === 0) return;
   const fastExp = attrs.exp === 'auto' ? await exp2IsAccurate(backend) : attrs.exp === 'fast';
-  await backend.run(program(backend, attrs, inputs, outputs, fastExp));
+  const params = await packParams(backend, inputs, attrs);
+  try {
+    await backend.run(program(backend, attrs, inputs, outputs, params, fastExp));
+  } finally {
+    params.dispose();
+  }
 }
 
 /** exp2 within this relative error (2 ulp of float32) counts as accurate. */
