@@ -17,7 +17,8 @@ Usage:
       kernel of the same tensor. Prints median time, GB/s and % of copy bandwidth.
   longseq bench mamba-decode [--backend NAME] [--d-model 768] [--layers 24] [--vocab 50280]
                         [--d-state 16] [--batch 1] [--prompt 64] [--tokens 16] [--repeats 3]
-                        [--warmup 1] [--path fused|composed|both] [--seed S] [--json]
+                        [--warmup 1] [--path fused|composed|both] [--lanes 0|8..256]
+                        [--seed S] [--json]
       A Mamba-130m-shaped model with seeded random weights: prefill tokens/s over the prompt
       and greedy decode tokens/s through the O(1) step (WebGPU fused and composed paths).
   longseq bench paged-kv [--requests R] [--rate PER_STEP] [--blocks B] [--block-size S]

@@ -244,6 +244,12 @@ export class MambaModel {
   decodePath: 'auto' | 'composed' = 'auto';
 
   /**
+   * WebGPU fused decode: threads per matrix row (a power of two, 8..256); 0 (default) picks
+   * by device (8 on CPU-emulated devices, 32..256 on GPUs). For tuning and tests.
+   */
+  decodeLanes = 0;
+
+  /**
    * One token per sequence: ids `[B]` -> logits `[B, V]`. Advances `state` in place (its
    * tensors are updated or replaced); O(1) work per token.
    */
@@ -338,6 +344,7 @@ export class MambaModel {
         hasInBias: weights.layers[0]?.inProjBiasX !== undefined,
         hasConvBias: weights.layers[0]?.convBias !== undefined,
         hasOutBias: weights.layers[0]?.outProjBias !== undefined,
+        lanes: this.decodeLanes,
       };
       for (let l = 0; l < weights.layers.length; l++) {
         const w = weights.layers[l]!;
@@ -369,6 +376,7 @@ export class MambaModel {
         width: config.dModel,
         rows: config.vocabSize,
         eps: config.eps,
+        lanes: this.decodeLanes,
       });
       state.position += 1;
       return logits as Tensor;

@@ -157,6 +157,26 @@ describeEachBackend('MambaModel on mamba-tiny', (ctx) => {
     });
   }
 
+  // The GPU shapes of the fused matrix-vector kernels (32..256 threads per row) are what a
+  // real GPU runs; force them here so they are checked on every machine.
+  if (ctx.name === 'webgpu') {
+    for (const lanes of [32, 256]) {
+      it(`fused decode with ${lanes} threads per row gives transformers' greedy ids and step logits`, async () => {
+        model.decodeLanes = lanes;
+        try {
+          const g = golden.generate;
+          const result = await model.generate(g.prompt_ids, { maxNewTokens: 4, returnLogits: true });
+          expect(result.ids[0]).toEqual(g.new_ids.slice(0, 4));
+          for (let t = 0; t < 4; t++) {
+            expect(maxRelativeError(result.logits![t]!, g.step_logits[t]!, vocab)).toBeLessThan(REL_TOL);
+          }
+        } finally {
+          model.decodeLanes = 0;
+        }
+      });
+    }
+  }
+
   it('seeded sampling is reproducible, and another seed gives another text', async () => {
     const options = { maxNewTokens: 12, temperature: 1.5, topK: 40, topP: 0.95 };
     const prompts = [golden.generate.prompt_ids, golden.input_ids[0]!.slice(0, 5)];

@@ -38,6 +38,8 @@ export interface MambaDecodeConfig {
   readonly warmup: number;
   readonly seed: number;
   readonly paths: readonly ('fused' | 'composed')[];
+  /** Fused decode: threads per matrix row (0 = chosen for the device). */
+  readonly lanes: number;
 }
 
 export interface MambaDecodeResult {
@@ -108,6 +110,7 @@ export async function benchMambaDecode(
   const backend: Backend = await createBackend(config.backend);
   try {
     const mamba = MambaModel.fromReader(backend, model, randomReader(model, config.seed));
+    mamba.decodeLanes = config.lanes;
     try {
       return await run(backend, mamba, config, onStep);
     } finally {
@@ -199,6 +202,7 @@ async function run(
       const ms = median(samples);
       const deviceMs = median(deviceSamples);
       headOnly.decodePath = mamba.decodePath;
+      headOnly.decodeLanes = mamba.decodeLanes;
       const headSamples: number[] = [];
       for (let i = 0; i < config.warmup + config.repeats; i++) {
         const state = headOnly.createState(config.batch);
@@ -280,6 +284,7 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
       warmup: { type: 'string' },
       seed: { type: 'string' },
       path: { type: 'string' },
+      lanes: { type: 'string' },
       json: { type: 'boolean' },
     },
     'bench mamba-decode',
@@ -305,7 +310,14 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
     warmup: intFlag(p, 'warmup', DEFAULTS.warmup, 0),
     seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
     paths: pathFlag === 'both' ? ['fused', 'composed'] : [pathFlag as 'fused' | 'composed'],
+    lanes: intFlag(p, 'lanes', 0, 0),
   };
+  if (
+    config.lanes !== 0 &&
+    (config.lanes < 8 || config.lanes > 256 || (config.lanes & (config.lanes - 1)) !== 0)
+  ) {
+    throw new UsageError(`--lanes: expected 0 (auto) or a power of two from 8 to 256, got ${config.lanes}`);
+  }
   const steps = (config.warmup + config.repeats) * (1 + config.paths.length);
   const progress = new Progress(io.stderr, steps);
   let report: MambaDecodeReport;

@@ -10,9 +10,9 @@
  *                     dt_proj . dt_low + bias), the N states advanced, y = (C . h + D u) silu(z)
  *   4. out_proj       h += out_proj(y)
  *
- * The matrix-vector products give each row 8 threads reading it in contiguous runs (one
- * 32-byte sector per step) and reduce the 8 partial sums in workgroup memory; eight rows
- * share a workgroup of 64. Decoding reads every weight once per token, so these products
+ * The matrix-vector products give each row a group of threads ("lanes") reading it in
+ * contiguous runs and reduce their partial sums in workgroup memory (`matvecShape` picks the
+ * group size for the device). Decoding reads every weight once per token, so these products
  * are bandwidth-bound and the rest (conv, SSM update) is O(D N) per token.
  *
  * Kernels bind at most 7 storage buffers (WebGPU guarantees 8): the small per-channel
@@ -25,12 +25,40 @@ export const MambaFusedDecodeLayer = 'MambaFusedDecodeLayer';
 export const MambaNormMatvec = 'MambaNormMatvec';
 
 /**
- * 8 lanes per row: 8 x 4 bytes is one 32-byte memory sector per step (full efficiency on
- * sector-based GPUs), and the reduction is three levels. 8 rows per workgroup of 64.
+ * How a matrix-vector product is spread: `lanes` threads per row (each reads every
+ * lanes-th element, so a row group reads contiguous runs) and `wg / lanes` rows per
+ * workgroup. On a GPU (subgroups of 16 or more) rows get enough lanes that each thread makes
+ * at most ~16 steps: decoding is one pass over the weights with little work per byte, so what
+ * matters is having many loads in flight, not the cost of the reduction. On a CPU pretending
+ * to be a GPU (SwiftShader, subgroups of 4), where every workgroup barrier is expensive, rows
+ * get 8 lanes (3 reduction levels) in workgroups of 64.
  */
-const WG = 64;
-const LANES = 8;
-const ROWS = WG / LANES;
+export interface MatvecShape {
+  readonly lanes: number;
+  readonly wg: number;
+}
+
+export function matvecShape(backend: Backend, width: number, lanesOverride = 0): MatvecShape {
+  const wg = Math.min(256, backend.limits.maxWorkgroupInvocations);
+  if (lanesOverride > 0) return { lanes: lanesOverride, wg: Math.max(lanesOverride, wg) };
+  if (backend.limits.subgroupSize < 16) return { lanes: 8, wg: 64 };
+  let lanes = 32;
+  while (lanes < wg && lanes * 16 < width) lanes *= 2;
+  return { lanes, wg };
+}
+
+/** Workgroups for `rows` rows: x up to the per-dimension limit, the rest on z; batch on y. */
+function rowGrid(
+  backend: Backend,
+  rows: number,
+  shape: MatvecShape,
+  batch: number,
+): [number, number, number] {
+  const groups = Math.ceil(rows / (shape.wg / shape.lanes));
+  const max = backend.limits.maxWorkgroupsPerDimension;
+  const z = Math.ceil(groups / max);
+  return [Math.ceil(groups / z), batch, z];
+}
 
 /** Sizes of one layer, batch B, model width M, channels D, states N, dt rank R, conv width K. */
 export interface FusedDecodeAttrs {
@@ -44,6 +72,8 @@ export interface FusedDecodeAttrs {
   readonly hasInBias: boolean;
   readonly hasConvBias: boolean;
   readonly hasOutBias: boolean;
+  /** Threads per matrix row (a power of two, 8..256); 0 lets `matvecShape` choose for the device. */
+  readonly lanes: number;
 }
 
 /**
@@ -59,12 +89,14 @@ export function paramsOffsets(dInner: number, dConv: number) {
   return { convW, convB, dtB, dSkip, a };
 }
 
-/** Row-group reduction shared by the matrix-vector kernels: 32 lanes per row. */
-const REDUCE = /* wgsl */ `
-const WG: u32 = ${WG}u;
-const LANES: u32 = ${LANES}u;
-const ROWS: u32 = ${ROWS}u;
-var<workgroup> partial: array<vec2<f32>, ${WG}>;
+/** Row-group reduction shared by the matrix-vector kernels, and the row this thread works on. */
+const reduceWgsl = ({ lanes, wg }: MatvecShape) => /* wgsl */ `
+const WG: u32 = ${wg}u;
+const LANES: u32 = ${lanes}u;
+const ROWS: u32 = ${wg / lanes}u;
+var<workgroup> partial: array<vec2<f32>, ${wg}>;
+// The first row of this workgroup: groups run along x, then z.
+fn group_row(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return (wid.x + wid.z * nwg.x) * ROWS; }
 // Sums the lanes of each row group into partial[group * LANES] (two sums at once). Every thread calls it.
 fn reduce_lanes(li: u32, value: vec2<f32>) {
   partial[li] = value;
@@ -79,13 +111,13 @@ fn reduce_lanes(li: u32, value: vec2<f32>) {
  * out[b, r] = W_r . (h[b] * inv_rms(h[b]) * norm_w) (+ bias_r), rows r < rows0 from w0 and
  * the next rows1 from w1 (in_proj's x and z halves; the LM head uses w0 only).
  */
-const NORM_MATVEC = /* wgsl */ `${REDUCE}
-@compute @workgroup_size(${WG})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+const normMatvecWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let b = wid.y;
   let base = b * u.width;
   let lane = li % LANES;
-  let r = wid.x * ROWS + li / LANES;
+  let r = group_row(wid, nwg) + li / LANES;
   let rows = u.rows0 + u.rows1;
   // Each row group sums h^2 (for its own copy of the RMS) alongside its dot product.
   var acc = vec2<f32>(0.0, 0.0);
@@ -125,12 +157,12 @@ fn conv_u(b: u32, c: u32) -> f32 {
 }`;
 
 /** xdbl[b, r] = x_proj_r . silu(conv(x[b])), rows split as dt (R), B (N), C (N). */
-const CONV_X_PROJ = /* wgsl */ `${WGSL_EXP_ACCURATE}${REDUCE}${CONV_U}
-@compute @workgroup_size(${WG})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+const convXProjWgsl = (shape: MatvecShape) => /* wgsl */ `${WGSL_EXP_ACCURATE}${reduceWgsl(shape)}${CONV_U}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let b = wid.y;
   let lane = li % LANES;
-  let r = wid.x * ROWS + li / LANES;
+  let r = group_row(wid, nwg) + li / LANES;
   let rows = u.dt_rank + 2u * u.states;
   var acc = 0.0;
   if (r < rows) {
@@ -179,12 +211,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
 
 /** h[b, m] += out_proj_m . y[b] (+ bias_m), in place. */
-const OUT_PROJ = /* wgsl */ `${REDUCE}
-@compute @workgroup_size(${WG})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+const outProjWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let b = wid.y;
   let lane = li % LANES;
-  let m = wid.x * ROWS + li / LANES;
+  let m = group_row(wid, nwg) + li / LANES;
   var acc = 0.0;
   if (m < u.width) {
     for (var k = lane; k < u.channels; k = k + LANES) { acc = acc + w_out[m * u.channels + k] * y[b * u.channels + k]; }
@@ -202,6 +234,7 @@ const u32 = (name: string, value: number): U => ({ name, type: 'u32', value });
 
 /** `norm + matvec` program: out [B, rows0 + rows1]. */
 export function normMatvecProgram(
+  backend: Backend,
   hidden: Tensor,
   normW: Tensor,
   w0: Tensor,
@@ -209,12 +242,13 @@ export function normMatvecProgram(
   bias0: Tensor | undefined,
   bias1: Tensor | undefined,
   out: Tensor,
-  sizes: { batch: number; width: number; rows0: number; rows1: number; eps: number },
+  sizes: { batch: number; width: number; rows0: number; rows1: number; eps: number; lanes: number },
 ): WebGpuProgram {
+  const shape = matvecShape(backend, sizes.width, sizes.lanes);
   return {
     kind: 'webgpu',
     name: 'mamba_norm_matvec',
-    cacheKey: '',
+    cacheKey: `${shape.lanes}x${shape.wg}`,
     inputs: [
       { name: 'hidden', tensor: hidden },
       { name: 'norm_w', tensor: normW },
@@ -231,8 +265,8 @@ export function normMatvecProgram(
       u32('has_bias', bias0 ? 1 : 0),
       { name: 'eps', type: 'f32', value: sizes.eps },
     ],
-    source: NORM_MATVEC,
-    dispatch: [Math.ceil((sizes.rows0 + sizes.rows1) / ROWS), sizes.batch, 1],
+    source: normMatvecWgsl(shape),
+    dispatch: rowGrid(backend, sizes.rows0 + sizes.rows1, shape, sizes.batch),
   };
 }
 
@@ -272,6 +306,7 @@ async function runFusedLayer(
   try {
     await backend.run(
       normMatvecProgram(
+        backend,
         hidden!,
         norm!,
         inX!,
@@ -285,6 +320,7 @@ async function runFusedLayer(
           rows0: D,
           rows1: D,
           eps: a.eps,
+          lanes: a.lanes,
         },
       ),
     );
@@ -300,10 +336,11 @@ async function runFusedLayer(
       u32('off_d', off.dSkip),
       u32('off_a', off.a),
     ];
+    const xProjShape = matvecShape(backend, D, a.lanes);
     await backend.run({
       kind: 'webgpu',
       name: 'mamba_conv_x_proj',
-      cacheKey: '',
+      cacheKey: `${xProjShape.lanes}x${xProjShape.wg}`,
       inputs: [
         { name: 'xz', tensor: xz },
         { name: 'conv_state', tensor: convState! },
@@ -314,8 +351,8 @@ async function runFusedLayer(
       ],
       outputs: [{ name: 'xdbl', tensor: xdbl }],
       uniforms: convUniforms,
-      source: CONV_X_PROJ,
-      dispatch: [Math.ceil((R + 2 * N) / ROWS), B, 1],
+      source: convXProjWgsl(xProjShape),
+      dispatch: rowGrid(backend, R + 2 * N, xProjShape, B),
     });
     await backend.run({
       kind: 'webgpu',
@@ -336,10 +373,11 @@ async function runFusedLayer(
       source: SSM,
       dispatch: [Math.ceil(D / 64), B, 1],
     });
+    const outShape = matvecShape(backend, D, a.lanes);
     await backend.run({
       kind: 'webgpu',
       name: 'mamba_out_proj',
-      cacheKey: '',
+      cacheKey: `${outShape.lanes}x${outShape.wg}`,
       inputs: [
         { name: 'y', tensor: y },
         { name: 'w_out', tensor: outProj! },
@@ -347,8 +385,8 @@ async function runFusedLayer(
       ],
       outputs: [{ name: 'hidden', tensor: hidden! }],
       uniforms: [u32('width', M), u32('channels', D), u32('has_bias', a.hasOutBias ? 1 : 0)],
-      source: OUT_PROJ,
-      dispatch: [Math.ceil(M / ROWS), B, 1],
+      source: outProjWgsl(outShape),
+      dispatch: rowGrid(backend, M, outShape, B),
     });
   } finally {
     // Released now, reused by the next layer: the pool hands the same buffers back.
@@ -371,6 +409,7 @@ export const mambaNormMatvecWebGpuKernel: KernelConfig<{
   width: number;
   rows: number;
   eps: number;
+  lanes: number;
 }> = {
   kernelName: MambaNormMatvec,
   backendKind: 'webgpu',
@@ -379,12 +418,13 @@ export const mambaNormMatvecWebGpuKernel: KernelConfig<{
     const out = backend.empty([a.batch, a.rows]);
     try {
       await backend.run(
-        normMatvecProgram(hidden!, norm!, w!, w!, undefined, undefined, out, {
+        normMatvecProgram(backend, hidden!, norm!, w!, w!, undefined, undefined, out, {
           batch: a.batch,
           width: a.width,
           rows0: a.rows,
           rows1: 0,
           eps: a.eps,
+          lanes: a.lanes,
         }),
       );
     } catch (err) {
