@@ -4,7 +4,7 @@
  * every input, so kernels hold no validation.
  */
 
-/** inputs: [q, keyCache, valueCache, blockTables, contextLens]; returns [out]. */
+/** inputs: [q, keyCache, valueCache, blockTables, contextLens, alibiSlopes [heads] (zeros: none)]; returns [out]. */
 export const PagedAttention = 'PagedAttention';
 
 export interface PagedAttentionAttrs {

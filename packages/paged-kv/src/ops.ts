@@ -51,6 +51,11 @@ export interface PagedAttentionOptions {
   /** If > 0, scores become softcap * tanh(score / softcap). Default 0 (off). */
   readonly softcap?: number;
   /**
+   * ALiBi: one slope per query head; after soft-capping, score -= slope_h * (p - t) for the
+   * query at position p and key t (flash-attention's convention). Default none.
+   */
+  readonly alibiSlopes?: ArrayLike<number>;
+  /**
    * Queries per sequence: 1 (default) is decode; C > 1 is prefill of a chunk of C new tokens
    * (q rows s*C .. s*C+C-1 belong to sequence s), causal within the chunk and aligned to the
    * end of the sequence: query i sees keys 0 .. contextLen - C + i.
@@ -172,6 +177,17 @@ export async function pagedAttention(
     options.scale === undefined ? 1 / Math.sqrt(headDim) : checkFiniteNumber(options.scale, 'options.scale');
   const softcap = options.softcap === undefined ? 0 : checkFiniteNumber(options.softcap, 'options.softcap');
   if (softcap < 0) throw new ArgumentError('options.softcap', 'a number >= 0', softcap);
+  const slopes = options.alibiSlopes;
+  if (slopes !== undefined) {
+    if (
+      slopes === null ||
+      typeof slopes !== 'object' ||
+      typeof slopes.length !== 'number' ||
+      slopes.length !== heads
+    )
+      throw new ArgumentError('options.alibiSlopes', `${heads} numbers (one per query head)`, slopes);
+    for (let i = 0; i < heads; i++) checkFiniteNumber(slopes[i], `options.alibiSlopes[${i}]`);
+  }
   const dims = { heads, kvHeads, headDim };
   const partitionSize = options.partitionSize ?? defaultPartitionSize(backend, dims);
   if (!isPowerOfTwo(partitionSize) || partitionSize < 16 || partitionSize > 4096)
@@ -235,13 +251,19 @@ export async function pagedAttention(
     partitionSize,
     lanesPerKey: lanes,
   };
-  const result = await runKernel(
-    PagedAttention,
-    backend,
-    [q, keyCache, valueCache, blockTables, contextLens],
-    attrs,
-  );
-  return Array.isArray(result) ? result[0]! : result;
+  // zeros without ALiBi: subtracting 0 leaves every score exactly as it was
+  const alibi = backend.tensor(slopes ? Array.from(slopes) : new Float32Array(heads), [heads]);
+  try {
+    const result = await runKernel(
+      PagedAttention,
+      backend,
+      [q, keyCache, valueCache, blockTables, contextLens, alibi],
+      attrs,
+    );
+    return Array.isArray(result) ? result[0]! : result;
+  } finally {
+    alibi.dispose();
+  }
 }
 
 /**
@@ -349,7 +371,8 @@ const pagedAttentionWebGpu: KernelConfig<PagedAttentionAttrs> = {
   kernelName: PagedAttention,
   backendKind: 'webgpu',
   async run(backend, inputs, attrs) {
-    const [q, keyCache, valueCache, blockTables, contextLens] = inputs as [
+    const [q, keyCache, valueCache, blockTables, contextLens, alibiSlopes] = inputs as [
+      Tensor,
       Tensor,
       Tensor,
       Tensor,
@@ -370,6 +393,7 @@ const pagedAttentionWebGpu: KernelConfig<PagedAttentionAttrs> = {
             valueCache,
             blockTables,
             contextLens,
+            alibiSlopes,
             partialOut,
             partialStats,
           }),
@@ -388,7 +412,8 @@ const pagedAttentionGpuJs: KernelConfig<PagedAttentionAttrs> = {
   kernelName: PagedAttention,
   backendKind: 'gpujs',
   async run(backend, inputs, attrs) {
-    const [q, keyCache, valueCache, blockTables, contextLens] = inputs as [
+    const [q, keyCache, valueCache, blockTables, contextLens, alibiSlopes] = inputs as [
+      Tensor,
       Tensor,
       Tensor,
       Tensor,
@@ -407,6 +432,7 @@ const pagedAttentionGpuJs: KernelConfig<PagedAttentionAttrs> = {
           valueCache,
           blockTables,
           contextLens,
+          alibiSlopes,
           scores,
           stats,
           out,

@@ -26,6 +26,8 @@ export interface PagedAttentionRefOptions extends RefOptions {
   readonly scale?: number;
   /** If > 0, scores become softcap * tanh(score / softcap) (Gemma 2, Grok). Default 0 (off). */
   readonly softcap?: number;
+  /** One slope per query head (ALiBi): score -= slope_h * (p - t) for the query at position p. */
+  readonly alibiSlopes?: ArrayLike<number>;
   /**
    * Queries per sequence (default 1: decode). Query i of a chunk of C sits at position
    * contextLen - C + i and sees keys 0..that position (causal, bottom-right aligned).
@@ -37,7 +39,7 @@ export interface PagedAttentionRefOptions extends RefOptions {
  * Paged attention: for query row r of sequence s = floor(r / C) at position p (see `chunk`),
  * out[r, h] = sum_{t <= p} softmax_t(score(t)) v_t, score(t) = scale * q[r, h] . k_t, where
  * k_t is read at slot blockTables[s, floor(t / BS)] * BS + t % BS of kv head floor(h / G).
- * A row with no keys (p < 0) is zero.
+ * Soft-capping, then ALiBi, apply to the scaled score. A row with no keys (p < 0) is zero.
  */
 export function pagedAttentionRef(
   inputs: PagedAttentionRefInputs,
@@ -65,12 +67,13 @@ export function pagedAttentionRef(
         const block = blockTables.data[seq * maxBlocks + Math.floor(t / blockSize)]!;
         slots.push(block * blockSize + (t % blockSize));
       }
-      const scores = slots.map((slot) => {
+      const scores = slots.map((slot, j) => {
         const kBase = (slot * kvHeads + kvh) * d;
         let dot = 0;
         for (let i = 0; i < d; i++) dot = r(dot + r(q.data[qBase + i]! * keyCache.data[kBase + i]!));
         let s = r(dot * scale);
         if (softcap > 0) s = r(softcap * r(Math.tanh(r(s / softcap))));
+        if (options.alibiSlopes) s = r(s - r(options.alibiSlopes[h]! * (length - 1 - j)));
         return s;
       });
       const max = Math.max(...scores);

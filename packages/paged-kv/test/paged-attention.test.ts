@@ -31,8 +31,12 @@ interface Case {
   blockSize: number;
   chunk?: number;
   softcap?: number;
+  alibi?: boolean;
   partitionSize?: number;
 }
+
+/** ALiBi's geometric slopes, 2^(-8 i / H). */
+const alibiSlopes = (heads: number) => Array.from({ length: heads }, (_, i) => 2 ** ((-8 * (i + 1)) / heads));
 
 /** Random block tables: each sequence's blocks drawn from a shuffled pool, so never contiguous or ordered. */
 function randomPaging(random: Rng, lengths: number[], blockSize: number, spare: number) {
@@ -129,7 +133,8 @@ const CASES: Case[] = [
     softcap: 2,
   },
   {
-    name: 'prefill, chunk of 5 against the cached prefix (causal, bottom-right)',
+    name: 'prefill, chunk of 5 against the cached prefix (causal, bottom-right), ALiBi',
+    alibi: true,
     lengths: [12, 5, 23],
     heads: 4,
     kvHeads: 2,
@@ -155,7 +160,11 @@ describe('pagedAttentionRef', () => {
     for (const c of CASES) {
       const inputs = makeInputs(random, c);
       const width = inputs.blockTables.shape[1]!;
-      const options = { chunk: c.chunk ?? 1, softcap: c.softcap ?? 0 };
+      const options = {
+        chunk: c.chunk ?? 1,
+        softcap: c.softcap ?? 0,
+        ...(c.alibi ? { alibiSlopes: alibiSlopes(c.heads) } : {}),
+      };
       const paged = pagedAttentionRef(inputs, options);
       const keys = c.lengths.map((l, s) => gather(inputs.keyCache, inputs.blockTables.data, width, s, l));
       const values = c.lengths.map((l, s) => gather(inputs.valueCache, inputs.blockTables.data, width, s, l));
@@ -181,7 +190,11 @@ describeEachBackend('pagedAttention', (ctx) => {
         const vc = b.tensor(inputs.valueCache.data, inputs.valueCache.shape);
         const bt = b.tensor(inputs.blockTables.data, inputs.blockTables.shape, 'i32');
         const cl = b.tensor(inputs.contextLens, [c.lengths.length], 'i32');
-        const options = { chunk: c.chunk ?? 1, softcap: c.softcap ?? 0 };
+        const options = {
+          chunk: c.chunk ?? 1,
+          softcap: c.softcap ?? 0,
+          ...(c.alibi ? { alibiSlopes: alibiSlopes(c.heads) } : {}),
+        };
         const out = await pagedAttention(q, kc, vc, bt, cl, {
           ...options,
           maxContextLen: Math.max(...c.lengths),
@@ -208,7 +221,8 @@ describeEachBackend('pagedAttention', (ctx) => {
       partitionSize: 16,
     },
     {
-      name: 'prefill chunk of 3, causal',
+      name: 'prefill chunk of 3, causal, ALiBi',
+      alibi: true,
       lengths: [9, 3, 14],
       heads: 2,
       kvHeads: 1,
@@ -230,8 +244,10 @@ describeEachBackend('pagedAttention', (ctx) => {
       const vc = b.tensor(inputs.valueCache.data, inputs.valueCache.shape);
       const bt = b.tensor(inputs.blockTables.data, inputs.blockTables.shape, 'i32');
       const cl = b.tensor(inputs.contextLens, [c.lengths.length], 'i32');
+      const slopes = c.alibi ? { alibiSlopes: alibiSlopes(c.heads) } : {};
       const paged = await pagedAttention(q, kc, vc, bt, cl, {
         chunk,
+        ...slopes,
         ...(c.partitionSize ? { partitionSize: c.partitionSize } : {}),
       });
       const keys = c.lengths.map((l, s) => gather(inputs.keyCache, inputs.blockTables.data, width, s, l));
@@ -251,11 +267,16 @@ describeEachBackend('pagedAttention', (ctx) => {
       const cuSeqlensQ = c.lengths.map((_, s) => s * chunk).concat([c.lengths.length * chunk]);
       const cuSeqlensK = [0];
       for (const l of c.lengths) cuSeqlensK.push(cuSeqlensK[cuSeqlensK.length - 1]! + l);
-      const contiguous = await attentionVarlen(q, k, v, { cuSeqlensQ, cuSeqlensK, causal: chunk > 1 });
+      const contiguous = await attentionVarlen(q, k, v, {
+        cuSeqlensQ,
+        cuSeqlensK,
+        causal: chunk > 1,
+        ...slopes,
+      });
       const got = await paged.read();
       const want = await contiguous.read();
-      const ref = pagedAttentionRef(inputs, { chunk });
-      const ref32 = pagedAttentionRef(inputs, { chunk, precision: 'f32' });
+      const ref = pagedAttentionRef(inputs, { chunk, ...slopes });
+      const ref32 = pagedAttentionRef(inputs, { chunk, ...slopes, precision: 'f32' });
       const mine = expectClose(got, ref.data, ref32.data, { label: `${c.name} paged`, seed, atol: 1e-5 });
       const theirs = compareToReference(want, ref.data, ref32.data, { atol: 1e-5 });
       // two float32 computations of the same function: within the sum of their allowances
@@ -297,6 +318,7 @@ describeEachBackend('pagedAttention', (ctx) => {
     await expect(pagedAttention(q, kc, vc, bt, cl, { maxContextLen: 5 })).rejects.toThrow(ArgumentError);
     await expect(pagedAttention(q, kc, vc, bt, cl, { partitionSize: 24 })).rejects.toThrow(/power of two/);
     await expect(pagedAttention(q, kc, vc, bt, cl, { softcap: -1 })).rejects.toThrow(ArgumentError);
+    await expect(pagedAttention(q, kc, vc, bt, cl, { alibiSlopes: [1, 2] })).rejects.toThrow(/alibiSlopes/);
     await expect(pagedAttention(q, kc, vc, bt, q)).rejects.toThrow(DTypeError);
     await expect(pagedAttention(q, kc, vc, bt, cl, { variant: 'fast' as never })).rejects.toThrow(
       /options.variant/,

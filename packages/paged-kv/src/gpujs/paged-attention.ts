@@ -17,7 +17,7 @@ const LENGTH = `
   const seq = Math.floor(row / chunk);
   const len = contextLens[seq] - (chunk - 1 - (row - seq * chunk));`;
 
-const scores = `function pagedScores(q, keyCache, blockTables, contextLens, heads, kvHeads, headLen, blockLen, maxBlocks, maxLen, chunk, scale, softcap) {
+const scores = `function pagedScores(q, keyCache, blockTables, contextLens, alibiSlopes, heads, kvHeads, headLen, blockLen, maxBlocks, maxLen, chunk, scale, softcap) {
   const x = this.thread.x;
   const rh = Math.floor(x / maxLen);
   const t = x - rh * maxLen;
@@ -41,6 +41,7 @@ const scores = `function pagedScores(q, keyCache, blockTables, contextLens, head
     const e = Math.exp(2 * s / softcap);
     s = softcap * (1 - 2 / (e + 1));
   }
+  s = s - alibiSlopes[h] * (len - 1 - t);
   return s;
 }`;
 
@@ -94,6 +95,7 @@ export function pagedAttentionPrograms(
     valueCache: Tensor;
     blockTables: Tensor;
     contextLens: Tensor;
+    alibiSlopes: Tensor;
     scores: Tensor;
     stats: Tensor;
     out: Tensor;
@@ -114,7 +116,7 @@ export function pagedAttentionPrograms(
       name: 'pagedScores',
       cacheKey: '',
       kernel: scores,
-      inputs: [t.q, t.keyCache, t.blockTables, t.contextLens],
+      inputs: [t.q, t.keyCache, t.blockTables, t.contextLens, t.alibiSlopes],
       scalars: [...shape, attrs.scale, attrs.softcap],
       output: t.scores,
     },

@@ -59,6 +59,7 @@ const threadScores = /* wgsl */ `
       for (var g = 0u; g < G; g++) {
         var score = s[g];
         if (u.softcap > 0.0) { score = u.softcap * tanh(score / u.softcap); }
+        score -= slope[g] * f32(len - 1 - i32(start + j));
         p_sh[g * P + j] = score;
         m[g] = max(m[g], score);
       }
@@ -104,6 +105,7 @@ function subgroupScores(lanes: number, wg: number, group: number, p: number): st
       for (var g = 0u; g < G; g++) {
         var score = s[g];
         if (u.softcap > 0.0) { score = u.softcap * tanh(score / u.softcap); }
+        score -= slope[g] * f32(len - 1 - i32(start + j));
         p_sh[g * P + j] = score;
         m[g] = max(m[g], score);
       }
@@ -133,6 +135,7 @@ export function partitionProgram(
     valueCache: Tensor;
     blockTables: Tensor;
     contextLens: Tensor;
+    alibiSlopes: Tensor;
     partialOut: Tensor;
     partialStats: Tensor;
   },
@@ -215,6 +218,8 @@ ${lanes > 1 ? '  if (lid == 0u) { atomicStore(&subgroup_count, 0u); }\n' : ''}  
   workgroupBarrier();
 
   // scores: all G heads of the group at once for each key
+  var slope: array<f32, ${group}>;
+  for (var g = 0u; g < G; g++) { slope[g] = alibi_slopes[kvh * G + g]; }
   var m: array<f32, ${group}>;
   for (var g = 0u; g < G; g++) { m[g] = NO_MAX; }
 ${lanes > 1 ? subgroupScores(lanes, wg, group, p) : threadScores}
@@ -265,6 +270,7 @@ ${lanes > 1 ? subgroupScores(lanes, wg, group, p) : threadScores}
       { name: 'value_cache', tensor: tensors.valueCache, elementType: kv },
       { name: 'block_tables', tensor: tensors.blockTables },
       { name: 'context_lens', tensor: tensors.contextLens },
+      { name: 'alibi_slopes', tensor: tensors.alibiSlopes },
     ],
     outputs: [
       { name: 'partial_out', tensor: tensors.partialOut, elementType: kv },
