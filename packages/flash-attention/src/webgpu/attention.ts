@@ -599,7 +599,9 @@ async function writeForward(
       return;
     }
     const t = chooseTile(backend, layout.d, attrs.tile);
-    const vec4In = layout.d % 4 === 0;
+    // vec4 loads only where the head dim fills the tile's capacity (d = 64 on the usual
+    // tiles): every other head dim shares one program with scalar loads, so few compile.
+    const vec4In = layout.d % 4 === 0 && t.d4 === t.d4cap;
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_forward',
