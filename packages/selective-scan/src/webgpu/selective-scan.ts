@@ -40,6 +40,8 @@ import {
   selectiveScanKernel,
 } from '../contract';
 
+/** Sequential kernel: tiles of 4 steps whose loads are in flight ahead of the arithmetic. */
+const TILES_IN_FLIGHT = 4;
 /** Threads per workgroup of the sequential kernel (one channel each). */
 const SEQUENTIAL_WORKGROUP = 64;
 /** Parallel kernel: threads per workgroup and consecutive steps per thread (chunk = product). */
@@ -342,58 +344,68 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     y[row + t] = acc;
   }${tail}`;
   }
-  // Four steps per iteration: u, dt, z and y move as vec4 (one 16-byte access per thread
-  // instead of four), the loads of the next two tiles are in flight during this tile's
-  // arithmetic, and variable B / C are read as vec4 over time too.
+  // Four steps per tile: u, dt, z and y move as vec4 (one 16-byte access per thread instead
+  // of four), and variable B / C are read as vec4 over time too. Tiles go in groups of
+  // TILES_IN_FLIGHT: the loads of the next group are issued before the current group's
+  // arithmetic, so each thread has that many tiles of every stream in flight (with one
+  // thread per channel there are few warps per SM to hide memory latency otherwise). The
+  // group is unrolled here, so its tiles live in registers.
   const operand4 = (name: string, layout: string, index: string) =>
     layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
+  const tiles = Array.from({ length: TILES_IN_FLIGHT }, (_, k) => k);
+  const streams: [string, string][] = [
+    ['x', 'xs'],
+    ['dtr', 'dts'],
+    ...(attrs.hasZ ? ([['zv', 'gate']] as [string, string][]) : []),
+  ];
+  const load = (prefix: string, group: string) =>
+    streams
+      .flatMap(([v, buf]) =>
+        tiles.map(
+          (k) =>
+            `${prefix} ${v}${k}${prefix === 'let' ? '_next' : ''} = ${buf}[row4 + min(${group} + ${k}u, last4)];`,
+        ),
+      )
+      .join('\n    ');
+  const tile = (k: number) => `
+    {
+      let t4 = group + ${k}u;
+      if (t4 < len4) {
+        let dt = vec4<f32>(step_dt(dtr${k}.x, bias), step_dt(dtr${k}.y, bias), step_dt(dtr${k}.z, bias), step_dt(dtr${k}.w, bias));
+        let dtx = dt * x${k};
+        var acc = vec4<f32>(0.0);
+        for (var s = 0u; s < N; s++) {
+          let bv = ${operand4('b_mat', attrs.bLayout, 'b_base')};
+          let cv = ${operand4('c_mat', attrs.cLayout, 'c_base')};
+          let dA = exp_dt_a4(dt, vec4<f32>(a_hi[s]), vec4<f32>(a_lo[s]));
+          let dBu = dtx * bv;
+          var hs = h[s];
+          hs = fma(dA.x, hs, dBu.x);
+          acc.x = fma(cv.x, hs, acc.x);
+          hs = fma(dA.y, hs, dBu.y);
+          acc.y = fma(cv.y, hs, acc.y);
+          hs = fma(dA.z, hs, dBu.z);
+          acc.z = fma(cv.z, hs, acc.z);
+          hs = fma(dA.w, hs, dBu.w);
+          acc.w = fma(cv.w, hs, acc.w);
+          h[s] = hs;
+        }
+        ${attrs.hasD ? `acc += skip * x${k};` : ''}
+        ${attrs.hasZ ? `acc *= vec4<f32>(silu(zv${k}.x), silu(zv${k}.y), silu(zv${k}.z), silu(zv${k}.w));` : ''}
+        y[row4 + t4] = acc;
+      }
+    }`;
   return `${head}
   let len4 = u.len / 4u;
+  let last4 = len4 - 1u;
   let row4 = bc * len4;
   let b_base = ${attrs.bLayout === 'invariant' ? '0u' : '(b * u.b_groups + c / u.b_heads) * N'};
   let c_base = ${attrs.cLayout === 'invariant' ? '0u' : '(b * u.c_groups + c / u.c_heads) * N'};
-  // Two tiles in flight: this iteration's arithmetic runs while the loads of the next two
-  // tiles are outstanding (one warp per SM partition has little else to hide latency with).
-  let second = row4 + min(1u, len4 - 1u);
-  var x_next = xs[row4];
-  var dt_next = dts[row4];
-  ${attrs.hasZ ? 'var z_next = gate[row4];' : ''}
-  var x_after = xs[second];
-  var dt_after = dts[second];
-  ${attrs.hasZ ? 'var z_after = gate[second];' : ''}
-  for (var t4 = 0u; t4 < len4; t4++) {
-    let xv = x_next;
-    let dt_raw = dt_next;
-    ${attrs.hasZ ? 'let zv = z_next;' : ''}
-    x_next = x_after;
-    dt_next = dt_after;
-    ${attrs.hasZ ? 'z_next = z_after;' : ''}
-    let ahead = row4 + min(t4 + 2u, len4 - 1u);
-    x_after = xs[ahead];
-    dt_after = dts[ahead];
-    ${attrs.hasZ ? 'z_after = gate[ahead];' : ''}
-    let dt = vec4<f32>(step_dt(dt_raw.x, bias), step_dt(dt_raw.y, bias), step_dt(dt_raw.z, bias), step_dt(dt_raw.w, bias));
-    let dtx = dt * xv;
-    var acc = vec4<f32>(0.0);
-    for (var s = 0u; s < N; s++) {
-      let bv = ${operand4('b_mat', attrs.bLayout, 'b_base')};
-      let cv = ${operand4('c_mat', attrs.cLayout, 'c_base')};
-      let dA = exp_dt_a4(dt, vec4<f32>(a_hi[s]), vec4<f32>(a_lo[s]));
-      let dBu = dtx * bv;
-      var hs = h[s];
-      hs = fma(dA.x, hs, dBu.x);
-      acc.x = fma(cv.x, hs, acc.x);
-      hs = fma(dA.y, hs, dBu.y);
-      acc.y = fma(cv.y, hs, acc.y);
-      hs = fma(dA.z, hs, dBu.z);
-      acc.z = fma(cv.z, hs, acc.z);
-      hs = fma(dA.w, hs, dBu.w);
-      acc.w = fma(cv.w, hs, acc.w);
-      h[s] = hs;
-    }
-    ${attrs.hasD ? 'acc += skip * xv;' : ''}
-    ${attrs.hasZ ? 'acc *= vec4<f32>(silu(zv.x), silu(zv.y), silu(zv.z), silu(zv.w));' : ''}
-    y[row4 + t4] = acc;
+  ${load('var', '0u')}
+  for (var group = 0u; group < len4; group += ${TILES_IN_FLIGHT}u) {
+    ${load('let', `group + ${TILES_IN_FLIGHT}u`)}
+    ${tiles.map(tile).join('')}
+    ${streams.flatMap(([v]) => tiles.map((k) => `${v}${k} = ${v}${k}_next;`)).join('\n    ')}
   }${tail}`;
 }
 
