@@ -70,10 +70,10 @@ export interface CausalConvOptions {
   /** 'fft' (default): O(L log L) per channel. 'direct': O(L^2), one thread per output. */
   readonly algorithm?: CausalConvAlgorithm;
   /**
-   * WebGPU FFT passes. 'auto' (default) and 'workgroup': every stage in workgroup memory
-   * (one workgroup per channel, barriers between stages) when the FFT length fits
-   * (`localFftCapacity(backend)`, 2048 with 32 KiB), else one global pass per stage.
-   * 'global': always one pass per stage. gpu.js always runs global passes.
+   * WebGPU FFT passes. 'auto' (default) and 'workgroup': radix-2 Stockham stages in workgroup
+   * memory, one pass when the FFT length M fits (`localFftCapacity(backend)`, 2048 with
+   * 32 KiB), the four-step FFT in two such passes up to capacity^2 (M = M1 M2), else one
+   * global pass per stage. 'global': always one pass per stage. gpu.js always runs global passes.
    */
   readonly fft?: FftVariant;
 }
@@ -288,8 +288,10 @@ export async function causalConv(u: Tensor, K: Tensor, options: CausalConvOption
   const L = checkLength(u.shape[1], 'u.shape[1] (L)');
   const M = fftLength(L);
   if (algorithm === 'fft') {
-    checkGpuJsIndexRange(u.backend, `FFT buffer [${H}, ${M}, 2]`, H * M * 2);
-    checkBindingSize(u.backend, 'FFT buffer', H * M * 2, [H, M, 2]);
+    // Four FFT buffers of [ceil(H / 2), M] complex values (channels go in pairs).
+    const rows = Math.ceil(H / 2);
+    checkGpuJsIndexRange(u.backend, `FFT buffer [${rows}, ${M}, 2]`, rows * M * 2);
+    checkBindingSize(u.backend, 'FFT buffer', rows * M * 2, [rows, M, 2]);
   } else {
     checkGpuJsIndexRange(u.backend, 'u', H * L);
   }

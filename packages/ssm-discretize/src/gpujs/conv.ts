@@ -1,6 +1,6 @@
 /**
  * gpu.js programs of the causal convolution (the twins of ../webgpu/conv.ts): the same FFT
- * pipeline (pack u + iK, radix-2 Stockham stages, split-and-multiply, the same FFT again,
+ * pipeline (pack channel pairs of u and of K, radix-2 Stockham stages, split-and-multiply, the same FFT again,
  * unpack), with one thread per output value per stage, since gpu.js has no workgroup memory
  * or barriers: each stage is one kernel over the [H, M, 2] buffer, every thread computing
  * its butterfly and returning its own real or imaginary part. 'direct' is one thread per
@@ -12,17 +12,17 @@ import { CausalConv, type CausalConvAttrs, convShape, singleOutputKernel, twiddl
 
 const LOOP_MAX = 1 << 24;
 
-const PACK = `function fftPack(uIn, K, m, len) {
-  const x = this.thread.x;
-  const i = Math.floor(x / 2);
-  const comp = x - i * 2;
-  const h = Math.floor(i / m);
-  const t = i - h * m;
+const PACK = `function fftPack(x, m, len, channels) {
+  const e = this.thread.x;
+  const i = Math.floor(e / 2);
+  const comp = e - i * 2;
+  const c = Math.floor(i / m);
+  const t = i - c * m;
+  const h = 2 * c + comp;
   if (t < len) {
-    if (comp < 0.5) {
-      return uIn[h * len + t];
+    if (h < channels) {
+      return x[h * len + t];
     }
-    return K[h * len + t];
   }
   return 0.0;
 }`;
@@ -54,7 +54,7 @@ const STAGE = `function fftStage(src, tw, m, ns) {
   return src[2 * j + 1] + sign * (br * wi + bi * wr);
 }`;
 
-const MULTIPLY = `function fftMultiply(src, m) {
+const MULTIPLY = `function fftMultiply(fu, fk, m) {
   const x = this.thread.x;
   const e = Math.floor(x / 2);
   const comp = x - e * 2;
@@ -64,25 +64,41 @@ const MULTIPLY = `function fftMultiply(src, m) {
   if (k === 0) {
     r = 0;
   }
-  const zr = src[2 * e];
-  const zi = src[2 * e + 1];
-  const yr = src[2 * (base + r)];
-  const yi = 0.0 - src[2 * (base + r) + 1];
-  const ur = 0.5 * (zr + yr);
-  const ui = 0.5 * (zi + yi);
-  const kr = 0.5 * (zi - yi);
-  const ki = -0.5 * (zr - yr);
+  const ar = fu[2 * e];
+  const ai = fu[2 * e + 1];
+  const br = fu[2 * (base + r)];
+  const bi = 0.0 - fu[2 * (base + r) + 1];
+  const u0r = 0.5 * (ar + br);
+  const u0i = 0.5 * (ai + bi);
+  const u1r = 0.5 * (ai - bi);
+  const u1i = -0.5 * (ar - br);
+  const cr = fk[2 * e];
+  const ci = fk[2 * e + 1];
+  const dr = fk[2 * (base + r)];
+  const di = 0.0 - fk[2 * (base + r) + 1];
+  const k0r = 0.5 * (cr + dr);
+  const k0i = 0.5 * (ci + di);
+  const k1r = 0.5 * (ci - di);
+  const k1i = -0.5 * (cr - dr);
+  const y0r = u0r * k0r - u0i * k0i;
+  const y0i = u0r * k0i + u0i * k0r;
+  const y1r = u1r * k1r - u1i * k1i;
+  const y1i = u1r * k1i + u1i * k1r;
   if (comp < 0.5) {
-    return ur * kr - ui * ki;
+    return y0r - y1i;
   }
-  return 0.0 - (ur * ki + ui * kr);
+  return 0.0 - (y0i + y1r);
 }`;
 
 const UNPACK = `function fftUnpack(src, m, len, invM) {
   const x = this.thread.x;
   const h = Math.floor(x / len);
   const t = x - h * len;
-  return src[2 * (h * m + t)] * invM;
+  const c = Math.floor(h / 2);
+  if (h - c * 2 > 0.5) {
+    return 0.0 - src[2 * (c * m + t) + 1] * invM;
+  }
+  return src[2 * (c * m + t)] * invM;
 }`;
 
 const DIRECT = `function convDirect(uIn, K, len) {
@@ -136,21 +152,22 @@ async function writeConv(
     await backend.run(program('ssm_conv_direct', DIRECT, [u, K], [L], y));
     return;
   }
+  // Channels go in pairs: row c of each buffer holds channels 2c and 2c + 1 (see ../webgpu/conv.ts).
+  const rows = Math.ceil(H / 2);
   const tw = backend.tensor(twiddles(M), [Math.max(1, M / 2), 2]);
-  const a = backend.empty([H, M, 2]);
-  const b = backend.empty([H, M, 2]);
-  const c = backend.empty([H, M, 2]);
+  const buffers = [0, 1, 2, 3].map(() => backend.empty([rows, M, 2]));
+  const [a, b, c, d] = buffers as [Tensor, Tensor, Tensor, Tensor];
   try {
-    await backend.run(program('ssm_fft_pack', PACK, [u, K], [M, L], a));
-    await fft(backend, M, tw, a, b, c);
-    await backend.run(program('ssm_fft_multiply', MULTIPLY, [b], [M], a));
-    await fft(backend, M, tw, a, b, c);
-    await backend.run(program('ssm_fft_unpack', UNPACK, [b], [M, L, 1 / M], y));
+    await backend.run(program('ssm_fft_pack', PACK, [u], [M, L, H], a));
+    await backend.run(program('ssm_fft_pack', PACK, [K], [M, L, H], b));
+    await fft(backend, M, tw, a, c, d);
+    await fft(backend, M, tw, b, a, d);
+    await backend.run(program('ssm_fft_multiply', MULTIPLY, [c, a], [M], b));
+    await fft(backend, M, tw, b, c, d);
+    await backend.run(program('ssm_fft_unpack', UNPACK, [c], [M, L, 1 / M], y));
   } finally {
     tw.dispose();
-    a.dispose();
-    b.dispose();
-    c.dispose();
+    for (const t of buffers) t.dispose();
   }
 }
 
