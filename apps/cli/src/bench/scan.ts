@@ -8,11 +8,14 @@
  * many bytes each, so "% of copy" is the fraction of the device's practical bandwidth.
  */
 import { type Backend, compareToReference, type HostTensor, type Tensor } from '@longseq/backend';
-import { type ScanAlgorithm, selectiveScan, selectiveScanRef } from '@longseq/selective-scan';
+import { selectiveScan, selectiveScanRef } from '@longseq/selective-scan';
 import { type BackendName, createBackend, describeAdapter, type Timing, timeWork } from '../backends';
 import { messageOf } from '../errors';
 import { copyProgram } from './copy';
 import { inputCopies } from './softmax';
+
+export const SCAN_KERNELS = ['sequential', 'parallel', 'parallel-tree'] as const;
+export type ScanKernel = (typeof SCAN_KERNELS)[number];
 
 export interface ScanBenchConfig {
   readonly backends: readonly BackendName[];
@@ -20,7 +23,11 @@ export interface ScanBenchConfig {
   readonly channels: number;
   readonly lengths: readonly number[];
   readonly states: number;
-  readonly algorithms: readonly Exclude<ScanAlgorithm, 'auto'>[];
+  /**
+   * Kernels to time: 'sequential', 'parallel' (subgroup scan where the device has subgroups)
+   * and 'parallel-tree' (the parallel kernel with the workgroup-memory tree; WebGPU only).
+   */
+  readonly algorithms: readonly ScanKernel[];
   readonly repeats: number;
   readonly warmup: number;
   /** Kernel calls per measurement; default: enough for ~200 ms, up to 20 (WebGPU) or 2 (gpu.js). */
@@ -38,7 +45,7 @@ export interface ScanBenchResult {
   readonly n: number;
   readonly states: number;
   readonly kernel: 'copy' | 'scan';
-  readonly algorithm?: Exclude<ScanAlgorithm, 'auto'>;
+  readonly algorithm?: ScanKernel;
   readonly label: string;
   readonly medianMs: number;
   readonly minMs: number;
@@ -298,13 +305,22 @@ export async function benchScan(
           for (const algorithm of config.algorithms) {
             const label = algorithm;
             onStep(`${name} L=${L} ${label}`);
+            if (algorithm === 'parallel-tree' && !backend.features.has('subgroups')) {
+              const reason =
+                backend.kind === 'webgpu'
+                  ? 'no subgroups on this device: parallel already uses the tree'
+                  : 'gpu.js has no workgroups';
+              skipped.push({ backend: name, n: L, label, reason, error: false });
+              continue;
+            }
             const run = (s: (typeof sets)[number]) =>
               selectiveScan(s.u, s.delta, A, s.B, s.C, {
                 D,
                 z: s.z,
                 deltaBias: bias,
                 deltaSoftplus: true,
-                algorithm,
+                algorithm: algorithm === 'sequential' ? 'sequential' : 'parallel',
+                subgroups: algorithm !== 'parallel-tree',
               });
             try {
               const first = await run(sets[0]!);

@@ -2,7 +2,13 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
-import { benchScan, countScanSteps, type ScanBenchConfig, type ScanBenchReport } from '../bench/scan';
+import {
+  benchScan,
+  countScanSteps,
+  SCAN_KERNELS,
+  type ScanBenchConfig,
+  type ScanBenchReport,
+} from '../bench/scan';
 import type { BenchResult } from '../bench/softmax';
 import { plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
@@ -14,7 +20,6 @@ import { jsonNumbers } from './verify';
 
 /** Defaults sized for SwiftShader; on a GPU pass --batch 8 --d 2048 --lengths 4096 --n 16. */
 const DEFAULTS = { batch: 1, d: 16, lengths: [64, 256, 1024], n: 16, repeats: 5, warmup: 2, seed: 1234 };
-const ALGORITHMS = ['sequential', 'parallel'] as const;
 
 /** `longseq bench scan`: the selective scan against a copy of the same bytes, sequential and parallel. */
 export async function benchScanCommand(args: string[], io: Io): Promise<number> {
@@ -42,10 +47,10 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
   const timer = stringFlag(p, 'timer') ?? 'auto';
   if (timer !== 'auto' && timer !== 'wall')
     throw new UsageError(`--timer: expected auto or wall, got '${timer}'`);
-  const algorithms = (stringFlag(p, 'algorithms') ?? ALGORITHMS.join(',')).split(',');
+  const algorithms = (stringFlag(p, 'algorithms') ?? SCAN_KERNELS.join(',')).split(',');
   for (const a of algorithms) {
-    if (!(ALGORITHMS as readonly string[]).includes(a))
-      throw new UsageError(`--algorithms: expected a list of ${ALGORITHMS.join(', ')}, got '${a}'`);
+    if (!(SCAN_KERNELS as readonly string[]).includes(a))
+      throw new UsageError(`--algorithms: expected a list of ${SCAN_KERNELS.join(', ')}, got '${a}'`);
   }
   const dispatches = stringFlag(p, 'dispatches') === undefined ? undefined : intFlag(p, 'dispatches', 1);
   const config: ScanBenchConfig = {
