@@ -223,7 +223,7 @@ function spanBinding(backend: Backend, attrs: FlashAttentionAttrs): Tensor {
   return backend.tensor(data, [data.length], 'u32');
 }
 
-function tiledForwardSource(t: TileShape, vec4In: boolean): string {
+function tiledForwardSource(t: TileShape, vec4In: boolean, shuffle: boolean): string {
   const loadRow = vec4In
     ? `fn load4(base: u32, c4: u32, valid: bool, which: u32) -> vec4<f32> {
   if (!valid) { return vec4<f32>(0.0); }
@@ -264,12 +264,29 @@ var<workgroup> v_tile: array<vec4<f32>, ${t.bc * t.d4cap}>;
 var<workgroup> p_tile: array<f32, ${t.br * t.pStride}>;
 var<workgroup> row_part: array<f32, ${t.br * t.ntx}>;
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
+${shuffle ? 'var<workgroup> lanes_linear: atomic<u32>;\nvar<workgroup> lanes_linear_plain: u32;' : ''}
 
 ${loadRow}
 
 @compute @workgroup_size(${t.ntx * t.nty})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32${
+    shuffle ? ', @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32' : ''
+  }) {
   ${d4Init(t.d4, t.d4cap)}
+  ${
+    shuffle
+      ? `// The row max merges the NTX threads of a row with subgroup shuffles when they are
+  // consecutive lanes of one subgroup (lid = ty * NTX + tx maps onto lanes in order, as on
+  // NVIDIA and SwiftShader). WebGPU does not promise that layout, so the workgroup checks it
+  // and otherwise takes the workgroup-memory path.
+  if (lid == 0u) { atomicStore(&lanes_linear, 1u); }
+  workgroupBarrier();
+  if (sg_lane != lid % sg_size || sg_size < NTX) { atomicStore(&lanes_linear, 0u); }
+  workgroupBarrier();
+  if (lid == 0u) { lanes_linear_plain = atomicLoad(&lanes_linear); }
+  let use_shuffle = workgroupUniformLoad(&lanes_linear_plain) == 1u;`
+      : 'let use_shuffle = false;'
+  }
   let seq = wid.z;
   let head = wid.y;
   if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
@@ -326,6 +343,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
 
     var s: array<array<f32, ${t.tc}>, ${t.tr}>;
+    var row_max: array<f32, ${t.tr}>;
     for (var a = 0u; a < TR; a++) { for (var c = 0u; c < TC; c++) { s[a][c] = 0.0; } }
     for (var e = 0u; e < D4; e++) {
       var kv: array<vec4<f32>, ${t.tc}>;
@@ -352,13 +370,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         s[a][c] = z;
         part = max(part, z);
       }
-      row_part[row * NTX + tx] = part;
+      ${
+        shuffle
+          ? `if (use_shuffle) {
+        for (var lane_mask = NTX / 2u; lane_mask > 0u; lane_mask = lane_mask / 2u) {
+          part = max(part, subgroupShuffleXor(part, lane_mask));
+        }
+        row_max[a] = part;
+      } else {
+        row_part[row * NTX + tx] = part;
+      }`
+          : 'row_part[row * NTX + tx] = part;'
+      }
     }
-    workgroupBarrier();
+    if (!use_shuffle) { workgroupBarrier(); }
     for (var a = 0u; a < TR; a++) {
       let row = ty * TR + a;
       var m_new = m[a];
-      for (var t = 0u; t < NTX; t++) { m_new = max(m_new, row_part[row * NTX + t]); }
+      if (use_shuffle) {
+        m_new = max(m_new, row_max[a]);
+      } else {
+        for (var t = 0u; t < NTX; t++) { m_new = max(m_new, row_part[row * NTX + t]); }
+      }
       let alpha = select(exp(m[a] - m_new), 1.0, m[a] == m_new);
       var sum = 0.0;
       for (var c = 0u; c < TC; c++) {
@@ -602,17 +635,21 @@ async function writeForward(
     // vec4 loads only where the head dim fills the tile's capacity (d = 64 on the usual
     // tiles): every other head dim shares one program with scalar loads, so few compile.
     const vec4In = layout.d % 4 === 0 && t.d4 === t.d4cap;
+    // Subgroup shuffles for the row max where a row's NTX threads fit in the smallest subgroup.
+    const shuffle =
+      attrs.subgroups && backend.features.has('subgroups') && backend.limits.subgroupSize >= t.ntx;
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_forward',
-      cacheKey: `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|${d4Key(t.d4, t.d4cap)}|vec4${vec4In ? 1 : 0}`,
+      cacheKey: `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|${d4Key(t.d4, t.d4cap)}|vec4${vec4In ? 1 : 0}|sg${shuffle ? 1 : 0}`,
       inputs: baseInputs(inputs, spans, vec4In),
       outputs: [
         { name: 'out', tensor: out },
         { name: 'lse', tensor: lse },
       ],
       uniforms: commonUniforms(attrs),
-      source: tiledForwardSource(t, vec4In),
+      source: tiledForwardSource(t, vec4In, shuffle),
+      ...(shuffle ? { enables: ['subgroups'] } : {}),
       dispatch: [Math.ceil(layout.maxQLen / t.br), layout.heads, sequences],
     });
   } finally {
