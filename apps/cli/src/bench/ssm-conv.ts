@@ -40,6 +40,9 @@ import { Progress } from '../progress';
 const DEFAULTS = { channels: 4, lengths: [256, 1024, 4096], states: 32, repeats: 5, warmup: 2, seed: 1234 };
 
 const FORMS = ['recurrence', 'fft conv', 'kernel + fft conv'] as const;
+
+/** gpu.js' recurrence is one thread per output re-running the steps before it. */
+const GPUJS_RECURRENCE_MAX = 4096;
 type Form = (typeof FORMS)[number];
 
 export interface SsmConvBenchConfig {
@@ -253,6 +256,17 @@ export async function benchSsmConv(
           };
           for (const label of FORMS) {
             onStep(`${name} L=${L} ${label}`);
+            if (label === 'recurrence' && backend.kind === 'gpujs' && L > GPUJS_RECURRENCE_MAX) {
+              // gpu.js re-runs the recurrence per output (O(L^2 N)): a cross-check, not a contender.
+              skipped.push({
+                backend: name,
+                n: L,
+                label,
+                reason: `gpu.js recurrence is O(L^2 N); run up to L = ${GPUJS_RECURRENCE_MAX}`,
+                error: false,
+              });
+              continue;
+            }
             try {
               const first = await runs[label]();
               const got = await first.read().finally(() => first.dispose());
