@@ -66,6 +66,8 @@ export interface StepResult {
 
 interface Group {
   readonly request: Request;
+  /** Arrival order: FCFS admits the lowest first and preempts the highest first. */
+  readonly arrival: number;
   /** Sequence ids while admitted. */
   seqIds: number[];
   /** Generated tokens so far (of the first sequence, for recompute of single-sequence groups). */
@@ -77,6 +79,8 @@ interface Group {
   state: 'waiting' | 'running' | 'swapped';
 }
 
+const byArrival = (a: Group, b: Group): number => a.arrival - b.arrival;
+
 export class Scheduler {
   readonly manager: BlockManager;
   readonly preemption: PreemptionMode;
@@ -86,6 +90,7 @@ export class Scheduler {
   private readonly running: Group[] = [];
   private readonly swapped: Group[] = [];
   private readonly ids = new Set<number>();
+  private arrivals = 0;
 
   constructor(manager: BlockManager, options: SchedulerOptions = {}) {
     this.manager = manager;
@@ -147,6 +152,7 @@ export class Scheduler {
     this.ids.add(request.id);
     this.waiting.push({
       request,
+      arrival: this.arrivals++,
       seqIds: [],
       generated: 0,
       pending: new Map(),
@@ -196,6 +202,7 @@ export class Scheduler {
         result.swapIn.push(...m.swapIn(g.seqIds).copies);
         g.state = 'running';
         this.running.push(g);
+        this.running.sort(byArrival);
         free = m.device.available - this.running.reduce((n, r) => n + needs(r), 0);
         seqs += g.seqIds.length;
       }
@@ -247,6 +254,7 @@ export class Scheduler {
       for (let i = 1; i < width; i++) g.seqIds.push(m.fork(r.seqId));
       g.state = 'running';
       this.running.push(g);
+      this.running.sort(byArrival);
       result.prefilled.push(g.request.id);
     }
     // 5. sample, reselect beams, retire finished requests
@@ -295,7 +303,7 @@ export class Scheduler {
       result.swapOut.push(...m.swapOut(g.seqIds).copies);
       g.state = 'swapped';
       this.swapped.push(g);
-      this.swapped.sort((a, b) => a.request.id - b.request.id);
+      this.swapped.sort(byArrival);
       result.preempted.push({ requestId: g.request.id, mode: 'swap' });
       return;
     }
@@ -313,6 +321,7 @@ export class Scheduler {
     g.pending.clear();
     g.state = 'waiting';
     this.waiting.unshift(g);
+    this.waiting.sort(byArrival);
     result.preempted.push({ requestId: g.request.id, mode: 'recompute' });
   }
 }

@@ -121,7 +121,7 @@ export async function benchPagedKvCommand(args: string[], io: Io): Promise<numbe
       [row(report.contiguous), row(report.paged)],
     ),
     '',
-    `paged vs contiguous: ${report.concurrencyGain.toFixed(1)}x max concurrent sequences, ${report.throughputGain.toFixed(1)}x requests per step` +
+    `paged vs contiguous: ${report.concurrencyGain.toFixed(1)}x max concurrent sequences (${(report.paged.meanConcurrent / Math.max(report.contiguous.meanConcurrent, 1e-9)).toFixed(1)}x on average), ${report.throughputGain.toFixed(1)}x requests per step` +
       (report.paged.prefixCachedTokens > 0
         ? `; ${report.paged.prefixCachedTokens} prompt tokens from the prefix cache`
         : ''),
