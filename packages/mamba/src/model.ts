@@ -64,6 +64,11 @@ export class MambaState {
 export interface ForwardOptions {
   /** Also return the state after the last token, to continue with `step()`. */
   readonly returnState?: boolean;
+  /**
+   * Only the last position's logits, `[B, 1, V]`: the LM head runs on one row per sequence
+   * instead of L (what generation needs after a prompt).
+   */
+  readonly lastOnly?: boolean;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -166,7 +171,17 @@ export class MambaModel {
         hidden.dispose();
         hidden = next;
       }
-      const logits = await this.head(hidden);
+      let last = hidden;
+      if (options.lastOnly) {
+        // Row b * L + L - 1 of hidden viewed as [B * L, M]: each sequence's last position.
+        const rows = backend.tensor(
+          Array.from({ length: batch }, (_, b) => b * length + length - 1),
+          [batch, 1],
+          'i32',
+        );
+        last = await gather(hidden.reshape([batch * length, this.config.dModel]), rows);
+      }
+      const logits = await this.head(last);
       hidden.dispose();
       // Returned in plain arrays so the scope keeps them (it does not look inside class instances).
       return { logits, conv, ssm };
@@ -415,14 +430,10 @@ export class MambaModel {
     let state: MambaState;
     let last: Float32Array;
     if (prefill === 'scan') {
-      const { logits, state: s } = await this.forward(ids, { returnState: true });
+      const { logits, state: s } = await this.forward(ids, { returnState: true, lastOnly: true });
       state = s!;
-      const length = ids[0]!.length;
-      const all = (await logits.read()) as Float32Array;
+      last = (await logits.read()) as Float32Array;
       logits.dispose();
-      last = new Float32Array(batch * vocab);
-      for (let b = 0; b < batch; b++)
-        last.set(all.subarray((b * length + length - 1) * vocab, (b * length + length) * vocab), b * vocab);
     } else {
       state = this.createState(batch);
       let logits: Tensor | undefined;

@@ -63,6 +63,17 @@ describeEachBackend('MambaModel on mamba-tiny', (ctx) => {
     logits.dispose();
   });
 
+  it('forward with lastOnly gives the last position of each sequence, [B, 1, V]', async () => {
+    const { logits } = await model.forward(golden.input_ids, { lastOnly: true });
+    expect(logits.shape).toEqual([2, 1, vocab]);
+    const got = await logits.read();
+    for (let b = 0; b < 2; b++) {
+      const err = maxRelativeError(got.subarray(b * vocab, (b + 1) * vocab), golden.logits[b]![23]!, vocab);
+      expect(err).toBeLessThan(REL_TOL);
+    }
+    logits.dispose();
+  });
+
   // WebGPU decodes through its fused kernels by default ('auto'), and can be made to take the
   // composed path that gpu.js always takes; both are checked there.
   const paths: ('auto' | 'composed')[] = ctx.name === 'webgpu' ? ['auto', 'composed'] : ['auto'];

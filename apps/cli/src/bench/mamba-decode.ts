@@ -135,11 +135,12 @@ async function run(
   };
   const prompt = Array.from({ length: config.batch }, () => Array.from({ length: config.prompt }, nextId));
 
-  // Prefill: forward over the prompt, state returned, last logits read (what generate does).
+  // Prefill: forward over the prompt, the state returned and the last position's logits read
+  // (what generate does).
   const prefillSamples: number[] = [];
   for (let i = 0; i < config.warmup + config.repeats; i++) {
     const start = performance.now();
-    const { logits, state } = await mamba.forward(prompt, { returnState: true });
+    const { logits, state } = await mamba.forward(prompt, { returnState: true, lastOnly: true });
     await logits.read();
     const ms = performance.now() - start;
     logits.dispose();
@@ -164,16 +165,10 @@ async function run(
       const samples: number[] = [];
       const deviceSamples: number[] = [];
       for (let i = 0; i < config.warmup + config.repeats; i++) {
-        const { logits, state } = await mamba.forward(prompt, { returnState: true });
+        const { logits, state } = await mamba.forward(prompt, { returnState: true, lastOnly: true });
         const all = await logits.read();
         logits.dispose();
-        let ids = prompt.map((_, b) =>
-          argmax(
-            all,
-            (b * config.prompt + config.prompt - 1) * c.vocabSize,
-            (b * config.prompt + config.prompt) * c.vocabSize,
-          ),
-        );
+        let ids = prompt.map((_, b) => argmax(all, b * c.vocabSize, (b + 1) * c.vocabSize));
         const chosen: number[] = [];
         // Greedy decoding as generate does it: step, read the logits, argmax on the host.
         await backend.sync();
