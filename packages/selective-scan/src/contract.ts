@@ -47,6 +47,8 @@ export interface SelectiveScanAttrs {
   readonly exp: ScanExp;
   /** WebGPU parallel kernel: scan across threads with subgroup shuffles where the device has them. */
   readonly subgroups: boolean;
+  /** WebGPU parallel kernel: segments per sequence scanned by separate workgroups ('auto': enough to fill the device). */
+  readonly segments: number | 'auto';
   readonly yShape: readonly number[];
   readonly stateShape: readonly number[];
 }

@@ -73,6 +73,14 @@ export interface SelectiveScanOptions {
    * memory (2 log2(64) barriers). Default true; false forces the tree (for comparison).
    */
   readonly subgroups?: boolean;
+  /**
+   * WebGPU parallel kernel: cut each sequence into this many segments, scanned by separate
+   * workgroups in three passes (segment totals, the state entering each segment, then y).
+   * 'auto' (default): 1 when batch x ceil(d / 4) already gives 1024 workgroups, else as many
+   * as that takes, up to one per chunk of 256 steps. Lets few channels with a long sequence
+   * fill a GPU.
+   */
+  readonly segments?: number | 'auto';
 }
 
 export interface SelectiveScanResult {
@@ -120,6 +128,13 @@ function optionalTensor(value: unknown, argument: string, backend: Backend): Ten
   checkDType(t, argument, ['f32']);
   checkSameBackend(backend, { [argument]: t });
   return t;
+}
+
+function checkPositiveInteger(value: unknown, argument: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new ArgumentError(argument, "an integer >= 1 or 'auto'", value);
+  }
+  return value;
 }
 
 function optionalBoolean(value: unknown, argument: string): boolean {
@@ -200,6 +215,10 @@ function parse(
   const exp = checkOneOf(options.exp ?? 'auto', 'options.exp', EXP_MODES);
   const subgroups =
     options.subgroups === undefined ? true : optionalBoolean(options.subgroups, 'options.subgroups');
+  const segments =
+    options.segments === undefined || options.segments === 'auto'
+      ? 'auto'
+      : checkPositiveInteger(options.segments, 'options.segments');
 
   for (const [name, t] of Object.entries({ u, delta, A, B, C, D, z, deltaBias, initialState })) {
     if (t) checkBindingSize(backend, name, t.size, t.shape);
@@ -226,6 +245,7 @@ function parse(
       algorithm,
       exp,
       subgroups,
+      segments,
       yShape: [batch, d, L],
       stateShape: [batch, d, n],
     },

@@ -208,7 +208,7 @@ describeEachBackend('selectiveScan', (ctx) => {
     }
   });
 
-  it('parallel: the subgroup scan and the workgroup-memory tree both match the reference', async () => {
+  it('parallel: subgroup scan or tree, one pass or segments in three passes, all match the reference', async () => {
     const seed = freshSeed();
     const c: ScanCase = {
       batch: 2,
@@ -226,15 +226,25 @@ describeEachBackend('selectiveScan', (ctx) => {
     const { ref64, ref32 } = references(c, p);
     const t = upload(ctx.backend, p);
     try {
-      for (const subgroups of [true, false]) {
+      const variants = [
+        { subgroups: true, segments: 1 },
+        { subgroups: false, segments: 1 },
+        { subgroups: true, segments: 'auto' as const },
+        { subgroups: false, segments: 2 },
+      ];
+      for (const { subgroups, segments } of variants) {
         const r = await selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
           ...scanOptions(c, t, 'parallel'),
           subgroups,
+          segments,
         });
         const [y, h] = [await r.y.read(), await r.lastState!.read()];
         r.y.dispose();
         r.lastState!.dispose();
-        expectClose(y, ref64.y.data, ref32.y.data, { label: `subgroups ${subgroups} y`, seed });
+        expectClose(y, ref64.y.data, ref32.y.data, {
+          label: `subgroups ${subgroups} segments ${segments} y`,
+          seed,
+        });
         expectClose(h, ref64.lastState!.data, ref32.lastState!.data, {
           label: `subgroups ${subgroups} state`,
           seed,

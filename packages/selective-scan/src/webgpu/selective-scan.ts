@@ -174,8 +174,13 @@ fn c_index(b: u32, c: u32, s: u32, t: u32) -> u32 {
 `;
 }
 
-function uniformsFor(attrs: SelectiveScanAttrs): WgslUniform[] {
+function uniformsFor(
+  attrs: SelectiveScanAttrs,
+  seg: Segmentation = { segments: 1, segLen: attrs.length },
+): WgslUniform[] {
   return [
+    { name: 'segments', type: 'u32', value: seg.segments },
+    { name: 'seg_len', type: 'u32', value: seg.segLen },
     { name: 'batch', type: 'u32', value: attrs.batch },
     { name: 'd', type: 'u32', value: attrs.channels },
     { name: 'len', type: 'u32', value: attrs.length },
@@ -185,6 +190,33 @@ function uniformsFor(attrs: SelectiveScanAttrs): WgslUniform[] {
     { name: 'c_heads', type: 'u32', value: attrs.channels / attrs.cGroups },
     ...paramsLayout(attrs),
   ];
+}
+
+/** How the parallel kernel cuts sequences: `segments` pieces of `segLen` steps (a multiple of the chunk). */
+interface Segmentation {
+  readonly segments: number;
+  readonly segLen: number;
+}
+
+/** Workgroups the parallel kernel aims for before it splits sequences into segments. */
+const SEGMENT_TARGET_WORKGROUPS = 1024;
+
+/**
+ * Segments per sequence: with few (batch, 4-channel) blocks the single pass would leave most
+ * of a GPU idle while each workgroup walks its sequence alone, so long sequences are cut
+ * until there are about SEGMENT_TARGET_WORKGROUPS workgroups (or one segment per chunk).
+ */
+export function parallelSegments(backend: Backend, attrs: SelectiveScanAttrs): Segmentation {
+  const chunk = parallelChunkLength(backend);
+  const chunks = Math.ceil(attrs.length / chunk);
+  const blocks = attrs.batch * Math.ceil(attrs.channels / PARALLEL_CHANNELS);
+  const wanted =
+    attrs.segments === 'auto'
+      ? Math.max(1, Math.floor(SEGMENT_TARGET_WORKGROUPS / Math.max(blocks, 1)))
+      : attrs.segments;
+  const perSegment = Math.ceil(chunks / Math.min(Math.max(1, wanted), chunks));
+  const segLen = perSegment * chunk;
+  return { segments: Math.ceil(attrs.length / segLen), segLen };
 }
 
 /**
@@ -470,12 +502,24 @@ const SUBGROUP_SCAN_WGSL = `
         xb = ea * xb + eb;
         xa = xa * ea;`;
 
+/**
+ * The parallel kernel's passes. 'single': one workgroup walks a whole sequence (its 4
+ * channels) chunk by chunk. With segments, each sequence is cut into segments scanned by
+ * separate workgroups: 'totals' scans each segment from h = 0 and writes its total pair
+ * (the product of its dA, and the state it ends in); selective_scan_segment_carries folds
+ * those into the state entering each segment; 'output' rescans each segment from that
+ * state and writes y.
+ */
+type ParallelMode = 'single' | 'totals' | 'output';
+
 function parallelSource(
   attrs: SelectiveScanAttrs,
   threads: number,
   fastExp: boolean,
   subgroups: boolean,
+  mode: ParallelMode,
 ): string {
+  const totals = mode === 'totals';
   // A vec4 of one expression per channel lane r (0..3).
   const lanes = (f: (r: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(f).join(', ')})`;
   const vec4Of = (f: string) => lanes((r) => f.replaceAll('$', `ch[${r}]`));
@@ -494,6 +538,7 @@ const CHUNK: u32 = THREADS * ITEMS;
 var<workgroup> scan_a: array<vec4<f32>, THREADS>;
 var<workgroup> scan_b: array<vec4<f32>, THREADS>;
 var<workgroup> carry: array<vec4<f32>, N>;
+${totals ? '// The product of dA over the segment so far, per state (the a of its total pair).\nvar<workgroup> carry_a: array<vec4<f32>, N>;' : ''}
 ${
   subgroups
     ? `// Subgroup path: one total pair per subgroup, and whether the subgroups are contiguous
@@ -519,10 +564,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }) {
   let blocks = (u.d + 3u) / 4u;
   let group = wid.x + wid.y * nwg.x;
-  let b = group / blocks;
+  let seg = group % u.segments;
+  let b = group / u.segments / blocks;
   // Uniform across the workgroup, so returning here keeps the barriers below uniform.
   if (b >= u.batch) { return; }
-  let c0 = (group % blocks) * 4u;
+  let c0 = (group / u.segments % blocks) * 4u;
+  let seg_start = seg * u.seg_len;
+  let seg_end = min(u.len, seg_start + u.seg_len);
   // One channel per vec4 lane; lanes past d repeat channel d - 1 and are never written.
   var ch: array<u32, 4>;
   for (var r = 0u; r < 4u; r++) { ch[r] = min(c0 + r, u.d - 1u); }
@@ -532,7 +580,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let skip = ${attrs.hasD ? vec4Of('params[u.d_off + $]') : 'vec4<f32>(0.0)'};
 
   for (var s = lid; s < N; s += THREADS) {
-    carry[s] = ${attrs.hasInitialState ? vec4Of('params[u.h0_off + (b * u.d + $) * N + s]') : 'vec4<f32>(0.0)'};
+    carry[s] = ${
+      mode === 'output'
+        ? vec4Of('carries_in[((b * u.d + $) * u.segments + seg) * N + s]')
+        : mode === 'single' && attrs.hasInitialState
+          ? vec4Of('params[u.h0_off + (b * u.d + $) * N + s]')
+          : 'vec4<f32>(0.0)'
+    };
+    ${totals ? 'carry_a[s] = vec4<f32>(1.0);' : ''}
   }
   ${
     subgroups
@@ -551,7 +606,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       : 'workgroupBarrier();'
   }
 
-  for (var start = 0u; start < u.len; start += CHUNK) {
+  for (var start = seg_start; start < seg_end; start += CHUNK) {
     let first = start + lid * ITEMS;
     // This thread's steps: dt, dt * u and the running y. Steps past the end get dt = 0,
     // the identity step (dA = 1, dBu = 0), so they leave the carry alone.
@@ -564,7 +619,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let raw = ${lanes((r) => `dts[row[${r}] + t]`)};
       let v = raw${attrs.hasDeltaBias ? ' + bias' : ''};
       let stepdt = ${attrs.deltaSoftplus ? 'softplus4(v)' : 'v'};
-      dt[k] = select(vec4<f32>(0.0), stepdt, first + k < u.len);
+      dt[k] = select(vec4<f32>(0.0), stepdt, first + k < seg_end);
       x[k] = ${lanes((r) => `xs[row[${r}] + t]`)};
       dtx[k] = dt[k] * x[k];
       acc[k] = vec4<f32>(0.0);
@@ -586,6 +641,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         pa = pa * dA[k];
         pb = dA[k] * pb + dBu[k];
       }
+      let local_a = pa;
       // 2. The exclusive prefix (xa, xb) of this thread's pair across the workgroup.
       var xa = vec4<f32>(1.0);
       var xb = vec4<f32>(0.0);
@@ -594,18 +650,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let h_in = carry[s];
       var h = xa * h_in + xb;
       for (var k = 0u; k < ITEMS; k++) {
-        let t = min(first + k, u.len - 1u);
-        let cv = ${operand('c', attrs.cLayout, attrs.cGroups)};
         h = dA[k] * h + dBu[k];
-        acc[k] += cv * h;
+        ${
+          totals
+            ? ''
+            : `let t = min(first + k, u.len - 1u);
+        let cv = ${operand('c', attrs.cLayout, attrs.cGroups)};
+        acc[k] += cv * h;`
+        }
       }
       workgroupBarrier();
       // The last thread's state after its steps is the state after the chunk: the next carry.
-      if (lid == THREADS - 1u) { carry[s] = h; }
+      if (lid == THREADS - 1u) {
+        carry[s] = h;
+        ${totals ? "// The chunk's product of dA: every thread's before it (xa), then its own.\n        carry_a[s] = carry_a[s] * (xa * local_a);" : ''}
+      }
     }
-    for (var k = 0u; k < ITEMS; k++) {
+    ${
+      totals
+        ? ''
+        : `for (var k = 0u; k < ITEMS; k++) {
       let t = first + k;
-      if (t < u.len) {
+      if (t < seg_end) {
         var out = acc[k];
         ${attrs.hasD ? 'out += skip * x[k];' : ''}
         ${attrs.hasZ ? `out *= ${lanes((r) => `silu(gate[row[${r}] + t])`)};` : ''}
@@ -613,10 +679,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
           if (c0 + r < u.d) { y[row[r] + t] = out[r]; }
         }
       }
+    }`
     }
   }
   ${
-    attrs.returnLastState
+    totals
+      ? `workgroupBarrier();
+  for (var s = lid; s < N; s += THREADS) {
+    for (var r = 0u; r < 4u; r++) {
+      if (c0 + r < u.d) {
+        let j = ((b * u.d + c0 + r) * u.segments + seg) * N + s;
+        seg_a[j] = carry_a[s][r];
+        seg_b[j] = carry[s][r];
+      }
+    }
+  }`
+      : ''
+  }
+  ${
+    mode === 'single' && attrs.returnLastState
       ? `workgroupBarrier();
   for (var s = lid; s < N; s += THREADS) {
     let h = carry[s];
@@ -636,21 +717,40 @@ function program(
   outputs: ScanOutputs,
   params: Tensor,
   fastExp: boolean,
+  mode: ParallelMode = 'single',
+  seg?: Segmentation,
+  segmentBuffers?: { segA: Tensor; segB: Tensor; carriesIn: Tensor },
 ): WebGpuProgram {
   const parallel = attrs.algorithm === 'parallel';
   const vec4 = !parallel && sequentialVec4(attrs);
-  const { ins, outs } = bindings(inputs, params, outputs, attrs, vec4);
+  let { ins, outs } = bindings(inputs, params, outputs, attrs, vec4);
+  if (mode === 'totals') {
+    // Only what the segment totals need: u, dt, A (params) and B in; the pairs out.
+    ins = ins.filter((b) => b.name !== 'c_mat' && b.name !== 'gate');
+    outs = [
+      { name: 'seg_a', tensor: segmentBuffers!.segA },
+      { name: 'seg_b', tensor: segmentBuffers!.segB },
+    ];
+  } else if (mode === 'output') {
+    ins = [...ins, { name: 'carries_in', tensor: segmentBuffers!.carriesIn }];
+    outs = outs.filter((b) => b.name === 'y');
+  }
   const threads = threadsFor(backend);
   const subgroups = parallel && attrs.subgroups && backend.features.has('subgroups');
-  const name = parallel ? 'selective_scan_parallel' : 'selective_scan_sequential';
+  const name = parallel
+    ? `selective_scan_parallel${mode === 'single' ? '' : `_${mode}`}`
+    : 'selective_scan_sequential';
   const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}`}`;
   let source = sources.get(`${name}|${cacheKey}`);
   if (source === undefined) {
-    source = parallel ? parallelSource(attrs, threads, fastExp, subgroups) : sequentialSource(attrs, fastExp);
+    source = parallel
+      ? parallelSource(attrs, threads, fastExp, subgroups, mode)
+      : sequentialSource(attrs, fastExp);
     sources.set(`${name}|${cacheKey}`, source);
   }
+  const segments = seg?.segments ?? 1;
   const workgroups = parallel
-    ? attrs.batch * Math.ceil(attrs.channels / PARALLEL_CHANNELS)
+    ? attrs.batch * Math.ceil(attrs.channels / PARALLEL_CHANNELS) * segments
     : Math.ceil((attrs.batch * attrs.channels) / SEQUENTIAL_WORKGROUP);
   return {
     kind: 'webgpu',
@@ -658,10 +758,55 @@ function program(
     cacheKey,
     inputs: ins,
     outputs: outs,
-    uniforms: uniformsFor(attrs),
+    uniforms: uniformsFor(attrs, seg),
     source,
     dispatch: dispatch1d(workgroups, backend.limits.maxWorkgroupsPerDimension),
     enables: subgroups ? ['subgroups'] : [],
+  };
+}
+
+/** Pass 2 of the segmented scan: thread per (batch, channel, state) folds the segment pairs in order. */
+function segmentCarriesProgram(
+  backend: Backend,
+  attrs: SelectiveScanAttrs,
+  params: Tensor,
+  seg: Segmentation,
+  buffers: { segA: Tensor; segB: Tensor; carriesIn: Tensor },
+  lastState: Tensor | undefined,
+): WebGpuProgram {
+  const count = attrs.batch * attrs.channels * attrs.states;
+  return {
+    kind: 'webgpu',
+    name: 'selective_scan_segment_carries',
+    cacheKey: `n${attrs.states}-h0${attrs.hasInitialState}-last${!!lastState}`,
+    inputs: [
+      { name: 'params', tensor: params },
+      { name: 'seg_a', tensor: buffers.segA },
+      { name: 'seg_b', tensor: buffers.segB },
+    ],
+    outputs: [
+      { name: 'carries_in', tensor: buffers.carriesIn },
+      ...(lastState ? [{ name: 'h_last', tensor: lastState }] : []),
+    ],
+    uniforms: [...uniformsFor(attrs, seg), { name: 'count', type: 'u32', value: count }],
+    source: /* wgsl */ `
+const N: u32 = ${attrs.states}u;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (i >= u.count) { return; }
+  let bc = i / N;
+  let s = i % N;
+  var h = ${attrs.hasInitialState ? 'params[u.h0_off + i]' : '0.0'};
+  for (var seg = 0u; seg < u.segments; seg++) {
+    let j = (bc * u.segments + seg) * N + s;
+    carries_in[j] = h;
+    h = seg_a[j] * h + seg_b[j];
+  }
+  ${lastState ? 'h_last[i] = h;' : ''}
+}`,
+    dispatch: dispatch1d(Math.ceil(count / 64), backend.limits.maxWorkgroupsPerDimension),
   };
 }
 
@@ -674,10 +819,26 @@ async function writeScan(
   if (attrs.batch === 0) return;
   const fastExp = attrs.exp === 'auto' ? await exp2IsAccurate(backend) : attrs.exp === 'fast';
   const params = await packParams(backend, inputs, attrs);
+  const temporaries: Tensor[] = [params];
   try {
-    await backend.run(program(backend, attrs, inputs, outputs, params, fastExp));
+    const seg = attrs.algorithm === 'parallel' ? parallelSegments(backend, attrs) : undefined;
+    if (!seg || seg.segments === 1) {
+      await backend.run(program(backend, attrs, inputs, outputs, params, fastExp, 'single', seg));
+      return;
+    }
+    // Three passes: segment totals, the state entering each segment, then y.
+    const size = attrs.batch * attrs.channels * seg.segments * attrs.states;
+    const buffers = {
+      segA: backend.empty([size]),
+      segB: backend.empty([size]),
+      carriesIn: backend.empty([size]),
+    };
+    temporaries.push(buffers.segA, buffers.segB, buffers.carriesIn);
+    await backend.run(program(backend, attrs, inputs, outputs, params, fastExp, 'totals', seg, buffers));
+    await backend.run(segmentCarriesProgram(backend, attrs, params, seg, buffers, outputs.lastState));
+    await backend.run(program(backend, attrs, inputs, outputs, params, fastExp, 'output', seg, buffers));
   } finally {
-    params.dispose();
+    for (const t of temporaries) t.dispose();
   }
 }
 
