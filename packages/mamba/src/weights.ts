@@ -123,9 +123,21 @@ export function uploadMambaWeights(backend: Backend, config: MambaConfig, read: 
   }
 }
 
-/** A reader over a loaded checkpoint. */
+/**
+ * A reader over a loaded checkpoint. mamba_ssm's own checkpoints name the embedding
+ * `backbone.embedding.weight`; transformers renames it on load, and so does this reader.
+ */
 export function checkpointReader(checkpoint: Checkpoint): TensorReader {
-  return (name, shape) => checkpoint.read(name, shape);
+  return (name, shape) => {
+    if (
+      name === 'backbone.embeddings.weight' &&
+      !checkpoint.has(name) &&
+      checkpoint.has('backbone.embedding.weight')
+    ) {
+      return checkpoint.read('backbone.embedding.weight', shape);
+    }
+    return checkpoint.read(name, shape);
+  };
 }
 
 /**

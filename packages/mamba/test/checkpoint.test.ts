@@ -3,6 +3,7 @@ import { describeEachBackend, freshSeed } from '@longseq/test-harness';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MambaModel, mambaConfig, mambaConfigFromHf, mambaRef, randomReader } from '../src';
 import {
+  GOLDEN,
   REL_TOL,
   cleanTempDirs,
   goldenConfig,
@@ -68,6 +69,19 @@ describeEachBackend('MambaModel checkpoints', (ctx) => {
     expect(err).toBeInstanceOf(MissingTensorError);
     expect(err.message).toMatch(/backbone\.layers\.1\.mixer\.D/);
     expect(ctx.backend.memory().tensors).toBe(before.tensors);
+  });
+
+  it("mamba_ssm's name for the embedding (backbone.embedding.weight) loads like transformers'", async () => {
+    const { 'backbone.embeddings.weight': embeddings, ...rest } = goldenTensors();
+    const dir = writeCheckpoint(goldenConfig(), { 'backbone.embedding.weight': embeddings!, ...rest });
+    const model = await MambaModel.load(ctx.backend, dir);
+    const reference = await MambaModel.load(ctx.backend, GOLDEN);
+    const [a, b] = [await model.forward([[1, 2, 3]]), await reference.forward([[1, 2, 3]])];
+    expect(Array.from(await a.logits.read())).toEqual(Array.from(await b.logits.read()));
+    a.logits.dispose();
+    b.logits.dispose();
+    model.dispose();
+    reference.dispose();
   });
 
   it('a misshapen tensor is a ShapeError naming it and both shapes', async () => {
