@@ -4,6 +4,7 @@ import { freshSeed, rng } from '@longseq/test-harness';
 import { describe, expect, it } from 'vitest';
 import {
   DISCRETIZATION_METHODS,
+  MAX_DENSE_STATE,
   type DiscretizationMethod,
   type Matrix,
   discretize,
@@ -239,6 +240,13 @@ describe('discretize: bad input', () => {
         0.1,
       ),
     ).toThrow(/^A\[0\]/);
+    // Unsupported size: the dense float64 routines stop at MAX_DENSE_STATE states.
+    const n = MAX_DENSE_STATE + 1;
+    const big = { rows: n, cols: n, data: new Float64Array(n * n) };
+    const tall = { rows: n, cols: 1, data: new Float64Array(n) };
+    expect(() => discretize({ A: big, B: tall, C: [[0]], D: [[0]] }, 0.1)).toThrow(
+      /^A: expected a state size n <= 1024/,
+    );
   });
   it('singular I - alpha dt A for bilinear and gbt names A', () => {
     // I - dt/2 A = 0 when A = (2 / dt) I.
