@@ -124,6 +124,29 @@ describeEachBackend('selectiveScan bad input', (ctx) => {
     await rejects((v) => selectiveScan(v.u, v.delta, t([4, n]), t([4, n]), t([4, n])), DeviceLimitError, 'A');
   });
 
+  it('gpu.js: chunk pairs too large for one tensor are a DeviceLimitError before any kernel runs', async () => {
+    if (ctx.backend.kind !== 'gpujs') return;
+    // n = 256, d = 8: 8 x 256 x chunks x 2 floats of pairs, just past the largest tensor,
+    // while every input is 32 times smaller (B and C time-invariant).
+    const maxElements = ctx.backend.limits.maxStorageBufferBindingSize / 4;
+    const L = (Math.floor(maxElements / 4096) + 1) * 16;
+    const u = ctx.backend.tensor(new Float32Array(8 * L).fill(0.5), [1, 8, L]);
+    const small = ctx.backend.tensor(new Float32Array(8 * 256).fill(-0.5), [8, 256]);
+    try {
+      const before = ctx.backend.memory().tensors;
+      const err = await selectiveScan(u, u, small, small, small).then(
+        (r) => r.y.dispose(),
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(DeviceLimitError);
+      expect((err as DeviceLimitError).argument).toMatch(/chunk pairs/);
+      expect(ctx.backend.memory().tensors).toBe(before);
+    } finally {
+      u.dispose();
+      small.dispose();
+    }
+  });
+
   it('checkFinite reads delta and A back and names a non-finite value', async () => {
     await rejects(
       (v) => {

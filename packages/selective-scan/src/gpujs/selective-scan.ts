@@ -24,7 +24,7 @@
  * integer divisions are taken as floor((i + 0.5) / m), exact for i < 2^22, and loops count
  * from 0 (gpu.js' WebGPU mode types a counter that starts from an expression as f32).
  */
-import type { Backend, GpuJsProgram, Tensor } from '@longseq/backend';
+import { type Backend, checkBindingSize, type GpuJsProgram, type Tensor } from '@longseq/backend';
 import { type ScanInputs, type ScanOutputs, type SelectiveScanAttrs, selectiveScanKernel } from '../contract';
 
 /** Steps per chunk: pass 3 replays up to this many steps per output. */
@@ -291,6 +291,13 @@ async function writeScan(
     } satisfies GpuJsProgram);
 
   const pairCount = batch * d * n * chunks;
+  // The chunk pairs are the largest intermediate (2 floats per batch, channel, state and
+  // chunk of 16 steps): refuse before running anything if they cannot be one gpu.js tensor.
+  checkBindingSize(
+    backend,
+    `selectiveScan chunk pairs (batch ${batch} x d ${d} x n ${n} x ${chunks} chunks x 2)`,
+    pairCount * 2,
+  );
   const temporaries: Tensor[] = [];
   try {
     const params = backend.empty([d * (n + 2)]);
