@@ -116,6 +116,8 @@ describeEachBackend('selectiveScan', (ctx) => {
         returnLastState: true,
       };
       await check(ctx.backend, { batch: 2, d: 5, L: 64, n: 4, ...all }, algorithm, seed);
+      // n past the unrolled range: the state loop stays a loop.
+      await check(ctx.backend, { batch: 1, d: 3, L: 16, n: 40, ...all }, algorithm, seed);
       await check(
         ctx.backend,
         { batch: 1, d: 8, L: 4, n: 3, bLayout: 'grouped', cLayout: 'invariant', groups: 2, ...all },

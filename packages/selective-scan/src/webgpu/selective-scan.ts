@@ -40,6 +40,8 @@ import {
   selectiveScanKernel,
 } from '../contract';
 
+/** Sequential kernel: the state loop is written out per state up to this n. */
+const UNROLL_STATES = 32;
 /** Sequential kernel: tiles of 4 steps whose loads are in flight ahead of the arithmetic. */
 const TILES_IN_FLIGHT = 4;
 /** Threads per workgroup of the sequential kernel (one channel each). */
@@ -385,6 +387,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   const operand4 = (name: string, layout: string, index: string) =>
     layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
   const tiles = Array.from({ length: TILES_IN_FLIGHT }, (_, k) => k);
+  // The per-state update, written out once per state for small n (constant indices keep h,
+  // a_hi and a_lo in registers whatever the driver's unroller decides), a loop beyond.
+  const stateLoop = (stateBody: string) =>
+    attrs.states <= UNROLL_STATES
+      ? Array.from(
+          { length: attrs.states },
+          (_, st) => `{\n          const s = ${st}u;${stateBody}        }`,
+        ).join(' ')
+      : `for (var s = 0u; s < N; s++) {${stateBody}        }`;
   const streams: [string, string][] = [
     ['x', 'xs'],
     ['dtr', 'dts'],
@@ -406,7 +417,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let dt = vec4<f32>(step_dt(dtr${k}.x, bias), step_dt(dtr${k}.y, bias), step_dt(dtr${k}.z, bias), step_dt(dtr${k}.w, bias));
         let dtx = dt * x${k};
         var acc = vec4<f32>(0.0);
-        for (var s = 0u; s < N; s++) {
+        ${stateLoop(`
           let bv = ${operand4('b_mat', attrs.bLayout, 'b_base')};
           let cv = ${operand4('c_mat', attrs.cLayout, 'c_base')};
           let dA = exp_dt_a4(dt, vec4<f32>(a_hi[s]), vec4<f32>(a_lo[s]));
@@ -421,7 +432,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
           hs = fma(dA.w, hs, dBu.w);
           acc.w = fma(cv.w, hs, acc.w);
           h[s] = hs;
-        }
+`)}
         ${attrs.hasD ? `acc += skip * x${k};` : ''}
         ${attrs.hasZ ? `acc *= vec4<f32>(silu(zv${k}.x), silu(zv${k}.y), silu(zv${k}.z), silu(zv${k}.w));` : ''}
         y[row4 + t4] = acc;
