@@ -39,6 +39,64 @@ def force_slow_path():
         modeling_mamba.is_fast_path_available = False
 
 
+# The mixer's pure-PyTorch method has been renamed across transformers versions; the first of
+# these the installed MambaMixer defines is used. (torch.nn.Module's own `_slow_forward` is a
+# tracing helper, not the mixer's slow path: only names the mixer class itself defines count.)
+SLOW_PATH_CANDIDATES = ("slow_forward", "torch_forward", "naive_forward", "_slow_path_forward")
+
+
+def find_slow_method(mixer_class):
+    """The name of the mixer's PyTorch-only forward, looked up on the class's own methods."""
+    own = {}
+    for klass in mixer_class.__mro__:
+        if klass is torch.nn.Module:
+            break
+        for name, value in vars(klass).items():
+            if callable(value):
+                own.setdefault(name, value)
+    for name in SLOW_PATH_CANDIDATES:
+        if name in own:
+            return name
+    # A future name: any own *forward* method that is neither forward nor the CUDA-kernel one.
+    guesses = [
+        n for n in own if "forward" in n and n != "forward" and "cuda" not in n and "kernel" not in n
+    ]
+    if len(guesses) == 1:
+        return guesses[0]
+    raise SystemExit(
+        f"cannot find the slow path of {mixer_class.__name__}: its methods are {sorted(own)}; "
+        f"add the right name to SLOW_PATH_CANDIDATES"
+    )
+
+
+def install_slow_path(model):
+    """
+    Routes every mixer's forward to its PyTorch-only method (whatever transformers' own
+    fast-path check says) and counts the calls, so the caller can verify the slow path ran and
+    the CUDA-kernel path never did. Returns (method name, counters).
+    """
+    mixers = [layer.mixer for layer in model.backbone.layers]
+    name = find_slow_method(type(mixers[0]))
+    counts = {"slow": 0, "cuda": 0}
+
+    for mixer in mixers:
+        slow = getattr(mixer, name)
+
+        def forward(*args, _slow=slow, **kwargs):
+            counts["slow"] += 1
+            return _slow(*args, **kwargs)
+
+        mixer.forward = forward  # an instance attribute: nn.Module.__call__ calls it
+        if hasattr(mixer, "cuda_kernels_forward"):
+
+            def refuse(*args, **kwargs):
+                counts["cuda"] += 1
+                raise RuntimeError("the CUDA-kernel path of the mixer was taken")
+
+            mixer.cuda_kernels_forward = refuse
+    return name, counts
+
+
 def timed(fn, repeats):
     samples = []
     for _ in range(repeats):
@@ -78,6 +136,7 @@ def main():
     )
     model = MambaForCausalLM(config).to(device="cuda", dtype=torch.float32).eval()
     force_slow_path()
+    slow_method, slow_counts = install_slow_path(model)
     parameters = sum(p.numel() for p in model.parameters())
     prompt = torch.randint(0, args.vocab, (args.batch, args.prompt), device="cuda")
 
@@ -93,20 +152,10 @@ def main():
         )
 
     with torch.inference_mode():
-        # The generate path itself must be the slow one: check one mixer call goes there.
-        mixer = model.backbone.layers[0].mixer
-        called = {"slow": False}
-        original = mixer.slow_forward
-
-        def spy(*a, **k):
-            called["slow"] = True
-            return original(*a, **k)
-
-        mixer.slow_forward = spy
+        # The generate path itself must be the slow one: every mixer call is counted.
         generate(2)  # warm-up (allocator, cuBLAS handles)
-        mixer.slow_forward = original
-        if not called["slow"]:
-            raise SystemExit("the mixer did not take the slow path; refusing to report")
+        if slow_counts["slow"] == 0 or slow_counts["cuda"] > 0:
+            raise SystemExit(f"the mixer did not take the slow path ({slow_counts}); refusing to report")
         generate(args.tokens)
 
         prefill_s = timed(lambda: model(prompt, use_cache=True), args.repeats)
@@ -125,6 +174,8 @@ def main():
                 "torch": torch.__version__,
                 "transformers": transformers.__version__,
                 "fast_path": False,
+                "slow_path_method": f"MambaMixer.{slow_method}",
+                "slow_path_calls": slow_counts["slow"],
                 "parameters": parameters,
                 "config": vars(args),
                 "prefill_ms": prefill_s * 1e3,
