@@ -35,7 +35,8 @@ Usage:
       and flash-attention's contiguous decode on the same data.
   longseq bench scan [--backend NAME|all] [--batch B] [--d D] [--lengths 256,1024,4096]
                      [--n N] [--algorithms sequential,parallel,parallel-tree] [--repeats K]
-                     [--warmup W] [--dispatches D] [--timer auto|wall] [--json] [--svg out.svg]
+                     [--warmup W] [--dispatches D] [--timer auto|wall] [--exp auto|fast|accurate]
+                     [--json] [--svg out.svg]
       Mamba's selective scan (B, C [batch, n, L], z, D, dt bias + softplus), sequential and
       parallel (subgroup scan; -tree: workgroup-memory tree), against a copy of the same bytes:
       GB/s counting each input read once and y written once, % of copy, and a check of a

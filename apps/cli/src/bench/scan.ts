@@ -8,7 +8,13 @@
  * many bytes each, so "% of copy" is the fraction of the device's practical bandwidth.
  */
 import { type Backend, compareToReference, type HostTensor, type Tensor } from '@longseq/backend';
-import { selectiveScan, selectiveScanRef } from '@longseq/selective-scan';
+import {
+  exp2IsAccurate,
+  measureFastExpError,
+  type ScanExp,
+  selectiveScan,
+  selectiveScanRef,
+} from '@longseq/selective-scan';
 import { type BackendName, createBackend, describeAdapter, type Timing, timeWork } from '../backends';
 import { messageOf } from '../errors';
 import { copyProgram } from './copy';
@@ -35,6 +41,8 @@ export interface ScanBenchConfig {
   readonly seed: number;
   readonly timer: 'auto' | 'wall';
   readonly skipUnavailable: boolean;
+  /** WebGPU's e^(dt A): 'auto' (fast where the exp2 probe passes), 'fast' or 'accurate'. */
+  readonly exp: ScanExp;
 }
 
 export interface ScanBenchResult {
@@ -77,6 +85,15 @@ export interface ScanBenchSkip {
 
 export interface ScanBenchReport {
   readonly adapter?: Record<string, string>;
+  /**
+   * WebGPU: the fast e^(dt A)'s max relative error on this device (the probe), and whether
+   * 'auto' uses it (within 2 ulp); the exp the timed WebGPU kernels ran with.
+   */
+  readonly exp?: {
+    readonly fastExpError: number;
+    readonly autoUsesFast: boolean;
+    readonly used: 'fast' | 'accurate';
+  };
   readonly results: ScanBenchResult[];
   readonly skipped: ScanBenchSkip[];
 }
@@ -235,6 +252,7 @@ export async function benchScan(
   const results: ScanBenchResult[] = [];
   const skipped: ScanBenchSkip[] = [];
   let adapter: Record<string, string> | undefined;
+  let expInfo: ScanBenchReport['exp'];
   const { batch, channels: d, states: n } = config;
   for (const name of config.backends) {
     let backend: Backend;
@@ -246,7 +264,15 @@ export async function benchScan(
       continue;
     }
     try {
-      if (name === 'webgpu') adapter = describeAdapter(backend);
+      if (name === 'webgpu') {
+        adapter = describeAdapter(backend);
+        const autoUsesFast = await exp2IsAccurate(backend);
+        expInfo = {
+          fastExpError: await measureFastExpError(backend),
+          autoUsesFast,
+          used: config.exp === 'auto' ? (autoUsesFast ? 'fast' : 'accurate') : config.exp,
+        };
+      }
       for (const L of config.lengths) {
         const bytes = scanBytes(batch, d, L, n);
         const gbps = (ms: number) => bytes / (ms * 1e6);
@@ -321,6 +347,7 @@ export async function benchScan(
                 deltaSoftplus: true,
                 algorithm: algorithm === 'sequential' ? 'sequential' : 'parallel',
                 subgroups: algorithm !== 'parallel-tree',
+                exp: config.exp,
               });
             try {
               const first = await run(sets[0]!);
@@ -363,5 +390,5 @@ export async function benchScan(
     const copy = results.find((c) => c.kernel === 'copy' && c.n === r.n);
     if (copy) results[i] = { ...r, pctOfCopy: (100 * r.gbps) / copy.gbps };
   }
-  return { ...(adapter ? { adapter } : {}), results, skipped };
+  return { ...(adapter ? { adapter } : {}), ...(expInfo ? { exp: expInfo } : {}), results, skipped };
 }

@@ -37,6 +37,7 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
       warmup: { type: 'string' },
       seed: { type: 'string' },
       timer: { type: 'string' },
+      exp: { type: 'string' },
       json: { type: 'boolean' },
       svg: { type: 'string' },
     },
@@ -52,6 +53,9 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
     if (!(SCAN_KERNELS as readonly string[]).includes(a))
       throw new UsageError(`--algorithms: expected a list of ${SCAN_KERNELS.join(', ')}, got '${a}'`);
   }
+  const exp = stringFlag(p, 'exp') ?? 'auto';
+  if (exp !== 'auto' && exp !== 'fast' && exp !== 'accurate')
+    throw new UsageError(`--exp: expected auto, fast or accurate, got '${exp}'`);
   const dispatches = stringFlag(p, 'dispatches') === undefined ? undefined : intFlag(p, 'dispatches', 1);
   const config: ScanBenchConfig = {
     backends: parseBackends(backendFlag, ['webgpu']),
@@ -64,6 +68,7 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
     warmup: intFlag(p, 'warmup', DEFAULTS.warmup, 0),
     seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
     timer,
+    exp,
     skipUnavailable: backendFlag === 'all',
     ...(dispatches === undefined ? {} : { dispatches }),
   };
@@ -131,6 +136,12 @@ function renderTable(report: ScanBenchReport, config: ScanBenchConfig): string {
     `selective scan, batch ${config.batch}, d ${config.channels}, n ${config.states}, B and C [batch, n, L], z, D, dt bias + softplus`,
     'GB/s counts each input read once and y written once; the copy moves the same bytes; median of ' +
       `${config.repeats}`,
+    ...(report.exp
+      ? [
+          `WebGPU e^(dt A): ${report.exp.used} (fast exp2 probe: max relative error ${report.exp.fastExpError.toExponential(2)}, ` +
+            `${report.exp.autoUsesFast ? 'within' : 'outside'} 2 ulp)`,
+        ]
+      : []),
     '',
     table(
       ['backend', ' L', 'kernel', ' ms/call', ' wall ms', ' GB/s', ' % copy', 'timer', 'check (max err)'],
