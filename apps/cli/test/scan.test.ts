@@ -32,8 +32,8 @@ describe('longseq bench scan', () => {
     expect(code, stderr).toBe(0);
     const doc = JSON.parse(stdout);
     expect(doc.benchmark).toBe('scan');
-    // SwiftShader's exp2 is far outside 2 ulp, so 'auto' runs the accurate exp there.
-    expect(doc.exp.autoUsesFast).toBe(doc.exp.fastExpError <= 2 * 2 ** -23);
+    // SwiftShader's exp2 is far outside 3 ulp, so 'auto' runs the accurate exp there.
+    expect(doc.exp.autoUsesFast).toBe(doc.exp.fastExpError <= 3 * 2 ** -23);
     expect(doc.exp.used).toBe(doc.exp.autoUsesFast ? 'fast' : 'accurate');
     expect(doc.skipped.filter((s: { error: boolean }) => s.error)).toEqual([]);
     for (const L of [33, 64]) {

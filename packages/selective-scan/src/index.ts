@@ -33,4 +33,10 @@ export {
   type SelectiveScanResult,
   selectiveScan,
 } from './selective-scan';
-export { exp2IsAccurate, measureFastExpError, parallelChunkLength } from './webgpu/selective-scan';
+export {
+  exp2IsAccurate,
+  FAST_EXP_TOLERANCE,
+  measureFastExpError,
+  parallelChunkLength,
+  parallelSegments,
+} from './webgpu/selective-scan';

@@ -63,7 +63,7 @@ export interface SelectiveScanOptions {
    * WebGPU: how e^(dt A) is computed. 'fast': the hardware exp2 with the argument's rounding
    * error carried by fma (about 5 instructions and one special-function op). 'accurate': a
    * range-reduced polynomial, about 1 ulp (about 20 instructions). 'auto' (default): fast
-   * where a one-time probe finds the device's exp2 within 2 ulp (GPUs), else accurate
+   * where a one-time probe finds the device's exp2 within 3 ulp (GPUs), else accurate
    * (SwiftShader). gpu.js uses its Math.exp.
    */
   readonly exp?: ScanExp;

@@ -87,7 +87,7 @@ export interface ScanBenchReport {
   readonly adapter?: Record<string, string>;
   /**
    * WebGPU: the fast e^(dt A)'s max relative error on this device (the probe), and whether
-   * 'auto' uses it (within 2 ulp); the exp the timed WebGPU kernels ran with.
+   * 'auto' uses it (within 3 ulp); the exp the timed WebGPU kernels ran with.
    */
   readonly exp?: {
     readonly fastExpError: number;

@@ -139,7 +139,7 @@ function renderTable(report: ScanBenchReport, config: ScanBenchConfig): string {
     ...(report.exp
       ? [
           `WebGPU e^(dt A): ${report.exp.used} (fast exp2 probe: max relative error ${report.exp.fastExpError.toExponential(2)}, ` +
-            `${report.exp.autoUsesFast ? 'within' : 'outside'} 2 ulp)`,
+            `${report.exp.autoUsesFast ? 'within' : 'outside'} 3 ulp)`,
         ]
       : []),
     '',

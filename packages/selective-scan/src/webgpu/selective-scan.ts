@@ -67,7 +67,7 @@ function threadsFor(backend: Backend): number {
  * costs a dozen fma): a log2(e) comes split as a_hi + a_lo (once per state), the rounding
  * error of dt * a_hi is recovered exactly with fma, and 2^(x + err) = 2^x (1 + err ln2) to
  * first order. The argument is then exact to about 2^-48 relative and only exp2's own error
- * remains, so it is used where a probe finds exp2 within 2 ulp (see exp2IsAccurate).
+ * remains, so it is used where a probe finds it within 3 ulp (see exp2IsAccurate).
  * softplus and silu take their exp the same way (exp_step). Accurate form: a_hi = a,
  * a_lo = 0 and exp_acc everywhere.
  */
@@ -853,20 +853,24 @@ async function writeScan(
   }
 }
 
-/** exp2 within this relative error (2 ulp of float32) counts as accurate. */
-const EXP2_TOLERANCE = 2 * 2 ** -23;
+/**
+ * The fast e^(dt a) within this relative error (3 ulp of float32) counts as accurate: about
+ * what the float32 baseline itself loses per step (the rounding of dt a, of the exp, of the
+ * product and the sum), so the scan stays within the test rule's 2x.
+ */
+export const FAST_EXP_TOLERANCE = 3 * 2 ** -23;
 const probes = new WeakMap<Backend, Promise<boolean>>();
 
 /**
- * Whether the fast e^(dt a) (hardware exp2 plus the split argument) is within 2 ulp on this
+ * Whether the fast e^(dt a) (hardware exp2 plus the split argument) is within 3 ulp on this
  * device: measured once per backend on a grid of dt in (0, 2] and a in [-16, 0) against
- * float64. GPUs' exp2 passes (about 2 ulp on NVIDIA); SwiftShader's does not, and gets the
+ * float64. GPUs' exp2 should pass (NVIDIA's is about 2 ulp); SwiftShader's does not, and gets the
  * accurate polynomial.
  */
 export function exp2IsAccurate(backend: Backend): Promise<boolean> {
   let probe = probes.get(backend);
   if (!probe) {
-    probe = measureFastExpError(backend).then((error) => error <= EXP2_TOLERANCE);
+    probe = measureFastExpError(backend).then((error) => error <= FAST_EXP_TOLERANCE);
     probes.set(backend, probe);
     // A probe that failed to run (a lost device) is tried again next time.
     probe.catch(() => probes.delete(backend));
