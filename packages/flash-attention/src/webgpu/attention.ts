@@ -71,7 +71,7 @@ interface TileShape extends FlashTile {
   readonly d4cap: number;
   /** The padded stride of the Q and K tiles (odd, against bank conflicts). */
   readonly qStride: number;
-  /** Stride of a row of P (floats). */
+  /** Stride of a row of P (vec4s along the keys; odd, against bank conflicts). */
   readonly pStride: number;
   /** Output vec4 columns per thread. */
   readonly oc: number;
@@ -85,10 +85,11 @@ function tileShape(tile: FlashTile, d: number): TileShape {
   const oc = Math.ceil(d4 / ntx);
   const d4cap = oc * ntx;
   const qStride = d4cap % 2 === 0 ? d4cap + 1 : d4cap;
-  const pStride = tile.bc + 1;
+  const pVec = Math.ceil(tile.bc / 4);
+  const pStride = pVec % 2 === 0 ? pVec + 1 : pVec;
   const bytes =
-    16 * (tile.br * qStride + tile.bc * qStride + tile.bc * d4cap) +
-    4 * (tile.br * pStride + tile.br * ntx) +
+    16 * (tile.br * qStride + tile.bc * qStride + tile.bc * d4cap + tile.br * pStride) +
+    4 * (tile.br * ntx) +
     64;
   return { ...tile, ntx, nty, d4, d4cap, qStride, pStride, oc, bytes };
 }
@@ -223,53 +224,101 @@ function spanBinding(backend: Backend, attrs: FlashAttentionAttrs): Tensor {
   return backend.tensor(data, [data.length], 'u32');
 }
 
+/** `count` copies of `line(i)`, for the unrolled micro-tile code (the compilers then keep it in registers). */
+function unroll(count: number, line: (i: number) => string, sep = '\n'): string {
+  return Array.from({ length: count }, (_, i) => line(i)).join(sep);
+}
+
+/** Every (row a, column c) pair of a TR x TC micro-tile. */
+function pairs(tr: number, tc: number, line: (a: number, c: number) => string, sep = '\n'): string {
+  return unroll(tr, (a) => unroll(tc, (c) => line(a, c), sep), sep);
+}
+
+/**
+ * The tiled forward. Thread (ty, tx) owns rows ty + a * NTY (a < TR) of the block, score
+ * columns tx + c * NTX (c < TC) and output vec4 columns tx + c * NTX (c < OC). Strided
+ * rows and columns keep the workgroup-memory reads of a warp on distinct banks (Q and K
+ * tiles have an odd stride in vec4s), and the micro-tile is unrolled in the generated code
+ * so it stays in registers. The next key block is loaded from global memory into registers
+ * while the current one is computed (2 barriers per block, a third for P).
+ */
 function tiledForwardSource(t: TileShape, vec4In: boolean, shuffle: boolean): string {
+  const { tr, tc, oc, ntx, nty } = t;
+  const wg = ntx * nty;
+  const loads = Math.ceil((t.bc * t.d4cap) / wg);
+  const pVec = Math.ceil(t.bc / 4);
   const loadRow = vec4In
-    ? `fn load4(base: u32, c4: u32, valid: bool, which: u32) -> vec4<f32> {
-  if (!valid) { return vec4<f32>(0.0); }
-  let at = (base >> 2u) + c4;
-  if (which == 0u) { return q[at]; }
-  if (which == 1u) { return k[at]; }
-  return v[at];
+    ? `fn load_q(base: u32, c4: u32, valid: bool) -> vec4<f32> {
+  if (!valid || c4 >= D4) { return vec4<f32>(0.0); }
+  return q[(base >> 2u) + c4];
+}
+fn load_k(base: u32, c4: u32, valid: bool) -> vec4<f32> {
+  if (!valid || c4 >= D4) { return vec4<f32>(0.0); }
+  return k[(base >> 2u) + c4];
+}
+fn load_v(base: u32, c4: u32, valid: bool) -> vec4<f32> {
+  if (!valid || c4 >= D4) { return vec4<f32>(0.0); }
+  return v[(base >> 2u) + c4];
 }`
-    : `fn load4(base: u32, c4: u32, valid: bool, which: u32) -> vec4<f32> {
+    : ['q', 'k', 'v']
+        .map(
+          (name) => `fn load_${name}(base: u32, c4: u32, valid: bool) -> vec4<f32> {
   var r = vec4<f32>(0.0);
   if (!valid) { return r; }
   for (var c = 0u; c < 4u; c++) {
     let e = c4 * 4u + c;
-    if (e < u.d) {
-      let at = base + e;
-      if (which == 0u) { r[c] = q[at]; } else if (which == 1u) { r[c] = k[at]; } else { r[c] = v[at]; }
-    }
+    if (e < u.d) { r[c] = ${name}[base + e]; }
   }
   return r;
-}`;
+}`,
+        )
+        .join('\n');
+  // The score of (a, c) in natural units, masked (NO_MAX) or poisoning its row (l = +inf).
+  const score = (masked: boolean) =>
+    pairs(
+      tr,
+      tc,
+      (a, c) => `{
+        let key = i32(j0 + tx + ${c}u * NTX);
+        var z = finish_score(s_${a}_${c}, head, pos_${a}, key);
+        ${masked ? `if (!(key < i32(k_len) && key >= pos_${a} - u.window_left && key <= pos_${a} + u.window_right)) { z = NO_MAX; } else ` : ''}if (poisons(z)) { l_${a} = pos_inf(); z = NO_MAX; }
+        s_${a}_${c} = z;
+      }`,
+    );
+  const rowMax = (a: number) =>
+    shuffle
+      ? `if (use_shuffle) {
+        ${unroll(Math.log2(ntx), (i) => `part_${a} = max(part_${a}, subgroupShuffleXor(part_${a}, ${ntx >> (i + 1)}u));`, '\n        ')}
+      } else {
+        row_part[(ty + ${a}u * NTY) * NTX + tx] = part_${a};
+      }`
+      : `row_part[(ty + ${a}u * NTY) * NTX + tx] = part_${a};`;
   return /* wgsl */ `
 ${commonWgsl()}
 const BR: u32 = ${t.br}u;
 const BC: u32 = ${t.bc}u;
-const TR: u32 = ${t.tr}u;
-const TC: u32 = ${t.tc}u;
-const NTX: u32 = ${t.ntx}u;
-const WG: u32 = ${t.ntx * t.nty}u;
+const NTX: u32 = ${ntx}u;
+const NTY: u32 = ${nty}u;
+const WG: u32 = ${wg}u;
 ${d4Decl(t.d4, t.d4cap)}
 const D4CAP: u32 = ${t.d4cap}u;
 const QS: u32 = ${t.qStride}u;
-const PS: u32 = ${t.pStride}u;
-const OC: u32 = ${t.oc}u;
+const PS4: u32 = ${t.pStride}u;
+const LOG2E: f32 = 1.4426950408889634;
 
 var<workgroup> q_tile: array<vec4<f32>, ${t.br * t.qStride}>;
 var<workgroup> k_tile: array<vec4<f32>, ${t.bc * t.qStride}>;
 var<workgroup> v_tile: array<vec4<f32>, ${t.bc * t.d4cap}>;
-var<workgroup> p_tile: array<f32, ${t.br * t.pStride}>;
-var<workgroup> row_part: array<f32, ${t.br * t.ntx}>;
+// P of the block, row-major, vec4s along the keys (PS4 vec4s a row).
+var<workgroup> p_tile: array<vec4<f32>, ${t.br * t.pStride}>;
+var<workgroup> row_part: array<f32, ${t.br * ntx}>;
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
 ${shuffle ? 'var<workgroup> lanes_linear: atomic<u32>;\nvar<workgroup> lanes_linear_plain: u32;' : ''}
 
 ${loadRow}
 
-@compute @workgroup_size(${t.ntx * t.nty})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32${
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${
     shuffle ? ', @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32' : ''
   }) {
   ${d4Init(t.d4, t.d4cap)}
@@ -287,15 +336,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let use_shuffle = workgroupUniformLoad(&lanes_linear_plain) == 1u;`
       : 'let use_shuffle = false;'
   }
+  // x is the head and y the query block, last block first: under a causal mask the last
+  // blocks see the most keys, so they start first and the short ones fill in at the end.
   let seq = wid.z;
-  let head = wid.y;
+  let head = wid.x;
   if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
   let q_base_seq = workgroupUniformLoad(&span_shared[0]);
   let q_len = workgroupUniformLoad(&span_shared[1]);
   let k_base_seq = workgroupUniformLoad(&span_shared[2]);
   let k_len = workgroupUniformLoad(&span_shared[3]);
   let lse_base = workgroupUniformLoad(&span_shared[4]);
-  let i0 = wid.x * BR;
+  let i0 = (nwg.y - 1u - wid.y) * BR;
   if (i0 >= q_len) { return; }
   let tx = lid % NTX;
   let ty = lid / NTX;
@@ -313,135 +364,163 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     block_lo = u32(key_lo) / BC;
     block_hi = u32(key_hi) / BC + 1u;
   }
+  // Keys every row of the block sees: blocks inside [full_lo, full_hi] need no mask.
+  let full_lo = i32(last_row) + offset - u.window_left;
+  let full_hi = min(i32(k_len) - 1, i32(i0) + offset + u.window_right);
 
-  for (var idx = lid; idx < BR * D4; idx += WG) {
-    let r = idx / D4;
-    let c4 = idx % D4;
-    q_tile[r * QS + c4] = load4(q_head + (i0 + r) * u.q_token_stride, c4, i0 + r < q_len, 0u);
+  for (var idx = lid; idx < BR * D4CAP; idx += WG) {
+    let r = idx / D4CAP;
+    q_tile[r * QS + idx % D4CAP] = load_q(q_head + (i0 + r) * u.q_token_stride, idx % D4CAP, i0 + r < q_len);
   }
 
-  var m: array<f32, ${t.tr}>;
-  var l: array<f32, ${t.tr}>;
-  var o: array<array<vec4<f32>, ${t.oc}>, ${t.tr}>;
-  for (var a = 0u; a < TR; a++) {
-    m[a] = NO_MAX;
-    l[a] = 0.0;
-    for (var c = 0u; c < OC; c++) { o[a][c] = vec4<f32>(0.0); }
+  ${unroll(tr, (a) => `let pos_${a} = i32(i0 + ty + ${a}u * NTY) + offset;\n  var m_${a} = NO_MAX;\n  var l_${a} = 0.0;`, '\n  ')}
+  ${pairs(tr, oc, (a, c) => `var o_${a}_${c} = vec4<f32>(0.0);`, '\n  ')}
+
+  // Registers holding the next key block (K and V rows, vec4 column idx % D4CAP).
+  ${unroll(loads, (i) => `var kr_${i} = vec4<f32>(0.0);\n  var vr_${i} = vec4<f32>(0.0);`, '\n  ')}
+  if (block_lo < block_hi) {
+    let j0 = block_lo * BC;
+    ${unroll(
+      loads,
+      (i) => `{
+      let idx = lid + ${i * wg}u;
+      let r = idx / D4CAP;
+      let base = k_head + (j0 + r) * u.k_token_stride;
+      let valid = idx < BC * D4CAP && j0 + r < k_len;
+      kr_${i} = load_k(base, idx % D4CAP, valid);
+      vr_${i} = load_v(base, idx % D4CAP, valid);
+    }`,
+      '\n    ',
+    )}
   }
 
   for (var block = block_lo; block < block_hi; block++) {
     let j0 = block * BC;
     workgroupBarrier();
-    for (var idx = lid; idx < BC * D4; idx += WG) {
-      let r = idx / D4;
-      let c4 = idx % D4;
-      let base = k_head + (j0 + r) * u.k_token_stride;
-      let valid = j0 + r < k_len;
-      k_tile[r * QS + c4] = load4(base, c4, valid, 1u);
-      v_tile[r * D4CAP + c4] = load4(base, c4, valid, 2u);
-    }
+    ${unroll(
+      loads,
+      (i) => `{
+      let idx = lid + ${i * wg}u;
+      ${(loads * wg > t.bc * t.d4cap) ? 'if (idx < BC * D4CAP) {' : '{'}
+        let r = idx / D4CAP;
+        k_tile[r * QS + idx % D4CAP] = kr_${i};
+        v_tile[r * D4CAP + idx % D4CAP] = vr_${i};
+      }
+    }`,
+      '\n    ',
+    )}
     workgroupBarrier();
+    if (block + 1u < block_hi) {
+      let jn = j0 + BC;
+      ${unroll(
+        loads,
+        (i) => `{
+        let idx = lid + ${i * wg}u;
+        let r = idx / D4CAP;
+        let base = k_head + (jn + r) * u.k_token_stride;
+        let valid = idx < BC * D4CAP && jn + r < k_len;
+        kr_${i} = load_k(base, idx % D4CAP, valid);
+        vr_${i} = load_v(base, idx % D4CAP, valid);
+      }`,
+        '\n      ',
+      )}
+    }
 
-    var s: array<array<f32, ${t.tc}>, ${t.tr}>;
-    var row_max: array<f32, ${t.tr}>;
-    for (var a = 0u; a < TR; a++) { for (var c = 0u; c < TC; c++) { s[a][c] = 0.0; } }
+    ${pairs(tr, tc, (a, c) => `var s_${a}_${c} = 0.0;`, '\n    ')}
     for (var e = 0u; e < D4; e++) {
-      var kv: array<vec4<f32>, ${t.tc}>;
-      for (var c = 0u; c < TC; c++) { kv[c] = k_tile[(tx + c * NTX) * QS + e]; }
-      for (var a = 0u; a < TR; a++) {
-        let qv = q_tile[(ty * TR + a) * QS + e];
-        for (var c = 0u; c < TC; c++) { s[a][c] += dot(qv, kv[c]); }
-      }
+      ${unroll(tc, (c) => `let kv_${c} = k_tile[(tx + ${c}u * NTX) * QS + e];`, '\n      ')}
+      ${unroll(tr, (a) => `let qv_${a} = q_tile[(ty + ${a}u * NTY) * QS + e];`, '\n      ')}
+      ${pairs(tr, tc, (a, c) => `s_${a}_${c} += dot(qv_${a}, kv_${c});`, '\n      ')}
     }
-    for (var a = 0u; a < TR; a++) {
-      let row = ty * TR + a;
-      let pos = i32(i0 + row) + offset;
-      var part = NO_MAX;
-      for (var c = 0u; c < TC; c++) {
-        let key = i32(j0 + tx + c * NTX);
-        let visible = key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right;
-        var z = finish_score(s[a][c], head, pos, key);
-        if (!visible) {
-          z = NO_MAX;
-        } else if (poisons(z)) {
-          l[a] = pos_inf();
-          z = NO_MAX;
-        }
-        s[a][c] = z;
-        part = max(part, z);
-      }
-      ${
-        shuffle
-          ? `if (use_shuffle) {
-        for (var lane_mask = NTX / 2u; lane_mask > 0u; lane_mask = lane_mask / 2u) {
-          part = max(part, subgroupShuffleXor(part, lane_mask));
-        }
-        row_max[a] = part;
-      } else {
-        row_part[row * NTX + tx] = part;
-      }`
-          : 'row_part[row * NTX + tx] = part;'
-      }
+    let unmasked = i32(j0) >= full_lo && i32(j0 + BC) - 1 <= full_hi;
+    if (unmasked) {
+      ${score(false)}
+    } else {
+      ${score(true)}
     }
-    if (!use_shuffle) { workgroupBarrier(); }
-    for (var a = 0u; a < TR; a++) {
-      let row = ty * TR + a;
-      var m_new = m[a];
-      if (use_shuffle) {
-        m_new = max(m_new, row_max[a]);
-      } else {
-        for (var t = 0u; t < NTX; t++) { m_new = max(m_new, row_part[row * NTX + t]); }
-      }
-      let alpha = select(exp(m[a] - m_new), 1.0, m[a] == m_new);
+    ${unroll(tr, (a) => `var part_${a} = max(${unroll(tc, (c) => `s_${a}_${c}`, ', ').replace(/^(.*)$/, tc === 1 ? 'NO_MAX, $1' : '$1')});\n    ${rowMax(a)}`, '\n    ')}
+    if (!use_shuffle) {
+      workgroupBarrier();
+      ${unroll(tr, (a) => `for (var t = 0u; t < NTX; t++) { part_${a} = max(part_${a}, row_part[(ty + ${a}u * NTY) * NTX + t]); }`, '\n      ')}
+    }
+    ${unroll(
+      tr,
+      (a) => `{
+      let m_new = max(m_${a}, part_${a});
+      let alpha = select(exp2((m_${a} - m_new) * LOG2E), 1.0, m_${a} == m_new);
+      let row = (ty + ${a}u * NTY) * PS4;
       var sum = 0.0;
-      for (var c = 0u; c < TC; c++) {
-        let pv = select(exp(s[a][c] - m_new), 0.0, s[a][c] == NO_MAX);
-        p_tile[row * PS + tx + c * NTX] = pv;
-        sum += pv;
-      }
-      l[a] = l[a] * alpha + sum;
-      m[a] = m_new;
-      for (var c = 0u; c < OC; c++) { o[a][c] *= alpha; }
-    }
+      ${unroll(
+        tc,
+        (c) => `{
+        let p = select(exp2((s_${a}_${c} - m_new) * LOG2E), 0.0, s_${a}_${c} == NO_MAX);
+        let col = tx + ${c}u * NTX;
+        p_tile[row + col / 4u][col % 4u] = p;
+        sum += p;
+      }`,
+        '\n      ',
+      )}
+      l_${a} = l_${a} * alpha + sum;
+      m_${a} = m_new;
+      ${unroll(oc, (c) => `o_${a}_${c} *= alpha;`, ' ')}
+    }`,
+      '\n    ',
+    )}
     workgroupBarrier();
-    for (var j = 0u; j < BC; j++) {
-      var vv: array<vec4<f32>, ${t.oc}>;
-      for (var c = 0u; c < OC; c++) { vv[c] = v_tile[j * D4CAP + min(tx + c * NTX, D4 - 1u)]; }
-      for (var a = 0u; a < TR; a++) {
-        let pa = p_tile[(ty * TR + a) * PS + j];
-        for (var c = 0u; c < OC; c++) { o[a][c] += pa * vv[c]; }
-      }
+    for (var j4 = 0u; j4 < ${pVec}u; j4++) {
+      ${unroll(tr, (a) => `let p_${a} = p_tile[(ty + ${a}u * NTY) * PS4 + j4];`, '\n      ')}
+      ${unroll(
+        Math.min(4, t.bc),
+        (jj) => `{
+        let vrow = (j4 * 4u + ${jj}u) * D4CAP + tx;
+        ${unroll(oc, (c) => `let vv_${c} = v_tile[vrow + ${c}u * NTX];`, '\n        ')}
+        ${pairs(tr, oc, (a, c) => `o_${a}_${c} += p_${a}[${jj}] * vv_${c};`, '\n        ')}
+      }`,
+        '\n      ',
+      )}
     }
   }
 
   // Sum the threads' partial denominators of each row.
   workgroupBarrier();
-  for (var a = 0u; a < TR; a++) { row_part[(ty * TR + a) * NTX + tx] = l[a]; }
+  ${unroll(tr, (a) => `row_part[(ty + ${a}u * NTY) * NTX + tx] = l_${a};`, '\n  ')}
   workgroupBarrier();
-  for (var a = 0u; a < TR; a++) {
-    let row = ty * TR + a;
+  ${unroll(
+    tr,
+    (a) => `{
+    let row = ty + ${a}u * NTY;
     let i = i0 + row;
-    if (i >= q_len) { continue; }
-    var total = 0.0;
-    for (var t = 0u; t < NTX; t++) { total += row_part[row * NTX + t]; }
-    let poisoned = !is_finite(total);
-    let empty = total == 0.0;
-    let inv = select(1.0 / total, 0.0, empty);
-    let out_base = q_head + i * u.q_token_stride;
-    for (var c = 0u; c < OC; c++) {
-      let c4 = tx + c * NTX;
-      if (c4 >= D4) { continue; }
-      let val = select(o[a][c] * inv, vec4<f32>(nan()), poisoned);
-      for (var comp = 0u; comp < 4u; comp++) {
-        let e = c4 * 4u + comp;
-        if (e < u.d) { out[out_base + e] = val[comp]; }
+    if (i < q_len) {
+      var total = 0.0;
+      for (var t = 0u; t < NTX; t++) { total += row_part[row * NTX + t]; }
+      let poisoned = !is_finite(total);
+      let empty = total == 0.0;
+      let inv = select(1.0 / total, 0.0, empty);
+      let out_base = q_head + i * u.q_token_stride;
+      ${unroll(
+        oc,
+        (c) => `{
+        let c4 = tx + ${c}u * NTX;
+        let val = select(o_${a}_${c} * inv, vec4<f32>(nan()), poisoned);
+        ${
+          vec4In
+            ? 'if (c4 < D4) { out[(out_base >> 2u) + c4] = val; }'
+            : `for (var comp = 0u; comp < 4u; comp++) {
+          let e = c4 * 4u + comp;
+          if (e < u.d) { out[out_base + e] = val[comp]; }
+        }`
+        }
+      }`,
+        '\n      ',
+      )}
+      if (tx == 0u) {
+        lse[lse_base + head * u.lse_head_stride + i] =
+          select(select(m_${a} + log(total), neg_inf(), empty), nan(), poisoned);
       }
     }
-    if (tx == 0u) {
-      lse[lse_base + head * u.lse_head_stride + i] =
-        select(select(m[a] + log(total), neg_inf(), empty), nan(), poisoned);
-    }
-  }
+  }`,
+    '\n  ',
+  )}
 }
 `;
 }
@@ -644,13 +723,14 @@ async function writeForward(
       cacheKey: `tile${t.br}x${t.bc}x${t.tr}x${t.tc}|${d4Key(t.d4, t.d4cap)}|vec4${vec4In ? 1 : 0}|sg${shuffle ? 1 : 0}`,
       inputs: baseInputs(inputs, spans, vec4In),
       outputs: [
-        { name: 'out', tensor: out },
+        { name: 'out', tensor: out, ...(vec4In ? { elementType: 'vec4<f32>' } : {}) },
         { name: 'lse', tensor: lse },
       ],
       uniforms: commonUniforms(attrs),
       source: tiledForwardSource(t, vec4In, shuffle),
       ...(shuffle ? { enables: ['subgroups'] } : {}),
-      dispatch: [Math.ceil(layout.maxQLen / t.br), layout.heads, sequences],
+      // Heads along x and query blocks along y (the program takes the last block first).
+      dispatch: [layout.heads, Math.ceil(layout.maxQLen / t.br), sequences],
     });
   } finally {
     spans.dispose();
