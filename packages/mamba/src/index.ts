@@ -6,6 +6,7 @@ export {
   mambaConfigFromHf,
 } from './config';
 export { MambaSsmStep, type MambaSsmStepAttrs } from './contract';
+export { MambaArgmax } from './webgpu/fused-decode';
 export { type SsmStepInputs, mambaSsmStep, registerMambaKernels } from './ssm-step';
 export {
   type MambaRefState,

@@ -34,9 +34,14 @@ import {
 } from '@longseq/nn';
 import { selectiveScan } from '@longseq/selective-scan';
 import { type MambaConfig, mambaConfigFromHf } from './config';
-import { type SamplingOptions, Sampler } from './sampler';
+import { type SamplingOptions, Sampler, argmax } from './sampler';
 import { mambaSsmStep, registerMambaKernels } from './ssm-step';
-import { type FusedDecodeAttrs, MambaFusedDecodeLayer, MambaNormMatvec } from './webgpu/fused-decode';
+import {
+  type FusedDecodeAttrs,
+  MambaArgmax,
+  MambaFusedDecodeLayer,
+  MambaNormMatvec,
+} from './webgpu/fused-decode';
 import {
   type MambaLayerWeights,
   type MambaWeights,
@@ -341,6 +346,36 @@ export class MambaModel {
     return logits;
   }
 
+  /**
+   * Greedy decoding's step: one token per sequence, returns the next ids `[B]` (the argmax of
+   * each row of the step's logits, first index on ties, as torch.argmax). On WebGPU's fused
+   * path the argmax runs on the GPU and only B ids are read back; elsewhere the logits are
+   * read and the argmax taken on the host. Advances `state` as `step` does.
+   */
+  async stepGreedy(ids: readonly number[], state: MambaState): Promise<number[]> {
+    const logits = await this.step(ids, state);
+    try {
+      return await this.argmaxRows(logits, state.batch);
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  /** Argmax of each row of logits `[B, V]`: on the GPU where the fused decode path runs. */
+  private async argmaxRows(logits: Tensor, batch: number): Promise<number[]> {
+    const vocab = this.config.vocabSize;
+    if (this.decodePath === 'auto' && hasKernel(MambaArgmax, this.backend.kind)) {
+      const chosen = (await runKernel(MambaArgmax, this.backend, [logits], { batch, vocab })) as Tensor;
+      try {
+        return Array.from(await chosen.read());
+      } finally {
+        chosen.dispose();
+      }
+    }
+    const values = await logits.read();
+    return Array.from({ length: batch }, (_, b) => argmax(values, b * vocab, (b + 1) * vocab));
+  }
+
   /** The fused decode step: one kernel call per layer, states and residual updated in place. */
   private async fusedStep(ids: readonly number[], state: MambaState): Promise<Tensor> {
     const { backend, weights, config } = this;
@@ -447,15 +482,23 @@ export class MambaModel {
       last = (await logits!.read()) as Float32Array;
       logits!.dispose();
     }
+    // Greedy decoding without the logits asked for needs only the ids: stepGreedy (the argmax
+    // on the GPU where it can, B ids read back instead of B x V logits).
+    const idsOnly = sampler.greedy && !options.returnLogits;
     try {
+      let chosen = ids.map((_, b) => sampler.next(last, b * vocab, vocab));
       for (let i = 0; i < maxNewTokens; i++) {
-        const chosen = ids.map((_, b) => sampler.next(last, b * vocab, vocab));
         for (let b = 0; b < batch; b++) out[b]!.push(chosen[b]!);
         if (options.returnLogits) logitsOut.push(last);
         if (i === maxNewTokens - 1) break;
-        const logits = await this.step(chosen, state);
-        last = (await logits.read()) as Float32Array;
-        logits.dispose();
+        if (idsOnly) {
+          chosen = await this.stepGreedy(chosen, state);
+        } else {
+          const logits = await this.step(chosen, state);
+          last = (await logits.read()) as Float32Array;
+          logits.dispose();
+          chosen = ids.map((_, b) => sampler.next(last, b * vocab, vocab));
+        }
       }
     } finally {
       state.dispose();

@@ -14,7 +14,11 @@ import {
 } from '@longseq/backend';
 import { MambaSsmStep, type MambaSsmStepAttrs } from './contract';
 import { mambaSsmStepGpuJsKernel } from './gpujs/ssm-step';
-import { mambaFusedDecodeWebGpuKernel, mambaNormMatvecWebGpuKernel } from './webgpu/fused-decode';
+import {
+  mambaArgmaxWebGpuKernel,
+  mambaFusedDecodeWebGpuKernel,
+  mambaNormMatvecWebGpuKernel,
+} from './webgpu/fused-decode';
 import { mambaSsmStepWebGpuKernel } from './webgpu/ssm-step';
 
 let registered = false;
@@ -29,6 +33,7 @@ export function registerMambaKernels(): void {
     mambaSsmStepGpuJsKernel,
     mambaFusedDecodeWebGpuKernel,
     mambaNormMatvecWebGpuKernel,
+    mambaArgmaxWebGpuKernel,
   ] as never[]);
   registered = true;
 }

@@ -81,13 +81,14 @@ export function uploadMambaWeights(backend: Backend, config: MambaConfig, read: 
       const dtB = read(`${m}dt_proj.bias`, [dInner]);
       const dSkip = read(`${m}D`, [dInner]);
       const A = negExp(read(`${m}A_log`, [dInner, dState]));
-      const off = paramsOffsets(dInner, dConv);
-      const packed = new Float32Array(off.a + dInner * dState);
+      const off = paramsOffsets(dInner, dConv, dState);
+      const packed = new Float32Array(off.size);
       packed.set(convW, off.convW);
       if (convB) packed.set(convB, off.convB);
       packed.set(dtB, off.dtB);
       packed.set(dSkip, off.dSkip);
       packed.set(A, off.a);
+      if (inBias) packed.set(inBias, off.inB);
       layers.push({
         norm: up(read(`${p}norm.weight`, [dModel]), [dModel]),
         inProjX: up(rows(inProj, dModel, 0, dInner), [dInner, dModel]),

@@ -3,9 +3,10 @@
  * 50280, d_state 16, expand 2, d_conv 4) with seeded random weights built from the config
  * (no checkpoint), timed on a backend:
  * - prefill: `forward(prompt)` over the whole prompt (the scan form), tokens per second;
- * - decode: tokens per second of greedy decoding after the prompt, each token one `step()`
- *   (O(1) per token), its logits read back and the argmax taken on the host, as `generate`
- *   does; and the same steps without the readback (the device's own rate);
+ * - decode: tokens per second of greedy decoding after the prompt, each token one
+ *   `stepGreedy()` (O(1) per token; the fused path takes the argmax on the GPU and reads back
+ *   one id, the composed path reads the logits and takes it on the host), as `generate` does;
+ *   the same steps without the readback (the device's own rate); and the GPU's kernel time;
  * for each decode path ('fused' WebGPU kernels, 'composed' primitive ops).
  *
  * Decoding reads every weight once per token, so the effective bandwidth (weight bytes per
@@ -51,6 +52,12 @@ export interface MambaDecodeResult {
   readonly deviceOnlyMsPerToken: number;
   /** Weight bytes read per token / deviceOnlyMsPerToken. */
   readonly effectiveGBps: number;
+  /**
+   * The GPU's own time per token: the compute passes' durations summed (timestamp queries;
+   * WebGPU with 'timestamp-query' only). device-only minus this is the host's recording and
+   * submission cost plus gaps between passes.
+   */
+  readonly gpuKernelMsPerToken?: number;
   readonly samplesMsPerToken: number[];
   /**
    * Where a token's time goes: the embedding + final norm + LM head (a model with no layers,
@@ -67,7 +74,13 @@ export interface MambaDecodeReport {
   readonly parameters: number;
   /** f32 bytes of the weights one decode step reads. */
   readonly weightBytesPerToken: number;
-  readonly prefill: { readonly tokensPerS: number; readonly ms: number; readonly samplesMs: number[] };
+  readonly prefill: {
+    readonly tokensPerS: number;
+    readonly ms: number;
+    readonly samplesMs: number[];
+    /** The GPU's kernel time of one prefill (timestamp queries; WebGPU only). */
+    readonly gpuKernelMs?: number;
+  };
   readonly decode: MambaDecodeResult[];
   /** Greedy ids of the fused and composed paths agree (the first decoded tokens). */
   readonly pathsAgree?: boolean;
@@ -135,6 +148,10 @@ async function run(
   };
   const prompt = Array.from({ length: config.batch }, () => Array.from({ length: config.prompt }, nextId));
 
+  // WebGPU's timer (timestamp queries around each compute pass), where the backend has one.
+  const timing = (backend as { time?: (fn: () => unknown) => Promise<{ gpuMs?: number }> }).time;
+  const timer = timing ? (fn: () => unknown) => timing.call(backend, fn) : undefined;
+
   // Prefill: forward over the prompt, the state returned and the last position's logits read
   // (what generate does).
   const prefillSamples: number[] = [];
@@ -149,6 +166,18 @@ async function run(
     onStep(`prefill ${i + 1}/${config.warmup + config.repeats}`);
   }
   const prefillMs = median(prefillSamples);
+  // The prefill's GPU kernel time alone (timestamp queries): the rest of its wall time is the
+  // host recording and submitting ~12 dispatches per layer, and allocation.
+  let prefillGpuMs: number | undefined;
+  if (timer) {
+    const timed = await timer(async () => {
+      const { logits, state } = await mamba.forward(prompt, { returnState: true, lastOnly: true });
+      await logits.read();
+      logits.dispose();
+      state!.dispose();
+    });
+    prefillGpuMs = timed.gpuMs;
+  }
 
   // The same model without layers: embedding, final norm and LM head only.
   const headOnly = MambaModel.fromReader(
@@ -164,20 +193,20 @@ async function run(
       mamba.decodePath = path === 'fused' ? 'auto' : 'composed';
       const samples: number[] = [];
       const deviceSamples: number[] = [];
+      const gpuSamples: number[] = [];
       for (let i = 0; i < config.warmup + config.repeats; i++) {
         const { logits, state } = await mamba.forward(prompt, { returnState: true, lastOnly: true });
         const all = await logits.read();
         logits.dispose();
         let ids = prompt.map((_, b) => argmax(all, b * c.vocabSize, (b + 1) * c.vocabSize));
         const chosen: number[] = [];
-        // Greedy decoding as generate does it: step, read the logits, argmax on the host.
+        // Greedy decoding as generate does it: stepGreedy (the fused path takes the argmax on
+        // the GPU and reads back one id per sequence; the composed path reads the logits and
+        // takes it on the host).
         await backend.sync();
         let start = performance.now();
         for (let t = 0; t < config.tokens; t++) {
-          const stepLogits = await mamba.step(ids, state!);
-          const values = await stepLogits.read();
-          stepLogits.dispose();
-          ids = ids.map((_, b) => argmax(values, b * c.vocabSize, (b + 1) * c.vocabSize));
+          ids = await mamba.stepGreedy(ids, state!);
           chosen.push(ids[0]!);
         }
         const perToken = (performance.now() - start) / config.tokens;
@@ -186,6 +215,14 @@ async function run(
         for (let t = 0; t < config.tokens; t++) (await mamba.step(ids, state!)).dispose();
         await backend.sync();
         const devicePerToken = (performance.now() - start) / config.tokens;
+        // Again, timed by the GPU's timestamps: the summed time of the compute passes (the
+        // kernels alone, without the host's recording and submission).
+        if (timer) {
+          const timed = await timer(async () => {
+            for (let t = 0; t < config.tokens; t++) (await mamba.step(ids, state!)).dispose();
+          });
+          if (timed.gpuMs !== undefined && i >= config.warmup) gpuSamples.push(timed.gpuMs / config.tokens);
+        }
         state!.dispose();
         if (i >= config.warmup) {
           samples.push(perToken);
@@ -215,6 +252,7 @@ async function run(
         decodeMsPerToken: ms,
         deviceOnlyMsPerToken: deviceMs,
         effectiveGBps: weightBytes(c) / deviceMs / 1e6,
+        ...(gpuSamples.length > 0 ? { gpuKernelMsPerToken: median(gpuSamples) } : {}),
         samplesMsPerToken: samples,
         breakdown: {
           headMs,
@@ -237,6 +275,7 @@ async function run(
       tokensPerS: (1000 * config.batch * config.prompt) / prefillMs,
       ms: prefillMs,
       samplesMs: prefillSamples,
+      ...(prefillGpuMs !== undefined ? { gpuKernelMs: prefillGpuMs } : {}),
     },
     decode,
     ...(firstIds.length === 2 ? { pathsAgree: firstIds[0]!.join() === firstIds[1]!.join() } : {}),
@@ -329,8 +368,8 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
   const c = report.model;
   const lines = [
     `mamba-decode on ${report.backend}: d_model ${c.dModel}, ${c.nLayer} layers, vocab ${c.vocabSize}, d_state ${c.dState}, d_inner ${c.dInner}, dt_rank ${c.dtRank} (${(report.parameters / 1e6).toFixed(1)}M parameters, random weights); batch ${config.batch}`,
-    `prefill: ${config.prompt} tokens in ${report.prefill.ms.toFixed(1)} ms = ${report.prefill.tokensPerS.toFixed(0)} tokens/s (median of ${config.repeats})`,
-    `decode: ${config.tokens} greedy tokens after the prompt; ms/token with the logits read back and argmax on the host, and device-only (steps queued, one sync)`,
+    `prefill: ${config.prompt} tokens in ${report.prefill.ms.toFixed(1)} ms = ${report.prefill.tokensPerS.toFixed(0)} tokens/s (median of ${config.repeats})${report.prefill.gpuKernelMs === undefined ? '' : `; GPU kernels ${report.prefill.gpuKernelMs.toFixed(1)} ms`}`,
+    `decode: ${config.tokens} greedy tokens after the prompt; ms/token with the next token chosen and read back, device-only (steps queued, one sync), and GPU kernel time`,
     '',
     table(
       [
@@ -339,6 +378,7 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
         ' ms/token',
         ' device ms/token',
         ' weight GB/s',
+        ' GPU kernel ms',
         ' head ms',
         ' ms/layer',
         ' readback ms',
@@ -349,6 +389,7 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
         d.decodeMsPerToken.toFixed(3),
         d.deviceOnlyMsPerToken.toFixed(3),
         d.effectiveGBps.toFixed(1),
+        d.gpuKernelMsPerToken === undefined ? '-' : d.gpuKernelMsPerToken.toFixed(3),
         d.breakdown.headMs.toFixed(3),
         d.breakdown.perLayerMs.toFixed(3),
         d.breakdown.readbackMs.toFixed(3),
@@ -356,7 +397,8 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
     ),
     '',
     'head = embedding + final norm + LM head (a model without layers); ms/layer = (device - head) / layers;',
-    'readback = reading the logits back and the host argmax (ms/token - device ms/token)',
+    'readback = choosing the token (fused: GPU argmax, one id read back; composed: logits read back, host argmax) = ms/token - device ms/token;',
+    'GPU kernel ms = the compute passes alone per token (timestamp queries), the rest of device ms is host recording/submission',
   ];
   if (report.pathsAgree === false)
     lines.push('note: the fused and composed paths chose different greedy ids (near-ties of random weights)');
