@@ -34,11 +34,11 @@ Usage:
       Paged decode attention: time, GB/s of the K/V read, % of a copy of the same bytes,
       and flash-attention's contiguous decode on the same data.
   longseq bench scan [--backend NAME|all] [--batch B] [--d D] [--lengths 256,1024,4096]
-                     [--n N] [--algorithms sequential,parallel,parallel-tree] [--repeats K]
-                     [--warmup W] [--dispatches D] [--timer auto|wall] [--exp auto|fast|accurate]
-                     [--json] [--svg out.svg]
+                     [--n N] [--algorithms sequential,sequential-thread,parallel,parallel-tree]
+                     [--repeats K] [--warmup W] [--dispatches D] [--timer auto|wall]
+                     [--exp auto|fast|accurate] [--json] [--svg out.svg]
       Mamba's selective scan (B, C [batch, n, L], z, D, dt bias + softplus), sequential and
-      parallel (subgroup scan; -tree: workgroup-memory tree), against a copy of the same bytes:
+      parallel (-thread, -tree: without subgroups), against a copy of the same bytes:
       GB/s counting each input read once and y written once, % of copy, and a check of a
       few channels against the float64 reference.
   longseq bench attention [--backend NAME|all] [--batch-heads BH] [--n 1024,2048,4096] [--d 64]

@@ -20,7 +20,7 @@ describe('longseq bench scan', () => {
       '--lengths',
       '33,64',
       '--n',
-      '4',
+      '8',
       '--repeats',
       '2',
       '--dispatches',
@@ -41,10 +41,10 @@ describe('longseq bench scan', () => {
         .filter((r: { n: number }) => r.n === L)
         .map((r: { label: string }) => r.label);
       // SwiftShader offers subgroups, so the parallel kernel runs both ways.
-      expect(labels).toEqual(['copy', 'sequential', 'parallel', 'parallel-tree']);
+      expect(labels).toEqual(['copy', 'sequential', 'sequential-thread', 'parallel', 'parallel-tree']);
     }
     for (const r of doc.results) {
-      expect(r.bytes).toBe(scanBytes(2, 6, r.n, 4));
+      expect(r.bytes).toBe(scanBytes(2, 6, r.n, 8));
       expect(r.medianMs).toBeGreaterThan(0);
       // The copy moves the same bytes, rounded up to whole floats read and written.
       const moved = r.kernel === 'copy' ? 8 * Math.ceil(r.bytes / 8) : r.bytes;
@@ -83,7 +83,10 @@ describe('longseq bench scan', () => {
     expect(stdout).toMatch(/selective scan, batch 1, d 3, n 2/);
     expect(stdout).toMatch(/gpujs-cpu\s+20\s+parallel/);
     expect(stdout).toMatch(/gpujs-cpu\s+20\s+sequential/);
-    expect(stdout).toMatch(/skipped: gpujs-cpu L=20 parallel-tree: gpu.js has no workgroups/);
+    expect(stdout).toMatch(/skipped: gpujs-cpu L=20 parallel-tree: gpu.js has no workgroups or subgroups/);
+    expect(stdout).toMatch(
+      /skipped: gpujs-cpu L=20 sequential-thread: gpu.js has no workgroups or subgroups/,
+    );
   });
 
   it('a bad --algorithms value exits 2', async () => {

@@ -68,9 +68,11 @@ export interface SelectiveScanOptions {
    */
   readonly exp?: ScanExp;
   /**
-   * WebGPU parallel kernel: scan across a workgroup with subgroup shuffles (2 barriers per
-   * state and chunk) where the device offers subgroups, instead of the tree in workgroup
-   * memory (2 log2(64) barriers). Default true; false forces the tree (for comparison).
+   * WebGPU: use subgroup operations where the device offers them (default true). The
+   * parallel kernel scans across its workgroup with subgroup shuffles (2 barriers per state
+   * and chunk instead of 12); the sequential kernel (L a multiple of 4, n >= 8) splits each
+   * channel's states over a quad of 4 lanes, for four times the threads. false forces the
+   * workgroup-memory tree and one thread per channel (for comparison).
    */
   readonly subgroups?: boolean;
   /**

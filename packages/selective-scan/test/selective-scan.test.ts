@@ -257,6 +257,46 @@ describeEachBackend('selectiveScan', (ctx) => {
     }
   });
 
+  it('sequential: states split over quads (subgroups) and one thread per channel both match the reference', async () => {
+    const seed = freshSeed();
+    const all = {
+      D: true,
+      z: true,
+      deltaBias: true,
+      deltaSoftplus: true,
+      initialState: true,
+      returnLastState: true,
+    };
+    const cases: ScanCase[] = [
+      { batch: 3, d: 11, L: 36, n: 8, ...all },
+      { batch: 1, d: 6, L: 20, n: 13, bLayout: 'grouped', cLayout: 'invariant', groups: 3, ...all },
+      { batch: 2, d: 4, L: 8, n: 16, bLayout: 'invariant', cLayout: 'grouped', groups: 2 },
+    ];
+    for (const c of cases) {
+      const p = randomProblem(c, rng(caseSeed(seed, describeCase(c))));
+      const { ref64, ref32 } = references(c, p);
+      const t = upload(ctx.backend, p);
+      try {
+        for (const subgroups of [true, false]) {
+          const r = await selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+            ...scanOptions(c, t, 'sequential'),
+            subgroups,
+          });
+          const y = await r.y.read();
+          const h = r.lastState ? await r.lastState.read() : undefined;
+          r.y.dispose();
+          r.lastState?.dispose();
+          const label = `subgroups ${subgroups} ${describeCase(c)}`;
+          expectClose(y, ref64.y.data, ref32.y.data, { label, seed });
+          if (h)
+            expectClose(h, ref64.lastState!.data, ref32.lastState!.data, { label: `${label} state`, seed });
+        }
+      } finally {
+        t.dispose();
+      }
+    }
+  });
+
   it("'auto' matches the reference for a decode step (L = 1) and a prompt", async () => {
     const seed = freshSeed();
     await check(

@@ -20,7 +20,7 @@ import { messageOf } from '../errors';
 import { copyProgram } from './copy';
 import { inputCopies } from './softmax';
 
-export const SCAN_KERNELS = ['sequential', 'parallel', 'parallel-tree'] as const;
+export const SCAN_KERNELS = ['sequential', 'sequential-thread', 'parallel', 'parallel-tree'] as const;
 export type ScanKernel = (typeof SCAN_KERNELS)[number];
 
 export interface ScanBenchConfig {
@@ -30,8 +30,10 @@ export interface ScanBenchConfig {
   readonly lengths: readonly number[];
   readonly states: number;
   /**
-   * Kernels to time: 'sequential', 'parallel' (subgroup scan where the device has subgroups)
-   * and 'parallel-tree' (the parallel kernel with the workgroup-memory tree; WebGPU only).
+   * Kernels to time: 'sequential' (states split over quads where the device has subgroups),
+   * 'sequential-thread' (one thread per channel; WebGPU with subgroups only), 'parallel'
+   * (subgroup scan where the device has subgroups) and 'parallel-tree' (the parallel kernel
+   * with the workgroup-memory tree; WebGPU with subgroups only).
    */
   readonly algorithms: readonly ScanKernel[];
   readonly repeats: number;
@@ -331,11 +333,12 @@ export async function benchScan(
           for (const algorithm of config.algorithms) {
             const label = algorithm;
             onStep(`${name} L=${L} ${label}`);
-            if (algorithm === 'parallel-tree' && !backend.features.has('subgroups')) {
+            const withoutSubgroups = algorithm === 'parallel-tree' || algorithm === 'sequential-thread';
+            if (withoutSubgroups && !backend.features.has('subgroups')) {
               const reason =
                 backend.kind === 'webgpu'
-                  ? 'no subgroups on this device: parallel already uses the tree'
-                  : 'gpu.js has no workgroups';
+                  ? `no subgroups on this device: ${algorithm.split('-')[0]} already runs without them`
+                  : 'gpu.js has no workgroups or subgroups';
               skipped.push({ backend: name, n: L, label, reason, error: false });
               continue;
             }
@@ -345,8 +348,8 @@ export async function benchScan(
                 z: s.z,
                 deltaBias: bias,
                 deltaSoftplus: true,
-                algorithm: algorithm === 'sequential' ? 'sequential' : 'parallel',
-                subgroups: algorithm !== 'parallel-tree',
+                algorithm: algorithm.startsWith('sequential') ? 'sequential' : 'parallel',
+                subgroups: !withoutSubgroups,
                 exp: config.exp,
               });
             try {

@@ -452,6 +452,140 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }${tail}`;
 }
 
+/** Threads per workgroup of the quad kernel (4 per channel: 32 channels). */
+const QUAD_WORKGROUP = 128;
+
+/** Whether the sequential scan runs as quads: L a multiple of 4, subgroups on, and n >= 8. */
+function useQuads(backend: Backend, attrs: SelectiveScanAttrs): boolean {
+  return sequentialVec4(attrs) && attrs.subgroups && attrs.states >= 8 && backend.features.has('subgroups');
+}
+
+/**
+ * The sequential scan with each channel's states split over a quad (4 adjacent subgroup
+ * lanes): thread q of a channel keeps states q, q + 4, q + 8, ... in registers, so the same
+ * batch x d channels make four times as many threads (one thread per channel leaves a large
+ * GPU with a warp or two per SM). Per tile of 4 steps, thread q computes the dt (softplus)
+ * and the gate (silu) of step q only and shares dt with quadBroadcast; the quad adds up its
+ * partial y with two quadSwaps, and thread q finishes and writes step q.
+ * Lanes are numbered from subgroup slots handed out by an atomic counter, so channels map to
+ * quads whatever order the device gives subgroups.
+ */
+function quadSource(attrs: SelectiveScanAttrs, fastExp: boolean): string {
+  const perThread = Math.ceil(attrs.states / 4);
+  const slots = Array.from({ length: perThread }, (_, j) => j);
+  const operand4 = (name: string, layout: string, index: string) =>
+    layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
+  const tiles = Array.from({ length: TILES_IN_FLIGHT }, (_, k) => k);
+  const streams: [string, string][] = [
+    ['x', 'xs'],
+    ['dtr', 'dts'],
+    ...(attrs.hasZ ? ([['zv', 'gate']] as [string, string][]) : []),
+  ];
+  const load = (prefix: string, group: string) =>
+    streams
+      .flatMap(([v, buf]) =>
+        tiles.map(
+          (k) =>
+            `${prefix} ${v}${k}${prefix === 'let' ? '_next' : ''} = ${buf}[row4 + min(${group} + ${k}u, last4)];`,
+        ),
+      )
+      .join('\n    ');
+  const state = (j: number) => `
+        {
+          const j = ${j}u;
+          let s = q + 4u * j;
+          if (s < N) {
+            let bv = ${operand4('b_mat', attrs.bLayout, 'b_base')};
+            let cv = ${operand4('c_mat', attrs.cLayout, 'c_base')};
+            let dA = exp_dt_a4(dt, vec4<f32>(a_hi[j]), vec4<f32>(a_lo[j]));
+            let dBu = dtx * bv;
+            var hs = h[j];
+            hs = fma(dA.x, hs, dBu.x);
+            acc.x = fma(cv.x, hs, acc.x);
+            hs = fma(dA.y, hs, dBu.y);
+            acc.y = fma(cv.y, hs, acc.y);
+            hs = fma(dA.z, hs, dBu.z);
+            acc.z = fma(cv.z, hs, acc.z);
+            hs = fma(dA.w, hs, dBu.w);
+            acc.w = fma(cv.w, hs, acc.w);
+            h[j] = hs;
+          }
+        }`;
+  const tile = (k: number) => `
+    {
+      let t4 = group + ${k}u;
+      if (t4 < len4) {
+        let my_dt = step_dt(dtr${k}[q], bias);
+        let dt = vec4<f32>(quadBroadcast(my_dt, 0u), quadBroadcast(my_dt, 1u), quadBroadcast(my_dt, 2u), quadBroadcast(my_dt, 3u));
+        let dtx = dt * x${k};
+        var acc = vec4<f32>(0.0);
+        ${slots.map(state).join('')}
+        acc += quadSwapX(acc);
+        acc += quadSwapY(acc);
+        var out = acc[q];
+        ${attrs.hasD ? `out += skip * x${k}[q];` : ''}
+        ${attrs.hasZ ? `out *= silu(zv${k}[q]);` : ''}
+        if (valid) { y[(row4 + t4) * 4u + q] = out; }
+      }
+    }`;
+  return /* wgsl */ `${commonWgsl(attrs, fastExp)}
+const WG: u32 = ${QUAD_WORKGROUP}u;
+const PER_THREAD: u32 = ${perThread}u;
+var<workgroup> next_slot: atomic<u32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_invocation_id) lane: u32) {
+  if (lid == 0u) { atomicStore(&next_slot, 0u); }
+  workgroupBarrier();
+  // This subgroup's lanes take the next run of slots: lane order decides the quads.
+  let lanes_running = subgroupAdd(1u);
+  var first_slot = 0u;
+  if (subgroupElect()) { first_slot = atomicAdd(&next_slot, lanes_running); }
+  let slot = subgroupBroadcastFirst(first_slot) + subgroupExclusiveAdd(1u);
+  let thread = (wid.x + wid.y * nwg.x) * WG + slot;
+  // Threads past the last channel keep going (quad operations need their whole quad) but
+  // compute on channel 0 and write nothing.
+  let valid = thread / 4u < u.batch * u.d;
+  let bc = select(0u, thread / 4u, valid);
+  let q = thread % 4u;
+  let b = bc / u.d;
+  let c = bc % u.d;
+  var h: array<f32, PER_THREAD>;
+  var a_hi: array<f32, PER_THREAD>;
+  var a_lo: array<f32, PER_THREAD>;
+  for (var j = 0u; j < PER_THREAD; j++) {
+    let s = min(q + 4u * j, N - 1u);
+    let a = params[c * N + s];
+    a_hi[j] = split_hi(a);
+    a_lo[j] = split_lo(a, a_hi[j]);
+    h[j] = ${attrs.hasInitialState ? 'params[u.h0_off + bc * N + s]' : '0.0'};
+  }
+  let bias = ${attrs.hasDeltaBias ? 'params[u.bias_off + c]' : '0.0'};
+  let skip = ${attrs.hasD ? 'params[u.d_off + c]' : '0.0'};
+  let len4 = u.len / 4u;
+  let last4 = len4 - 1u;
+  let row4 = bc * len4;
+  let b_base = ${attrs.bLayout === 'invariant' ? '0u' : '(b * u.b_groups + c / u.b_heads) * N'};
+  let c_base = ${attrs.cLayout === 'invariant' ? '0u' : '(b * u.c_groups + c / u.c_heads) * N'};
+  ${load('var', '0u')}
+  for (var group = 0u; group < len4; group += ${TILES_IN_FLIGHT}u) {
+    ${load('let', `group + ${TILES_IN_FLIGHT}u`)}
+    ${tiles.map(tile).join('')}
+    ${streams.flatMap(([v]) => tiles.map((k) => `${v}${k} = ${v}${k}_next;`)).join('\n    ')}
+  }
+  ${
+    attrs.returnLastState
+      ? `for (var j = 0u; j < PER_THREAD; j++) {
+    let s = q + 4u * j;
+    if (valid && s < N) { h_last[bc * N + s] = h[j]; }
+  }`
+      : ''
+  }
+}`;
+}
+
 /**
  * The workgroup scan of the parallel kernel in workgroup memory (Hillis-Steele): after the
  * level with offset o, thread i holds the pair of its steps and those of the 2o - 1 threads
@@ -734,7 +868,10 @@ function program(
 ): WebGpuProgram {
   const parallel = attrs.algorithm === 'parallel';
   const vec4 = !parallel && sequentialVec4(attrs);
+  const quads = !parallel && useQuads(backend, attrs);
   let { ins, outs } = bindings(inputs, params, outputs, attrs, vec4);
+  // The quad kernel writes y one step per thread.
+  if (quads) outs = outs.map((b) => (b.name === 'y' ? { name: 'y', tensor: b.tensor } : b));
   if (mode === 'totals') {
     // Only what the segment totals need: u, dt, A (params) and B in; the pairs out.
     ins = ins.filter((b) => b.name !== 'c_mat' && b.name !== 'gate');
@@ -750,19 +887,25 @@ function program(
   const subgroups = parallel && attrs.subgroups && backend.features.has('subgroups');
   const name = parallel
     ? `selective_scan_parallel${mode === 'single' ? '' : `_${mode}`}`
-    : 'selective_scan_sequential';
-  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}`}`;
+    : quads
+      ? 'selective_scan_sequential_quads'
+      : 'selective_scan_sequential';
+  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}-quads${quads}`}`;
   let source = sources.get(`${name}|${cacheKey}`);
   if (source === undefined) {
     source = parallel
       ? parallelSource(attrs, threads, fastExp, subgroups, mode)
-      : sequentialSource(attrs, fastExp);
+      : quads
+        ? quadSource(attrs, fastExp)
+        : sequentialSource(attrs, fastExp);
     sources.set(`${name}|${cacheKey}`, source);
   }
   const segments = seg?.segments ?? 1;
   const workgroups = parallel
     ? attrs.batch * Math.ceil(attrs.channels / PARALLEL_CHANNELS) * segments
-    : Math.ceil((attrs.batch * attrs.channels) / SEQUENTIAL_WORKGROUP);
+    : quads
+      ? Math.ceil((4 * attrs.batch * attrs.channels) / QUAD_WORKGROUP)
+      : Math.ceil((attrs.batch * attrs.channels) / SEQUENTIAL_WORKGROUP);
   return {
     kind: 'webgpu',
     name,
@@ -772,7 +915,7 @@ function program(
     uniforms: uniformsFor(attrs, seg),
     source,
     dispatch: dispatch1d(workgroups, backend.limits.maxWorkgroupsPerDimension),
-    enables: subgroups ? ['subgroups'] : [],
+    enables: subgroups || quads ? ['subgroups'] : [],
   };
 }
 
