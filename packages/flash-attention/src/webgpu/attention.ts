@@ -285,6 +285,22 @@ fn load_v(base: u32, c4: u32, valid: bool) -> vec4<f32> {
         s_${a}_${c} = z;
       }`,
     );
+  // One vec4 column e of S += Q K^T; an explicit fma chain, since dot() plus the add would
+  // cost a fifth instruction per 4 products.
+  const scoreStep = (e: string) =>
+    [
+      unroll(tc, (c) => `let kv_${c} = k_tile[key_${c}][${e}];`, '\n      '),
+      unroll(tr, (a) => `let qv_${a} = q_tile[row_${a}][${e}];`, '\n      '),
+      pairs(
+        tr,
+        tc,
+        (a, c) =>
+          `s_${a}_${c} = fma(qv_${a}.w, kv_${c}.w, fma(qv_${a}.z, kv_${c}.z, fma(qv_${a}.y, kv_${c}.y, fma(qv_${a}.x, kv_${c}.x, s_${a}_${c}))));`,
+        '\n      ',
+      ),
+    ].join('\n      ');
+  // With a constant head dim the loop over it is unrolled here, not left to the compiler.
+  const unrollD4 = t.d4 === t.d4cap;
   const rowMax = (a: number) =>
     shuffle
       ? `if (use_shuffle) {
@@ -306,11 +322,13 @@ const QS: u32 = ${t.qStride}u;
 const PS4: u32 = ${t.pStride}u;
 const LOG2E: f32 = 1.4426950408889634;
 
-var<workgroup> q_tile: array<vec4<f32>, ${t.br * t.qStride}>;
-var<workgroup> k_tile: array<vec4<f32>, ${t.bc * t.qStride}>;
-var<workgroup> v_tile: array<vec4<f32>, ${t.bc * t.d4cap}>;
-// P of the block, row-major, vec4s along the keys (PS4 vec4s a row).
-var<workgroup> p_tile: array<vec4<f32>, ${t.br * t.pStride}>;
+// Two-dimensional, so a read at a constant column needs no index arithmetic of its own:
+// the row's offset is computed (and bounds-clamped) once, the column folds into the load.
+var<workgroup> q_tile: array<array<vec4<f32>, QS>, BR>;
+var<workgroup> k_tile: array<array<vec4<f32>, QS>, BC>;
+var<workgroup> v_tile: array<array<vec4<f32>, D4CAP>, BC>;
+// P of the block, vec4s along the keys.
+var<workgroup> p_tile: array<array<vec4<f32>, PS4>, BR>;
 var<workgroup> row_part: array<f32, ${t.br * ntx}>;
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
 ${shuffle ? 'var<workgroup> lanes_linear: atomic<u32>;\nvar<workgroup> lanes_linear_plain: u32;' : ''}
@@ -370,9 +388,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   for (var idx = lid; idx < BR * D4CAP; idx += WG) {
     let r = idx / D4CAP;
-    q_tile[r * QS + idx % D4CAP] = load_q(q_head + (i0 + r) * u.q_token_stride, idx % D4CAP, i0 + r < q_len);
+    q_tile[r][idx % D4CAP] = load_q(q_head + (i0 + r) * u.q_token_stride, idx % D4CAP, i0 + r < q_len);
   }
 
+  // This thread's rows of the block, key rows of K and vec4 columns of V and O.
+  ${unroll(tr, (a) => `let row_${a} = ty + ${a}u * NTY;`, '\n  ')}
+  ${unroll(tc, (c) => `let key_${c} = tx + ${c}u * NTX;`, '\n  ')}
+  ${unroll(oc, (c) => `let col_${c} = tx + ${c}u * NTX;`, '\n  ')}
   ${unroll(tr, (a) => `let pos_${a} = i32(i0 + ty + ${a}u * NTY) + offset;\n  var m_${a} = NO_MAX;\n  var l_${a} = 0.0;`, '\n  ')}
   ${pairs(tr, oc, (a, c) => `var o_${a}_${c} = vec4<f32>(0.0);`, '\n  ')}
 
@@ -401,10 +423,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       loads,
       (i) => `{
       let idx = lid + ${i * wg}u;
-      ${(loads * wg > t.bc * t.d4cap) ? 'if (idx < BC * D4CAP) {' : '{'}
+      ${loads * wg > t.bc * t.d4cap ? 'if (idx < BC * D4CAP) {' : '{'}
         let r = idx / D4CAP;
-        k_tile[r * QS + idx % D4CAP] = kr_${i};
-        v_tile[r * D4CAP + idx % D4CAP] = vr_${i};
+        k_tile[r][idx % D4CAP] = kr_${i};
+        v_tile[r][idx % D4CAP] = vr_${i};
       }
     }`,
       '\n    ',
@@ -427,10 +449,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 
     ${pairs(tr, tc, (a, c) => `var s_${a}_${c} = 0.0;`, '\n    ')}
-    for (var e = 0u; e < D4; e++) {
-      ${unroll(tc, (c) => `let kv_${c} = k_tile[(tx + ${c}u * NTX) * QS + e];`, '\n      ')}
-      ${unroll(tr, (a) => `let qv_${a} = q_tile[(ty + ${a}u * NTY) * QS + e];`, '\n      ')}
-      ${pairs(tr, tc, (a, c) => `s_${a}_${c} += dot(qv_${a}, kv_${c});`, '\n      ')}
+    ${
+      unrollD4
+        ? unroll(t.d4, (e) => `{\n      ${scoreStep(`${e}u`)}\n    }`, '\n    ')
+        : `for (var e = 0u; e < D4; e++) {\n      ${scoreStep('e')}\n    }`
     }
     let unmasked = i32(j0) >= full_lo && i32(j0 + BC) - 1 <= full_hi;
     if (unmasked) {
@@ -438,7 +460,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     } else {
       ${score(true)}
     }
-    ${unroll(tr, (a) => `var part_${a} = max(${unroll(tc, (c) => `s_${a}_${c}`, ', ').replace(/^(.*)$/, tc === 1 ? 'NO_MAX, $1' : '$1')});\n    ${rowMax(a)}`, '\n    ')}
+    ${unroll(tr, (a) => `var part_${a} = NO_MAX;\n    ${unroll(tc, (c) => `part_${a} = max(part_${a}, s_${a}_${c});`, ' ')}\n    ${rowMax(a)}`, '\n    ')}
     if (!use_shuffle) {
       workgroupBarrier();
       ${unroll(tr, (a) => `for (var t = 0u; t < NTX; t++) { part_${a} = max(part_${a}, row_part[(ty + ${a}u * NTY) * NTX + t]); }`, '\n      ')}
@@ -448,14 +470,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       (a) => `{
       let m_new = max(m_${a}, part_${a});
       let alpha = select(exp2((m_${a} - m_new) * LOG2E), 1.0, m_${a} == m_new);
-      let row = (ty + ${a}u * NTY) * PS4;
+      let row = row_${a};
       var sum = 0.0;
       ${unroll(
         tc,
         (c) => `{
         let p = select(exp2((s_${a}_${c} - m_new) * LOG2E), 0.0, s_${a}_${c} == NO_MAX);
-        let col = tx + ${c}u * NTX;
-        p_tile[row + col / 4u][col % 4u] = p;
+        ${ntx % 4 === 0 ? `p_tile[row][${c * (ntx / 4)}u + tx / 4u][tx % 4u] = p;` : `p_tile[row][key_${c} / 4u][key_${c} % 4u] = p;`}
         sum += p;
       }`,
         '\n      ',
@@ -467,18 +488,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       '\n    ',
     )}
     workgroupBarrier();
-    for (var j4 = 0u; j4 < ${pVec}u; j4++) {
-      ${unroll(tr, (a) => `let p_${a} = p_tile[(ty + ${a}u * NTY) * PS4 + j4];`, '\n      ')}
+    ${unroll(
+      pVec,
+      (j4) => `{
+      ${unroll(tr, (a) => `let p_${a} = p_tile[row_${a}][${j4}u];`, '\n      ')}
       ${unroll(
         Math.min(4, t.bc),
         (jj) => `{
-        let vrow = (j4 * 4u + ${jj}u) * D4CAP + tx;
-        ${unroll(oc, (c) => `let vv_${c} = v_tile[vrow + ${c}u * NTX];`, '\n        ')}
-        ${pairs(tr, oc, (a, c) => `o_${a}_${c} += p_${a}[${jj}] * vv_${c};`, '\n        ')}
+        ${unroll(oc, (c) => `let vv_${c} = v_tile[${j4 * 4 + jj}u][col_${c}];`, '\n        ')}
+        ${pairs(tr, oc, (a, c) => `o_${a}_${c} = fma(vec4<f32>(p_${a}[${jj}]), vv_${c}, o_${a}_${c});`, '\n        ')}
       }`,
         '\n      ',
       )}
-    }
+    }`,
+      '\n    ',
+    )}
   }
 
   // Sum the threads' partial denominators of each row.
