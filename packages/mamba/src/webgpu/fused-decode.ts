@@ -222,9 +222,14 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   if (lane == 0u && r < rows) { xdbl[b * rows + r] = partial[li].x; }
 }`;
 
-/** One thread per (b, c): dt, the N state updates, gated y (u comes from norm_in_proj's conv step). */
+/**
+ * One thread per (b, c): dt, the N state updates, gated y (u comes from norm_in_proj's conv
+ * step). Workgroups of SSM_WG threads: a layer has few channels (1536 for Mamba-130m), and
+ * this latency-bound loop finishes sooner spread over more SMs.
+ */
+const SSM_WG = 32;
 const SSM = /* wgsl */ `${WGSL_EXP_ACCURATE}${SILU}
-@compute @workgroup_size(64)
+@compute @workgroup_size(${SSM_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
   let b = gid.y;
@@ -308,6 +313,21 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   if (li == 0u) { ids[b] = i32(best_i[0]); }
 }`;
 
+/**
+ * Generated WGSL by variant: a decode step records ~100 dispatches, and rebuilding each
+ * program's source string every time is host time the GPU waits for.
+ */
+const sources = new Map<string, string>();
+function cachedSource(key: string, build: () => string): string {
+  let source = sources.get(key);
+  if (source === undefined) {
+    source = build();
+    sources.set(key, source);
+  }
+  return source;
+}
+const shapeKey = (s: MatvecShape) => `${s.lanes}x${s.rows}v${s.vec}`;
+
 type U = { name: string; type: 'u32' | 'f32'; value: number };
 const u32 = (name: string, value: number): U => ({ name, type: 'u32', value });
 
@@ -338,7 +358,7 @@ export function normMatvecProgram(
   return {
     kind: 'webgpu',
     name: conv ? 'mamba_norm_in_proj_conv' : 'mamba_norm_matvec',
-    cacheKey: `${shape.lanes}x${shape.rows}v${shape.vec}`,
+    cacheKey: shapeKey(shape),
     inputs: [
       { name: 'hidden', tensor: hidden, ...v },
       { name: 'norm_w', tensor: normW, ...v },
@@ -365,7 +385,9 @@ export function normMatvecProgram(
       { name: 'eps', type: 'f32', value: sizes.eps },
       ...(conv?.uniforms ?? []),
     ],
-    source: normMatvecWgsl(shape, conv !== undefined),
+    source: cachedSource(`norm${conv ? '_conv' : ''}:${shapeKey(shape)}`, () =>
+      normMatvecWgsl(shape, conv !== undefined),
+    ),
     dispatch: rowGrid(backend, sizes.rows0 + sizes.rows1, shape, sizes.batch),
   };
 }
@@ -436,7 +458,7 @@ async function runFusedLayer(
     await backend.run({
       kind: 'webgpu',
       name: 'mamba_x_proj',
-      cacheKey: `${xProjShape.lanes}x${xProjShape.rows}v${xProjShape.vec}`,
+      cacheKey: shapeKey(xProjShape),
       inputs: [
         { name: 'xz', tensor: xz, ...xv },
         { name: 'w_dt', tensor: wDt!, ...xv },
@@ -445,7 +467,7 @@ async function runFusedLayer(
       ],
       outputs: [{ name: 'xdbl', tensor: xdbl }],
       uniforms: [u32('nvec', D / xProjShape.vec), u32('states', N), u32('dt_rank', R)],
-      source: xProjWgsl(xProjShape),
+      source: cachedSource(`x_proj:${shapeKey(xProjShape)}`, () => xProjWgsl(xProjShape)),
       dispatch: rowGrid(backend, R + 2 * N, xProjShape, B),
     });
     // 3. dt, the SSM state update and the gated y, one thread per channel.
@@ -472,7 +494,7 @@ async function runFusedLayer(
         u32('off_a', off.a),
       ],
       source: SSM,
-      dispatch: [Math.ceil(D / 64), B, 1],
+      dispatch: [Math.ceil(D / SSM_WG), B, 1],
     });
     // 4. h += out_proj(y).
     const outShape = matvecShape(backend, D, M, a.lanes);
@@ -480,7 +502,7 @@ async function runFusedLayer(
     await backend.run({
       kind: 'webgpu',
       name: 'mamba_out_proj',
-      cacheKey: `${outShape.lanes}x${outShape.rows}v${outShape.vec}`,
+      cacheKey: shapeKey(outShape),
       inputs: [
         { name: 'y', tensor: y, ...ov },
         { name: 'w_out', tensor: outProj!, ...ov },
@@ -488,7 +510,7 @@ async function runFusedLayer(
       ],
       outputs: [{ name: 'hidden', tensor: hidden! }],
       uniforms: [u32('width', M), u32('nvec', D / outShape.vec), u32('has_bias', a.hasOutBias ? 1 : 0)],
-      source: outProjWgsl(outShape),
+      source: cachedSource(`out_proj:${shapeKey(outShape)}`, () => outProjWgsl(outShape)),
       dispatch: rowGrid(backend, M, outShape, B),
     });
   } finally {
@@ -556,7 +578,7 @@ export const mambaArgmaxWebGpuKernel: KernelConfig<{ batch: number; vocab: numbe
         inputs: [{ name: 'logits', tensor: logits! }],
         outputs: [{ name: 'ids', tensor: ids }],
         uniforms: [u32('vocab', a.vocab)],
-        source: argmaxWgsl(wg),
+        source: cachedSource(`argmax:${wg}`, () => argmaxWgsl(wg)),
         dispatch: [a.batch, 1, 1],
       });
     } catch (err) {
