@@ -16,7 +16,16 @@ Prints JSON: {"device", "torch", "transformers", "fast_path": false, "prefill_to
 import argparse
 import json
 import statistics
+import sys
 import time
+
+# The CUDA-kernel packages the mixer can dispatch to (mamba_ssm, causal_conv1d, and the Hub's
+# `kernels` loader that transformers 5 uses for them) are made unimportable before transformers
+# looks for them: its availability checks then report them missing and the mixer stays on its
+# PyTorch code, whatever is installed on the machine.
+KERNEL_PACKAGES = ("mamba_ssm", "causal_conv1d", "kernels", "selective_scan_cuda", "causal_conv1d_cuda")
+for _package in KERNEL_PACKAGES:
+    sys.modules[_package] = None
 
 import torch
 import transformers
@@ -63,10 +72,9 @@ def find_slow_method(mixer_class):
     ]
     if len(guesses) == 1:
         return guesses[0]
-    raise SystemExit(
-        f"cannot find the slow path of {mixer_class.__name__}: its methods are {sorted(own)}; "
-        f"add the right name to SLOW_PATH_CANDIDATES"
-    )
+    # transformers 5 has a single forward that picks kernels or PyTorch inside; with the kernel
+    # packages blocked it takes PyTorch, which verify_no_kernels checks on the GPU's own record.
+    return None
 
 
 def install_slow_path(model):
@@ -80,7 +88,7 @@ def install_slow_path(model):
     counts = {"slow": 0, "cuda": 0}
 
     for mixer in mixers:
-        slow = getattr(mixer, name)
+        slow = getattr(mixer, name or "forward")
 
         def forward(*args, _slow=slow, **kwargs):
             counts["slow"] += 1
@@ -94,7 +102,32 @@ def install_slow_path(model):
                 raise RuntimeError("the CUDA-kernel path of the mixer was taken")
 
             mixer.cuda_kernels_forward = refuse
-    return name, counts
+    return name or "forward", counts
+
+
+# Substrings of the GPU kernel names of mamba_ssm's and causal_conv1d's CUDA/Triton kernels.
+KERNEL_NAME_MARKS = ("selective_scan", "selective_state_update", "causal_conv1d", "ssd_", "mamba")
+
+
+def verify_no_kernels(run):
+    """
+    Runs `run` under the torch profiler and fails if any GPU kernel that ran belongs to the
+    Mamba CUDA/Triton kernels, or if no Python code of those packages is loaded: the proof the
+    reference is transformers' PyTorch path. Returns the number of GPU kernels seen.
+    """
+    loaded = [m for m in sys.modules if m.split(".")[0] in KERNEL_PACKAGES and sys.modules[m] is not None]
+    if loaded:
+        raise SystemExit(f"Mamba kernel packages were imported ({loaded}); refusing to report")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run()
+        torch.cuda.synchronize()
+    names = {e.key for e in prof.key_averages()}
+    bad = sorted(n for n in names if any(mark in n.lower() for mark in KERNEL_NAME_MARKS))
+    if bad:
+        raise SystemExit(f"Mamba CUDA kernels ran ({bad[:5]}); refusing to report")
+    return len(names)
 
 
 def timed(fn, repeats):
@@ -156,6 +189,7 @@ def main():
         generate(2)  # warm-up (allocator, cuBLAS handles)
         if slow_counts["slow"] == 0 or slow_counts["cuda"] > 0:
             raise SystemExit(f"the mixer did not take the slow path ({slow_counts}); refusing to report")
+        profiled_ops = verify_no_kernels(lambda: generate(2))
         generate(args.tokens)
 
         prefill_s = timed(lambda: model(prompt, use_cache=True), args.repeats)
@@ -176,6 +210,7 @@ def main():
                 "fast_path": False,
                 "slow_path_method": f"MambaMixer.{slow_method}",
                 "slow_path_calls": slow_counts["slow"],
+                "profiled_ops_without_mamba_kernels": profiled_ops,
                 "parameters": parameters,
                 "config": vars(args),
                 "prefill_ms": prefill_s * 1e3,
