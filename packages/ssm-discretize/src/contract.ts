@@ -55,7 +55,7 @@ export interface CausalConvAttrs {
   /** FFT length: the power of two >= 2L (zero padding makes the circular convolution causal). */
   readonly M: number;
   readonly algorithm: CausalConvAlgorithm;
-  /** WebGPU FFT passes: 'auto'/'workgroup' in workgroup memory (one pass, or four-step in two), 'global' one pass per stage. */
+  /** WebGPU FFT passes: 'auto'/'workgroup' the fused four-step path in workgroup memory, 'global' one pass per stage. */
   readonly fft: FftVariant;
 }
 

@@ -69,4 +69,4 @@ export {
   SsmVandermonde,
 } from './contract';
 export { MAX_SCAN_STATES } from './webgpu/ssm';
-export { localFftCapacity } from './webgpu/conv';
+export { FUSED_CHUNK_BYTES, fusedFftSplit, localFftCapacity } from './webgpu/conv';

@@ -70,10 +70,11 @@ export interface CausalConvOptions {
   /** 'fft' (default): O(L log L) per channel. 'direct': O(L^2), one thread per output. */
   readonly algorithm?: CausalConvAlgorithm;
   /**
-   * WebGPU FFT passes. 'auto' (default) and 'workgroup': radix-2 Stockham stages in workgroup
-   * memory, one pass when the FFT length M fits (`localFftCapacity(backend)`, 2048 with
-   * 32 KiB), the four-step FFT in two such passes up to capacity^2 (M = M1 M2), else one
-   * global pass per stage. 'global': always one pass per stage. gpu.js always runs global passes.
+   * WebGPU FFT passes. 'auto' (default) and 'workgroup': the fused path, five passes over
+   * global memory (four-step split M = M1 M2 with every transform in workgroup memory, radix
+   * 4; the product with K's spectrum fused between the forward and inverse transforms), up to
+   * M = localFftCapacity(backend)^2 / 2; beyond, global passes. 'global': one pass per radix-2
+   * stage always. gpu.js always runs global passes.
    */
   readonly fft?: FftVariant;
 }

@@ -151,6 +151,7 @@ describeEachBackend('ssm forms', (ctx) => {
       [1, 1],
       [2, 2],
       [3, 7],
+      [3, 40],
       [2, 100],
       [1, 300],
       [1, 1500],
@@ -163,8 +164,10 @@ describeEachBackend('ssm forms', (ctx) => {
         ['fft', 'global'],
         ['direct', 'auto'],
       ];
-      // Workgroup-memory FFT passes (slow to compile and run on SwiftShader, so a few sizes):
-      // one pass up to M = 2048, the four-step FFT in two passes beyond (L = 1500: M = 4096).
+      // The fused workgroup-memory path (slow to compile and run on SwiftShader, so a few
+      // sizes): M <= localFftCapacity (1024 here) in one transform per workgroup (M = 2: one
+      // radix-2 stage; L = 40, M = 128: radix 2 then radix 4; odd H: a channel pair of one),
+      // the four-step split beyond (L = 1500: M = 4096 = 64 x 64).
       if (ctx.name === 'webgpu' && (L <= 100 || L === 1500)) variants.push(['fft', 'workgroup']);
       for (const [algorithm, fft] of variants) {
         if (algorithm === 'direct' && L > 300) continue;
