@@ -39,4 +39,6 @@ export {
   measureFastExpError,
   parallelChunkLength,
   parallelSegments,
+  type SequentialTuning,
+  setSequentialTuning,
 } from './webgpu/selective-scan';

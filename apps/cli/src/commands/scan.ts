@@ -38,6 +38,8 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
       seed: { type: 'string' },
       timer: { type: 'string' },
       exp: { type: 'string' },
+      'tiles-in-flight': { type: 'string' },
+      'quad-workgroup': { type: 'string' },
       json: { type: 'boolean' },
       svg: { type: 'string' },
     },
@@ -71,6 +73,14 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
     exp,
     skipUnavailable: backendFlag === 'all',
     ...(dispatches === undefined ? {} : { dispatches }),
+    tuning: {
+      ...(stringFlag(p, 'tiles-in-flight') === undefined
+        ? {}
+        : { tilesInFlight: intFlag(p, 'tiles-in-flight', 4) }),
+      ...(stringFlag(p, 'quad-workgroup') === undefined
+        ? {}
+        : { quadWorkgroup: intFlag(p, 'quad-workgroup', 128) }),
+    },
   };
 
   const progress = new Progress(io.stderr, countScanSteps(config));

@@ -42,8 +42,28 @@ import {
 
 /** Sequential kernel: the state loop is written out per state up to this n. */
 const UNROLL_STATES = 32;
-/** Sequential kernel: tiles of 4 steps whose loads are in flight ahead of the arithmetic. */
-const TILES_IN_FLIGHT = 4;
+/**
+ * Launch shape of the sequential kernels, adjustable for benchmarking (setSequentialTuning):
+ * tilesInFlight = tiles of 4 steps whose loads are in flight ahead of the arithmetic,
+ * quadWorkgroup = threads per workgroup of the quad kernel.
+ */
+export interface SequentialTuning {
+  readonly tilesInFlight: number;
+  readonly quadWorkgroup: number;
+}
+let tuning: SequentialTuning = { tilesInFlight: 4, quadWorkgroup: 128 };
+
+/** Changes the sequential kernels' launch shape (for benchmarks); returns the previous one. */
+export function setSequentialTuning(next: Partial<SequentialTuning>): SequentialTuning {
+  const previous = tuning;
+  const merged = { ...tuning, ...next };
+  if (!Number.isInteger(merged.tilesInFlight) || merged.tilesInFlight < 1 || merged.tilesInFlight > 16)
+    throw new RangeError(`tilesInFlight must be an integer in 1..16, got ${merged.tilesInFlight}`);
+  if (![32, 64, 128, 256, 512, 1024].includes(merged.quadWorkgroup))
+    throw new RangeError(`quadWorkgroup must be a power of two in 32..1024, got ${merged.quadWorkgroup}`);
+  tuning = merged;
+  return previous;
+}
 /** Threads per workgroup of the sequential kernel (one channel each). */
 const SEQUENTIAL_WORKGROUP = 64;
 /** Parallel kernel: threads per workgroup and consecutive steps per thread (chunk = product). */
@@ -135,17 +155,28 @@ fn exp_acc(x: f32) -> f32 {
 
 ${EXP_CONSTANTS_WGSL}
 ${fastExp ? FAST_EXP_WGSL : ACCURATE_EXP_WGSL}
-// log(1 + y) for y >= 0 that keeps tiny y: the rounding of 1 + y cancels in log(w) y / (w - 1).
-fn log1p_pos(y: f32) -> f32 {
-  let w = 1.0 + y;
-  if (w == 1.0) { return y; }
-  return log(w) * (y / (w - 1.0));
+// log(1 + y) for 0 <= y <= 1 to a few ulp relative: 2 atanh(s) with s = y / (2 + y) <= 1/3,
+// an odd series in s (terms to s^15: the next is below 2^-28 of the sum). Not log(1 + y):
+// WGSL (and NVIDIA's lg2) only bound log's ABSOLUTE error near 1 (2^-21), which is a large
+// relative error of a small dt = softplus(x) for negative x, and dt scales every state.
+fn log1p_unit(y: f32) -> f32 {
+  let s = y / (2.0 + y);
+  let s2 = s * s;
+  var p = 1.0 / 15.0;
+  p = fma(p, s2, 1.0 / 13.0);
+  p = fma(p, s2, 1.0 / 11.0);
+  p = fma(p, s2, 1.0 / 9.0);
+  p = fma(p, s2, 1.0 / 7.0);
+  p = fma(p, s2, 1.0 / 5.0);
+  p = fma(p, s2, 1.0 / 3.0);
+  return 2.0 * fma(s * s2, p, s);
 }
 
-// PyTorch's softplus with threshold 20, as mamba applies it to dt.
+// PyTorch's softplus with threshold 20, as mamba applies it to dt, in the overflow-free form
+// max(x, 0) + log(1 + e^-|x|) (the log's argument stays in (1, 2]).
 fn softplus_dt(x: f32) -> f32 {
   if (x > 20.0) { return x; }
-  return log1p_pos(exp_step(x));
+  return max(x, 0.0) + log1p_unit(exp_step(-abs(x)));
 }
 
 fn silu(z: f32) -> f32 {
@@ -380,13 +411,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   // Four steps per tile: u, dt, z and y move as vec4 (one 16-byte access per thread instead
   // of four), and variable B / C are read as vec4 over time too. Tiles go in groups of
-  // TILES_IN_FLIGHT: the loads of the next group are issued before the current group's
+  // tuning.tilesInFlight: the loads of the next group are issued before the current group's
   // arithmetic, so each thread has that many tiles of every stream in flight (with one
   // thread per channel there are few warps per SM to hide memory latency otherwise). The
   // group is unrolled here, so its tiles live in registers.
   const operand4 = (name: string, layout: string, index: string) =>
     layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
-  const tiles = Array.from({ length: TILES_IN_FLIGHT }, (_, k) => k);
+  const tiles = Array.from({ length: tuning.tilesInFlight }, (_, k) => k);
   // The per-state update, written out once per state for small n (constant indices keep h,
   // a_hi and a_lo in registers whatever the driver's unroller decides), a loop beyond.
   const stateLoop = (stateBody: string) =>
@@ -445,15 +476,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b_base = ${attrs.bLayout === 'invariant' ? '0u' : '(b * u.b_groups + c / u.b_heads) * N'};
   let c_base = ${attrs.cLayout === 'invariant' ? '0u' : '(b * u.c_groups + c / u.c_heads) * N'};
   ${load('var', '0u')}
-  for (var group = 0u; group < len4; group += ${TILES_IN_FLIGHT}u) {
-    ${load('let', `group + ${TILES_IN_FLIGHT}u`)}
+  for (var group = 0u; group < len4; group += ${tuning.tilesInFlight}u) {
+    ${load('let', `group + ${tuning.tilesInFlight}u`)}
     ${tiles.map(tile).join('')}
     ${streams.flatMap(([v]) => tiles.map((k) => `${v}${k} = ${v}${k}_next;`)).join('\n    ')}
   }${tail}`;
 }
-
-/** Threads per workgroup of the quad kernel (4 per channel: 32 channels). */
-const QUAD_WORKGROUP = 128;
 
 /** Whether the sequential scan runs as quads: L a multiple of 4, subgroups on, and n >= 8. */
 function useQuads(backend: Backend, attrs: SelectiveScanAttrs): boolean {
@@ -475,7 +503,7 @@ function quadSource(attrs: SelectiveScanAttrs, fastExp: boolean): string {
   const slots = Array.from({ length: perThread }, (_, j) => j);
   const operand4 = (name: string, layout: string, index: string) =>
     layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
-  const tiles = Array.from({ length: TILES_IN_FLIGHT }, (_, k) => k);
+  const tiles = Array.from({ length: tuning.tilesInFlight }, (_, k) => k);
   const streams: [string, string][] = [
     ['x', 'xs'],
     ['dtr', 'dts'],
@@ -529,7 +557,7 @@ function quadSource(attrs: SelectiveScanAttrs, fastExp: boolean): string {
       }
     }`;
   return /* wgsl */ `${commonWgsl(attrs, fastExp)}
-const WG: u32 = ${QUAD_WORKGROUP}u;
+const WG: u32 = ${tuning.quadWorkgroup}u;
 const PER_THREAD: u32 = ${perThread}u;
 var<workgroup> next_slot: atomic<u32>;
 
@@ -570,8 +598,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b_base = ${attrs.bLayout === 'invariant' ? '0u' : '(b * u.b_groups + c / u.b_heads) * N'};
   let c_base = ${attrs.cLayout === 'invariant' ? '0u' : '(b * u.c_groups + c / u.c_heads) * N'};
   ${load('var', '0u')}
-  for (var group = 0u; group < len4; group += ${TILES_IN_FLIGHT}u) {
-    ${load('let', `group + ${TILES_IN_FLIGHT}u`)}
+  for (var group = 0u; group < len4; group += ${tuning.tilesInFlight}u) {
+    ${load('let', `group + ${tuning.tilesInFlight}u`)}
     ${tiles.map(tile).join('')}
     ${streams.flatMap(([v]) => tiles.map((k) => `${v}${k} = ${v}${k}_next;`)).join('\n    ')}
   }
@@ -890,7 +918,7 @@ function program(
     : quads
       ? 'selective_scan_sequential_quads'
       : 'selective_scan_sequential';
-  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}-quads${quads}`}`;
+  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}-quads${quads}-f${tuning.tilesInFlight}-w${tuning.quadWorkgroup}`}`;
   let source = sources.get(`${name}|${cacheKey}`);
   if (source === undefined) {
     source = parallel
@@ -904,7 +932,7 @@ function program(
   const workgroups = parallel
     ? attrs.batch * Math.ceil(attrs.channels / PARALLEL_CHANNELS) * segments
     : quads
-      ? Math.ceil((4 * attrs.batch * attrs.channels) / QUAD_WORKGROUP)
+      ? Math.ceil((4 * attrs.batch * attrs.channels) / tuning.quadWorkgroup)
       : Math.ceil((attrs.batch * attrs.channels) / SEQUENTIAL_WORKGROUP);
   return {
     kind: 'webgpu',
