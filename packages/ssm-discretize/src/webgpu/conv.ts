@@ -475,9 +475,7 @@ async function fusedConv(
   const { m1, m2 } = split;
   const capacity = localFftCapacity(backend);
   const rows = Math.ceil(H / 2);
-  const chunkBytes =
-    Number(globalThis.process?.env?.LONGSEQ_FFT_CHUNK_MIB ?? 0) * 2 ** 20 || FUSED_CHUNK_BYTES;
-  const chunk = Math.min(rows, Math.max(1, Math.floor(chunkBytes / (M * 8))));
+  const chunk = Math.min(rows, Math.max(1, Math.floor(FUSED_CHUNK_BYTES / (M * 8))));
   const g1 = Math.min(capacity / m2, m1);
   const g2 = Math.min(capacity / m1, m2);
   const tw = backend.tensor(fullTwiddles(M), [M, 2]);
