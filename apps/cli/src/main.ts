@@ -53,7 +53,7 @@ Usage:
       each no longer fits the device (flash grows as N, naive as N^2).
   longseq bench ssm-conv [--backend NAME|all] [--channels H] [--lengths 256,1024,4096]
                          [--states N] [--fft auto|workgroup|global] [--repeats K] [--warmup W]
-                         [--timer auto|wall] [--json] [--svg out.svg]
+                         [--warmup-ms 500] [--timer auto|wall] [--json] [--svg out.svg]
       Diagonal SSM (S4D-Lin, N complex states, one dt per channel) on the GPU: the FFT causal
       convolution (with and without computing K by the Vandermonde kernel) against the direct
       recurrence, the crossover L, a check against the float64 recurrence; --svg plots time

@@ -37,7 +37,15 @@ import { machineInfo } from '../machine';
 import { Progress } from '../progress';
 
 /** Defaults sized for SwiftShader; on the H100: --channels 1024 --lengths 1024,...,65536. */
-const DEFAULTS = { channels: 4, lengths: [256, 1024, 4096], states: 32, repeats: 5, warmup: 2, seed: 1234 };
+const DEFAULTS = {
+  channels: 4,
+  lengths: [256, 1024, 4096],
+  states: 32,
+  repeats: 5,
+  warmup: 2,
+  warmupMs: 500,
+  seed: 1234,
+};
 
 const FORMS = ['recurrence', 'fft conv', 'kernel + fft conv'] as const;
 
@@ -54,6 +62,13 @@ export interface SsmConvBenchConfig {
   readonly fft: FftVariant;
   readonly repeats: number;
   readonly warmup: number;
+  /**
+   * Warm-up continues (after at least `warmup` calls) until this much wall time has passed: the
+   * float64 check before each form leaves the GPU idle for seconds at large L, and its clocks
+   * then take a few hundred ms of work to come back (at L = 65536 the first timed calls of the
+   * FFT convolution ran 3.5x slower than the rest).
+   */
+  readonly warmupMs: number;
   readonly seed: number;
   readonly timer: 'auto' | 'wall';
   readonly skipUnavailable: boolean;
@@ -71,6 +86,11 @@ export interface SsmConvResult {
   readonly samplesMs: number[];
   readonly wallMedianMs: number;
   readonly timer: 'gpu' | 'wall';
+  /**
+   * GPU buffers the backend created per timed call (pool misses; WebGPU only): what the wall
+   * time pays for beyond the kernels (allocation and Dawn's zero-fill), which GPU time omits.
+   */
+  readonly buffersCreatedPerCall?: number;
   /** A few channels of the first call's y against the float64 recurrence, by the test rule. */
   readonly check: {
     readonly channelsChecked: number;
@@ -188,9 +208,19 @@ async function measure(
   backend: Backend,
   config: SsmConvBenchConfig,
   launch: () => Promise<void>,
-): Promise<{ samples: number[]; wallSamples: number[]; timer: 'gpu' | 'wall' }> {
-  for (let w = 0; w < config.warmup; w++) await launch();
-  await backend.sync();
+): Promise<{
+  samples: number[];
+  wallSamples: number[];
+  timer: 'gpu' | 'wall';
+  buffersCreatedPerCall?: number;
+}> {
+  const warmStart = performance.now();
+  for (let w = 0; w < config.warmup || performance.now() - warmStart < config.warmupMs; w++) {
+    await launch();
+    await backend.sync();
+  }
+  const created = () => (backend as { stats?: () => { buffersCreated: number } }).stats?.().buffersCreated;
+  const createdBefore = created();
   const samples: number[] = [];
   const wallSamples: number[] = [];
   let timer: 'gpu' | 'wall' = 'gpu';
@@ -200,7 +230,17 @@ async function measure(
     samples.push(t.gpuMs ?? t.wallMs);
     wallSamples.push(t.wallMs);
   }
-  return { samples, wallSamples, timer };
+  const createdAfter = created();
+  const buffersCreatedPerCall =
+    createdBefore === undefined || createdAfter === undefined || config.repeats === 0
+      ? undefined
+      : (createdAfter - createdBefore) / config.repeats;
+  return {
+    samples,
+    wallSamples,
+    timer,
+    ...(buffersCreatedPerCall === undefined ? {} : { buffersCreatedPerCall }),
+  };
 }
 
 export async function benchSsmConv(
@@ -283,6 +323,9 @@ export async function benchSsmConv(
                 samplesMs: m.samples,
                 wallMedianMs: median(m.wallSamples),
                 timer: m.timer,
+                ...(m.buffersCreatedPerCall === undefined
+                  ? {}
+                  : { buffersCreatedPerCall: m.buffersCreatedPerCall }),
                 check,
               });
             } catch (err) {
@@ -441,6 +484,7 @@ export async function benchSsmConvCommand(args: string[], io: Io): Promise<numbe
       fft: { type: 'string' },
       repeats: { type: 'string' },
       warmup: { type: 'string' },
+      'warmup-ms': { type: 'string' },
       seed: { type: 'string' },
       timer: { type: 'string' },
       json: { type: 'boolean' },
@@ -465,6 +509,7 @@ export async function benchSsmConvCommand(args: string[], io: Io): Promise<numbe
     fft,
     repeats: intFlag(p, 'repeats', DEFAULTS.repeats),
     warmup: intFlag(p, 'warmup', DEFAULTS.warmup, 0),
+    warmupMs: intFlag(p, 'warmup-ms', DEFAULTS.warmupMs, 0),
     seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
     timer,
     skipUnavailable: backendFlag === 'all',
@@ -503,13 +548,19 @@ export async function benchSsmConvCommand(args: string[], io: Io): Promise<numbe
       fmtMs(r.medianMs),
       fmtMs(r.wallMedianMs),
       r.timer,
+      r.buffersCreatedPerCall === undefined ? '-' : String(+r.buffersCreatedPerCall.toFixed(2)),
       `${r.check.pass ? 'ok' : 'FAIL'} ${fmtError(r.check.maxError)}`,
     ]);
     const lines = [
       `SSM forms, ${config.channels} channels x ${config.states} complex states (S4D-Lin, ZOH); median of ${config.repeats}`,
       '',
-      table(['backend', ' L', 'form', ' ms/call', ' wall ms', 'timer', 'check (max err)'], rows),
+      table(
+        ['backend', ' L', 'form', ' ms/call', ' wall ms', 'timer', 'new bufs/call', 'check (max err)'],
+        rows,
+      ),
       '',
+      'ms/call: with timer gpu, the summed GPU time of the kernels (timestamp queries); wall ms: from the call until',
+      'the GPU is idle, including buffer allocation and zero-fill (new bufs/call: pool misses), encoding and submission.',
       ...report.crossover.map(
         (c) =>
           `crossover (${c.backend}, ${c.form} faster than recurrence from): ${c.L === null ? 'not within the lengths run' : `L = ${c.L}`}`,
