@@ -28,6 +28,8 @@ export interface PagedAttentionAttrs {
   readonly partitionSize: number;
   /** WebGPU: lanes of a subgroup sharing one key's dot products (1 = one key per thread). */
   readonly lanesPerKey: number;
+  /** WebGPU: threads per partition workgroup; undefined = the default (256 capped by the device). */
+  readonly workgroupSize?: number;
 }
 
 /** inputs: [k, v, slots]; outputs written in place: keyCache, valueCache (passed as inputs 3, 4). Returns []. */

@@ -36,6 +36,7 @@ import { pagedAttentionPrograms } from './gpujs/paged-attention';
 import { copyBlocksProgram, writeKvProgram } from './webgpu/cache';
 import {
   attentionWorkgroupSize,
+  kvHeadsPerWorkgroup,
   lanesPerKey,
   partitionProgram,
   partitionSharedBytes,
@@ -68,8 +69,9 @@ export interface PagedAttentionOptions {
    */
   readonly maxContextLen?: number;
   /**
-   * WebGPU: keys per split-K partition (a power of two, 16..4096). Default: 512, or less
-   * where the group's scores would not fit workgroup memory. gpu.js ignores it.
+   * WebGPU: keys per split-K partition (a power of two, 16..4096). Default: subgroup kernel,
+   * the largest of 1024, 512, ..., 64 that gives at least 512 workgroups; thread kernel, 512
+   * or less where the group's scores would not fit workgroup memory. gpu.js ignores it.
    */
   readonly partitionSize?: number;
   /**
@@ -79,6 +81,14 @@ export interface PagedAttentionOptions {
    * subgroups. gpu.js ignores it.
    */
   readonly variant?: PagedAttentionVariant;
+  /**
+   * WebGPU: threads per partition workgroup, a power of two up to the device's
+   * maxWorkgroupInvocations. Default: 128 for the subgroup kernel (halved while its merge
+   * would not fit workgroup memory), 256 for the thread kernel (capped by the device). The
+   * subgroup variant needs a multiple of the subgroup size ('auto' then falls back to
+   * 'thread'). gpu.js ignores it.
+   */
+  readonly workgroupSize?: number;
 }
 
 export type PagedAttentionVariant = 'auto' | 'subgroup' | 'thread';
@@ -107,6 +117,20 @@ export function defaultPartitionSize(
       return p;
   }
   return 16;
+}
+
+/** Threads per workgroup of the subgroup kernel by default. */
+const SUBGROUP_WORKGROUP = 128;
+
+/**
+ * Keys per partition of the subgroup kernel: the largest of 1024, 512, ..., 64 that still
+ * gives 512 workgroups (enough to fill a large GPU several times over), so long contexts pay
+ * for few partial outputs and short batches still spread over the device.
+ */
+function subgroupPartitionSize(rowGroups: number, maxContextLen: number): number {
+  let p = 1024;
+  while (p > 64 && rowGroups * Math.ceil(maxContextLen / p) < 512) p /= 2;
+  return p;
 }
 
 /**
@@ -189,13 +213,37 @@ export async function pagedAttention(
     for (let i = 0; i < heads; i++) checkFiniteNumber(slopes[i], `options.alibiSlopes[${i}]`);
   }
   const dims = { heads, kvHeads, headDim };
-  const partitionSize = options.partitionSize ?? defaultPartitionSize(backend, dims);
-  if (!isPowerOfTwo(partitionSize) || partitionSize < 16 || partitionSize > 4096)
-    throw new ArgumentError('options.partitionSize', 'a power of two in [16, 4096]', partitionSize);
+  const columns = headDim % 4 === 0 ? headDim / 4 : headDim;
   const variant = checkOneOf(options.variant ?? 'auto', 'options.variant', VARIANTS);
+  const requestedWg = options.workgroupSize;
+  if (requestedWg !== undefined && !isPowerOfTwo(requestedWg))
+    throw new ArgumentError('options.workgroupSize', 'a power of two', requestedWg);
+  if (
+    backend.kind === 'webgpu' &&
+    requestedWg !== undefined &&
+    requestedWg > backend.limits.maxWorkgroupInvocations
+  )
+    throw new DeviceLimitError(
+      'options.workgroupSize',
+      'maxWorkgroupInvocations',
+      requestedWg,
+      backend.limits.maxWorkgroupInvocations,
+    );
+  let wg = attentionWorkgroupSize(backend, requestedWg);
   let lanes = 1;
   if (backend.kind === 'webgpu' && variant !== 'thread') {
-    lanes = lanesPerKey(backend, headDim, attentionWorkgroupSize(backend));
+    lanes = lanesPerKey(backend, headDim, wg);
+    if (requestedWg === undefined && lanes > 1) {
+      // 128 threads measured best on an H100 (two or more workgroups per SM, each holding
+      // ~200 registers per thread); smaller still while the merge would not fit
+      if (columns <= SUBGROUP_WORKGROUP) wg = Math.min(wg, SUBGROUP_WORKGROUP);
+      while (
+        partitionSharedBytes({ ...dims, partitionSize: 16 }, wg, lanes) >
+          backend.limits.maxWorkgroupStorageSize &&
+        wg / 2 >= Math.max(backend.limits.subgroupSize, columns)
+      )
+        wg /= 2;
+    }
     if (variant === 'subgroup' && lanes === 1)
       throw new ArgumentError(
         'options.variant',
@@ -203,14 +251,22 @@ export async function pagedAttention(
         variant,
       );
   }
+  const partitionSize =
+    options.partitionSize ??
+    (lanes > 1
+      ? subgroupPartitionSize(rows * (kvHeads / kvHeadsPerWorkgroup(dims, wg, lanes)), maxContextLen)
+      : defaultPartitionSize(backend, dims));
+  if (!isPowerOfTwo(partitionSize) || partitionSize < 16 || partitionSize > 4096)
+    throw new ArgumentError('options.partitionSize', 'a power of two in [16, 4096]', partitionSize);
   for (const [name, t] of Object.entries({ q, keyCache, valueCache, blockTables }))
     checkBindingSize(backend, name, t.size, t.shape);
   if (backend.kind === 'webgpu') {
-    const wg = attentionWorkgroupSize(backend);
-    const bytes = partitionSharedBytes({ ...dims, partitionSize }, wg);
+    const bytes = partitionSharedBytes({ ...dims, partitionSize }, wg, lanes);
     if (bytes > backend.limits.maxWorkgroupStorageSize)
       throw new DeviceLimitError(
-        'options.partitionSize (scores of a head group)',
+        lanes > 1
+          ? 'options.workgroupSize (one output row per key group)'
+          : 'options.partitionSize (scores of a head group)',
         'maxWorkgroupStorageSize (bytes)',
         bytes,
         backend.limits.maxWorkgroupStorageSize,
@@ -250,6 +306,7 @@ export async function pagedAttention(
     softcap,
     partitionSize,
     lanesPerKey: lanes,
+    workgroupSize: wg,
   };
   // zeros without ALiBi: subtracting 0 leaves every score exactly as it was
   const alibi = backend.tensor(slopes ? Array.from(slopes) : new Float32Array(heads), [heads]);

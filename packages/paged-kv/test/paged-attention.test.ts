@@ -1,4 +1,10 @@
-import { ArgumentError, DTypeError, ShapeError, compareToReference } from '@longseq/backend';
+import {
+  ArgumentError,
+  DTypeError,
+  DeviceLimitError,
+  ShapeError,
+  compareToReference,
+} from '@longseq/backend';
 import { attentionVarlen } from '@longseq/flash-attention';
 import {
   describeEachBackend,
@@ -33,6 +39,7 @@ interface Case {
   softcap?: number;
   alibi?: boolean;
   partitionSize?: number;
+  workgroupSize?: number;
 }
 
 /** ALiBi's geometric slopes, 2^(-8 i / H). */
@@ -104,6 +111,25 @@ const CASES: Case[] = [
     kvHeads: 1,
     headDim: 16,
     blockSize: 16,
+  },
+  {
+    // few key groups per workgroup: many unrolled steps, the last one partly past the length
+    name: 'decode, workgroups of 32 threads, GQA 4:1, d = 32',
+    lengths: [200, 37],
+    heads: 8,
+    kvHeads: 2,
+    headDim: 32,
+    blockSize: 16,
+    workgroupSize: 32,
+  },
+  {
+    // the subgroup kernel puts all 8 kv heads in one workgroup here (one key group each or more)
+    name: 'decode, 8 kv heads, GQA 2:1, block size 8',
+    lengths: [40, 75],
+    heads: 16,
+    kvHeads: 8,
+    headDim: 16,
+    blockSize: 8,
   },
   { name: 'decode, one sequence of length 1', lengths: [1], heads: 2, kvHeads: 2, headDim: 8, blockSize: 4 },
   {
@@ -200,6 +226,7 @@ describeEachBackend('pagedAttention', (ctx) => {
           maxContextLen: Math.max(...c.lengths),
           variant,
           ...(c.partitionSize ? { partitionSize: c.partitionSize } : {}),
+          ...(c.workgroupSize ? { workgroupSize: c.workgroupSize } : {}),
         });
         expect(out.shape).toEqual(inputs.q.shape);
         const ref = pagedAttentionRef(inputs, options);
@@ -323,6 +350,13 @@ describeEachBackend('pagedAttention', (ctx) => {
     await expect(pagedAttention(q, kc, vc, bt, cl, { variant: 'fast' as never })).rejects.toThrow(
       /options.variant/,
     );
+    await expect(pagedAttention(q, kc, vc, bt, cl, { workgroupSize: 48 })).rejects.toThrow(
+      /options.workgroupSize.*power of two/,
+    );
+    if (b.kind === 'webgpu')
+      await expect(
+        pagedAttention(q, kc, vc, bt, cl, { workgroupSize: 2 * b.limits.maxWorkgroupInvocations }),
+      ).rejects.toThrow(DeviceLimitError);
     expect(b.memory().tensors).toBe(before.tensors);
     for (const t of [q, kc, vc, bt, cl, btF, q3]) t.dispose();
   });
