@@ -37,29 +37,40 @@ import transformers.models.mamba.modeling_mamba as modeling_mamba
 KERNEL_GLOBAL_MARKS = ("causal_conv1d", "mamba_ssm", "selective_", "mamba_inner", "fast_path", "lazy_load_kernel")
 
 
+def _from_kernel_package(value):
+    """Whether a module-level value of modeling_mamba is (or comes from) a Mamba kernel package."""
+    import types
+
+    if isinstance(value, types.ModuleType):
+        return value.__name__.split(".")[0] in KERNEL_PACKAGES
+    module = getattr(value, "__module__", None)
+    return callable(value) and isinstance(module, str) and module.split(".")[0] in KERNEL_PACKAGES
+
+
 def force_slow_path():
     """
-    Disables every CUDA-kernel entry the mixer could take, across transformers versions: the
-    kernel functions and kernel modules modeling_mamba holds become None, availability flags
-    False, availability checks and the Hub kernel loader (`lazy_load_kernel`, transformers 5)
-    answer "missing". Called before the model is built (mixers load kernels in __init__ in
-    some versions) and again after.
+    Disables every CUDA-kernel entry the mixer could take, across transformers versions:
+    kernel functions and modules modeling_mamba got from the kernel packages become None,
+    kernel availability flags False, availability checks and the Hub kernel loader
+    (`lazy_load_kernel`) answer "missing". transformers 5 instead wraps its own PyTorch
+    functions (`causal_conv1d_fn`, ...) to use a package when importable: those are left alone,
+    and with the packages blocked (above) they run their PyTorch fallback. Called before the
+    model is built (some versions load kernels in the mixer's __init__) and again after.
     """
     import types
 
     for name, value in list(vars(modeling_mamba).items()):
         lowered = name.lower()
-        if not any(mark in lowered for mark in KERNEL_GLOBAL_MARKS) and not (
-            lowered.startswith("is_") and "available" in lowered and "torch" not in lowered
-        ):
-            continue
-        if isinstance(value, bool):
-            setattr(modeling_mamba, name, False)
-        elif isinstance(value, types.FunctionType) and (lowered.startswith("is_") or "load" in lowered):
-            answer = None if "load" in lowered else False
-            setattr(modeling_mamba, name, lambda *a, _answer=answer, **k: _answer)
-        elif value is not None and not isinstance(value, type):
+        if _from_kernel_package(value):
             setattr(modeling_mamba, name, None)
+        elif isinstance(value, bool) and any(mark in lowered for mark in KERNEL_GLOBAL_MARKS):
+            setattr(modeling_mamba, name, False)
+        elif isinstance(value, types.FunctionType) and (
+            lowered == "lazy_load_kernel"
+            or (lowered.startswith("is_") and "available" in lowered and "torch" not in lowered)
+        ):
+            answer = None if lowered == "lazy_load_kernel" else False
+            setattr(modeling_mamba, name, lambda *a, _answer=answer, **k: _answer)
 
 
 def describe_mixer_forward(mixer_class):
