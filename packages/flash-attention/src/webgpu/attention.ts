@@ -1,18 +1,21 @@
 /**
  * WebGPU programs for FlashAttention.
  *
- * Forward, 'tiled' (FlashAttention-2's loop order): one workgroup per (query block of BR
- * rows, head, sequence). The block's queries sit in workgroup memory for the whole pass;
- * keys and values stream through workgroup memory BC at a time. Thread (ty, tx) owns rows
- * ty*TR .. ty*TR+TR-1 of the block and score columns tx, tx + NTX, ... (TC of them: strided,
- * so neighbouring threads read neighbouring rows of K without bank conflicts), and output
- * columns (vec4) tx, tx + NTX, ... of the same rows. Per key block:
- *   S = scale * Q K^T in registers (softcap, ALiBi, mask applied in place),
- *   row max through workgroup memory, P = exp(S - m_new) to workgroup memory,
- *   O = O * e^(m_old - m_new) + P V in registers.
- * Each thread keeps its own partial denominator (all threads of a row share the row's max,
- * so partials rescale alike) and the partials are summed once at the end. Key blocks wholly
- * outside the causal / window band are never visited: the loop runs over the band only.
+ * Forward, 'tiled' (FlashAttention-2's loop order): one workgroup per (head, query block of
+ * BR rows, sequence), the last query block first (under a causal mask it has the most keys).
+ * The block's queries sit in workgroup memory for the whole pass; keys and values stream
+ * through workgroup memory BC at a time, the next block's loaded into registers while the
+ * current one is computed. Thread (ty, tx) owns rows ty + a * NTY (a < TR) of the block,
+ * score columns tx + c * NTX (c < TC) and output vec4 columns tx + c * NTX: strided, so a
+ * warp's reads of Q, K, V and P land on distinct banks (odd strides) or broadcast. The
+ * micro-tile is unrolled in the generated WGSL so it stays in registers. Per key block:
+ *   S = scale * Q K^T in registers (softcap, ALiBi, mask applied in place; blocks wholly
+ *   inside the band take a path without the mask), row max by subgroup shuffles (or through
+ *   workgroup memory), P = e^(S - m_new) (as exp2) to workgroup memory,
+ *   O = O * e^(m_old - m_new) + P V in registers, P read as vec4s along the keys.
+ * Three barriers per block. Each thread keeps its own partial denominator (all threads of a
+ * row share the row's max, so partials rescale alike) and the partials are summed once at
+ * the end. Key blocks wholly outside the causal / window band are never visited.
  * Memory beyond inputs and outputs: none (lse is an output).
  *
  * Forward, 'split' (decode, few query rows): one workgroup per (query row, head, sequence,
@@ -299,8 +302,9 @@ fn load_v(base: u32, c4: u32, valid: bool) -> vec4<f32> {
         '\n      ',
       ),
     ].join('\n      ');
-  // With a constant head dim the loop over it is unrolled here, not left to the compiler.
-  const unrollD4 = t.d4 === t.d4cap;
+  // With a constant head dim up to 64 the loop over it is unrolled here, not left to the
+  // compiler (larger ones stay loops: their unrolled programs compile slowly on SwiftShader).
+  const unrollD4 = t.d4 === t.d4cap && t.d4 <= 16;
   const rowMax = (a: number) =>
     shuffle
       ? `if (use_shuffle) {
@@ -329,7 +333,8 @@ var<workgroup> k_tile: array<array<vec4<f32>, QS>, BC>;
 var<workgroup> v_tile: array<array<vec4<f32>, D4CAP>, BC>;
 // P of the block, vec4s along the keys.
 var<workgroup> p_tile: array<array<vec4<f32>, PS4>, BR>;
-var<workgroup> row_part: array<f32, ${t.br * ntx}>;
+// The row max without shuffles (with them, P's tile sums the denominators at the end).
+var<workgroup> row_part: array<f32, ${shuffle ? 1 : t.br * ntx}>;
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
 ${shuffle ? 'var<workgroup> lanes_linear: atomic<u32>;\nvar<workgroup> lanes_linear_plain: u32;' : ''}
 
@@ -432,22 +437,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       '\n    ',
     )}
     workgroupBarrier();
-    if (block + 1u < block_hi) {
-      let jn = j0 + BC;
-      ${unroll(
-        loads,
-        (i) => `{
-        let idx = lid + ${i * wg}u;
-        let r = idx / D4CAP;
-        let base = k_head + (jn + r) * u.k_token_stride;
-        let valid = idx < BC * D4CAP && jn + r < k_len;
-        kr_${i} = load_k(base, idx % D4CAP, valid);
-        vr_${i} = load_v(base, idx % D4CAP, valid);
-      }`,
-        '\n      ',
-      )}
-    }
-
     ${pairs(tr, tc, (a, c) => `var s_${a}_${c} = 0.0;`, '\n    ')}
     ${
       unrollD4
@@ -487,6 +476,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }`,
       '\n    ',
     )}
+    // The next key block, loaded now so its latency overlaps P.V; loading it after the
+    // scores keeps its registers free while S = Q K^T is computed.
+    if (block + 1u < block_hi) {
+      let jn = j0 + BC;
+      ${unroll(
+        loads,
+        (i) => `{
+        let idx = lid + ${i * wg}u;
+        let r = idx / D4CAP;
+        let base = k_head + (jn + r) * u.k_token_stride;
+        let valid = idx < BC * D4CAP && jn + r < k_len;
+        kr_${i} = load_k(base, idx % D4CAP, valid);
+        vr_${i} = load_v(base, idx % D4CAP, valid);
+      }`,
+        '\n      ',
+      )}
+    }
     workgroupBarrier();
     ${unroll(
       pVec,
@@ -507,7 +513,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   // Sum the threads' partial denominators of each row.
   workgroupBarrier();
-  ${unroll(tr, (a) => `row_part[(ty + ${a}u * NTY) * NTX + tx] = l_${a};`, '\n  ')}
+  ${unroll(tr, (a) => `p_tile[row_${a}][tx / 4u][tx % 4u] = l_${a};`, '\n  ')}
   workgroupBarrier();
   ${unroll(
     tr,
@@ -516,7 +522,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let i = i0 + row;
     if (i < q_len) {
       var total = 0.0;
-      for (var t = 0u; t < NTX; t++) { total += row_part[row * NTX + t]; }
+      for (var t = 0u; t < NTX; t++) { total += p_tile[row][t / 4u][t % 4u]; }
       let poisoned = !is_finite(total);
       let empty = total == 0.0;
       let inv = select(1.0 / total, 0.0, empty);
