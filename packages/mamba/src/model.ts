@@ -258,7 +258,7 @@ export class MambaModel {
 
   /**
    * How `step()` runs: 'auto' (default) takes the fused decode kernels where the backend has
-   * them (WebGPU: four dispatches per layer, states updated in place), else 'composed' (the
+   * them (WebGPU: three dispatches per layer, states updated in place), else 'composed' (the
    * primitive ops and the SSM-step kernel, ~13 dispatches per layer, on every backend).
    */
   decodePath: 'auto' | 'composed' = 'auto';

@@ -1,14 +1,14 @@
 /**
- * WebGPU's fused decode step: one Mamba layer for one token per sequence in four dispatches
+ * WebGPU's fused decode step: one Mamba layer for one token per sequence in three dispatches
  * instead of the ~13 of the composed ops, with the states and the residual stream updated in
  * place (no allocation per layer):
  *
  *   1. norm_in_proj_conv  xz = in_proj(rmsNorm(h)); the x half goes on through the conv
  *                         step (conv state shifted in place) and is stored as u = silu(conv(x))
- *   2. x_proj             xdbl = x_proj(u)                                 [B, R + 2N]
- *   3. ssm                per channel: dt = softplus(dt_proj . dt_low + bias), the N states
+ *   2. x_proj_ssm         xdbl = x_proj(u) [R + 2N] in each workgroup's memory, then per
+ *                         channel: dt = softplus(dt_proj . dt_low + bias), the N states
  *                         advanced, y = (C . h + D u) silu(z)
- *   4. out_proj           h += out_proj(y)
+ *   3. out_proj           h += out_proj(y)
  *
  * The final norm and LM head are one more norm + matrix-vector kernel, and greedy decoding
  * takes the argmax on the GPU (`MambaArgmax`) so a step reads back B ids, not B x V logits.
@@ -198,59 +198,72 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   }
 }`;
 
-/** xdbl[b, r] = x_proj_r . u[b] (u: the x half of xz), rows split as dt (R), B (N), C (N). */
-const xProjWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
+/**
+ * The x_proj product and the SSM step in one kernel. Every workgroup first computes all of
+ * xdbl[b] = x_proj . u[b] (dt_low, B, C: R + 2N rows, few, and every channel needs them) into
+ * workgroup memory, ROWS rows at a time with LANES lanes each reading vec4s; then each thread
+ * takes one channel: dt = softplus(dt_proj . dt_low + bias), the N states advanced, y = (C . h
+ * + D u) silu(z). Recomputing xdbl per workgroup costs a few microseconds of L2 reads and
+ * saves a dispatch per layer, which is what a decode step is short of (host time per
+ * dispatch, not bandwidth).
+ */
+const xProjSsmWgsl = (
+  shape: MatvecShape,
+  xRows: number,
+) => /* wgsl */ `${WGSL_EXP_ACCURATE}${SILU}${reduceWgsl(shape)}
+const XROWS: u32 = ${xRows}u;
+var<workgroup> xd: array<f32, ${xRows}>;
+fn xz_at(i: u32) -> f32 { return ${shape.vec === 4 ? 'xz[i >> 2u][i & 3u]' : 'xz[i]'}; }
 @compute @workgroup_size(${shape.wg})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let b = wid.y;
   let lane = li % LANES;
-  let r = group_row(wid, nwg) + li / LANES;
-  let rows = u.dt_rank + 2u * u.states;
+  let group = li / LANES;
   // u of sequence b: the first half of its xz row (2 * nvec loads wide).
   let ub = b * 2u * u.nvec;
-  var acc = 0.0;
-  if (r < u.dt_rank) {
-    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_dt[r * u.nvec + k], xz[ub + k]); }
-  } else if (r < u.dt_rank + u.states) {
-    let row = (r - u.dt_rank) * u.nvec;
-    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_b[row + k], xz[ub + k]); }
-  } else if (r < rows) {
-    let row = (r - u.dt_rank - u.states) * u.nvec;
-    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_c[row + k], xz[ub + k]); }
+  for (var r0 = 0u; r0 < XROWS; r0 = r0 + ROWS) {
+    let r = r0 + group;
+    var acc = 0.0;
+    if (r < u.dt_rank) {
+      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_dt[r * u.nvec + k], xz[ub + k]); }
+    } else if (r < u.dt_rank + u.states) {
+      let row = (r - u.dt_rank) * u.nvec;
+      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_b[row + k], xz[ub + k]); }
+    } else if (r < XROWS) {
+      let row = (r - u.dt_rank - u.states) * u.nvec;
+      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_c[row + k], xz[ub + k]); }
+    }
+    reduce_lanes(li, vec2<f32>(acc, 0.0));
+    if (lane == 0u && r < XROWS) { xd[r] = partial[li].x; }
+    workgroupBarrier();
   }
-  reduce_lanes(li, vec2<f32>(acc, 0.0));
-  if (lane == 0u && r < rows) { xdbl[b * rows + r] = partial[li].x; }
-}`;
-
-/**
- * One thread per (b, c): dt, the N state updates, gated y (u comes from norm_in_proj's conv
- * step). Workgroups of SSM_WG threads: a layer has few channels (1536 for Mamba-130m), and
- * this latency-bound loop finishes sooner spread over more SMs.
- */
-const SSM_WG = 32;
-const SSM = /* wgsl */ `${WGSL_EXP_ACCURATE}${SILU}
-@compute @workgroup_size(${SSM_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let c = gid.x;
-  let b = gid.y;
+  let c = wid.x * WG + li;
   if (c >= u.channels) { return; }
   let bc = b * u.channels + c;
-  let uv = xz[b * 2u * u.channels + c];
-  let zv = xz[b * 2u * u.channels + u.channels + c];
-  let xrow = b * (u.dt_rank + 2u * u.states);
+  let uv = xz_at(b * 2u * u.channels + c);
+  let zv = xz_at(b * 2u * u.channels + u.channels + c);
   var dt = params[u.off_dt_b + c];
-  for (var r = 0u; r < u.dt_rank; r = r + 1u) { dt = dt + dt_proj[c * u.dt_rank + r] * xdbl[xrow + r]; }
+  for (var r = 0u; r < u.dt_rank; r = r + 1u) { dt = dt + dt_proj[c * u.dt_rank + r] * xd[r]; }
   dt = softplus_torch(dt);
   let dtu = dt * uv;
   var acc = 0.0;
   for (var j = 0u; j < u.states; j = j + 1u) {
     let h = exp_accurate(dt * params[u.off_a + c * u.states + j]) * ssm_state[bc * u.states + j]
-      + dtu * xdbl[xrow + u.dt_rank + j];
+      + dtu * xd[u.dt_rank + j];
     ssm_state[bc * u.states + j] = h;
-    acc = acc + xdbl[xrow + u.dt_rank + u.states + j] * h;
+    acc = acc + xd[u.dt_rank + u.states + j] * h;
   }
   y[bc] = (acc + params[u.off_d + c] * uv) * silu_acc(zv);
 }`;
+
+/** The x_proj + SSM kernel's shape: LANES per x_proj row, the workgroup one channel per thread. */
+function xProjSsmShape(backend: Backend, channels: number, lanesOverride: number): MatvecShape {
+  const vec: 1 | 4 = channels % 4 === 0 ? 4 : 1;
+  if (lanesOverride === 0 && backend.limits.subgroupSize < 16) return { lanes: 8, rows: 8, wg: 64, vec };
+  const lanes = lanesOverride > 0 ? lanesOverride : 32;
+  const wg = Math.max(lanes, Math.min(256, backend.limits.maxWorkgroupInvocations));
+  return { lanes, rows: wg / lanes, wg, vec };
+}
 
 /** h[b, m] += out_proj_m . y[b] (+ bias_m), in place. */
 const outProjWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
@@ -423,7 +436,6 @@ async function runFusedLayer(
   const { batch: B, dModel: M, dInner: D, dState: N, dtRank: R, dConv: K } = a;
   const off = paramsOffsets(D, K, N);
   const xz = backend.empty([B, 2 * D]);
-  const xdbl = backend.empty([B, R + 2 * N]);
   const y = backend.empty([B, D]);
   try {
     // 1. xz = in_proj(rmsNorm(h)), the x half through the conv step: u = silu(conv(x)).
@@ -452,32 +464,18 @@ async function runFusedLayer(
         },
       ),
     );
-    // 2. xdbl = x_proj(u).
-    const xProjShape = matvecShape(backend, D, R + 2 * N, a.lanes);
-    const xv = elementType(xProjShape.vec);
+    // 2. xdbl = x_proj(u) (per workgroup), then dt, the SSM state update and the gated y.
+    const ssmShape = xProjSsmShape(backend, D, a.lanes);
+    const sv = elementType(ssmShape.vec);
     await backend.run({
       kind: 'webgpu',
-      name: 'mamba_x_proj',
-      cacheKey: shapeKey(xProjShape),
+      name: 'mamba_x_proj_ssm',
+      cacheKey: `${shapeKey(ssmShape)}r${R + 2 * N}`,
       inputs: [
-        { name: 'xz', tensor: xz, ...xv },
-        { name: 'w_dt', tensor: wDt!, ...xv },
-        { name: 'w_b', tensor: wB!, ...xv },
-        { name: 'w_c', tensor: wC!, ...xv },
-      ],
-      outputs: [{ name: 'xdbl', tensor: xdbl }],
-      uniforms: [u32('nvec', D / xProjShape.vec), u32('states', N), u32('dt_rank', R)],
-      source: cachedSource(`x_proj:${shapeKey(xProjShape)}`, () => xProjWgsl(xProjShape)),
-      dispatch: rowGrid(backend, R + 2 * N, xProjShape, B),
-    });
-    // 3. dt, the SSM state update and the gated y, one thread per channel.
-    await backend.run({
-      kind: 'webgpu',
-      name: 'mamba_ssm_decode',
-      cacheKey: '',
-      inputs: [
-        { name: 'xz', tensor: xz },
-        { name: 'xdbl', tensor: xdbl },
+        { name: 'xz', tensor: xz, ...sv },
+        { name: 'w_dt', tensor: wDt!, ...sv },
+        { name: 'w_b', tensor: wB!, ...sv },
+        { name: 'w_c', tensor: wC!, ...sv },
         { name: 'dt_proj', tensor: dtProj! },
         { name: 'params', tensor: params! },
       ],
@@ -486,6 +484,7 @@ async function runFusedLayer(
         { name: 'y', tensor: y },
       ],
       uniforms: [
+        u32('nvec', D / ssmShape.vec),
         u32('channels', D),
         u32('states', N),
         u32('dt_rank', R),
@@ -493,8 +492,10 @@ async function runFusedLayer(
         u32('off_d', off.dSkip),
         u32('off_a', off.a),
       ],
-      source: SSM,
-      dispatch: [Math.ceil(D / SSM_WG), B, 1],
+      source: cachedSource(`x_proj_ssm:${shapeKey(ssmShape)}r${R + 2 * N}`, () =>
+        xProjSsmWgsl(ssmShape, R + 2 * N),
+      ),
+      dispatch: [Math.ceil(D / ssmShape.wg), B, 1],
     });
     // 4. h += out_proj(y).
     const outShape = matvecShape(backend, D, M, a.lanes);
@@ -516,7 +517,6 @@ async function runFusedLayer(
   } finally {
     // Released now, reused by the next layer: the pool hands the same buffers back.
     xz.dispose();
-    xdbl.dispose();
     y.dispose();
   }
   return [];
