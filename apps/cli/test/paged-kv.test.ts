@@ -96,6 +96,7 @@ describe('longseq bench paged-attention', () => {
       'paged decode (subgroup)',
       'paged decode (thread)',
       'copy (same bytes)',
+      'read K + V (sum)',
       'flash-attention contiguous (nq = 1)',
     ]);
     expect(doc.rows[0].pctOfCopy).toBeGreaterThan(0);
