@@ -101,7 +101,12 @@ export function autoAlgorithm(batch: number, d: number, L: number): 'sequential'
   return L <= 32 || batch * d >= AUTO_SEQUENTIAL_CHANNELS ? 'sequential' : 'parallel';
 }
 
-/** batch x d from which 'auto' picks the sequential kernel (8192 threads: a few warps per SM of a large GPU). */
+/**
+ * batch x d from which 'auto' picks the sequential kernel. Measured on an H100 (d 2048,
+ * L 4096, n 16): 2048 channels parallel 0.75 ms / sequential 0.92, 4096: 0.62 / 0.94,
+ * 8192: 1.14 / 1.02, 16384: 2.22 / 1.40; with 256 channels the parallel kernel is 3x
+ * (L 1024) to 10x (L 65536) faster. The crossing lies between 4096 and 8192 channels.
+ */
 export const AUTO_SEQUENTIAL_CHANNELS = 8192;
 
 /** Largest state size n: the sequential kernel keeps n states per thread in registers. */

@@ -269,6 +269,8 @@ describeEachBackend('selectiveScan', (ctx) => {
     };
     const cases: ScanCase[] = [
       { batch: 3, d: 11, L: 36, n: 8, ...all },
+      // L a multiple of 32: the quad kernel's coalesced 32-step blocks (three blocks).
+      { batch: 2, d: 5, L: 96, n: 12, ...all },
       { batch: 1, d: 6, L: 20, n: 13, bLayout: 'grouped', cLayout: 'invariant', groups: 3, ...all },
       { batch: 2, d: 4, L: 8, n: 16, bLayout: 'invariant', cLayout: 'grouped', groups: 2 },
     ];

@@ -40,6 +40,7 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
       exp: { type: 'string' },
       'tiles-in-flight': { type: 'string' },
       'quad-workgroup': { type: 'string' },
+      'quad-blocks': { type: 'string' },
       json: { type: 'boolean' },
       svg: { type: 'string' },
     },
@@ -74,12 +75,15 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
     skipUnavailable: backendFlag === 'all',
     ...(dispatches === undefined ? {} : { dispatches }),
     tuning: {
+      ...(stringFlag(p, 'quad-blocks') === undefined
+        ? {}
+        : { quadBlocks: stringFlag(p, 'quad-blocks') !== 'off' }),
       ...(stringFlag(p, 'tiles-in-flight') === undefined
         ? {}
-        : { tilesInFlight: intFlag(p, 'tiles-in-flight', 4) }),
+        : { tilesInFlight: intFlag(p, 'tiles-in-flight', 2) }),
       ...(stringFlag(p, 'quad-workgroup') === undefined
         ? {}
-        : { quadWorkgroup: intFlag(p, 'quad-workgroup', 128) }),
+        : { quadWorkgroup: intFlag(p, 'quad-workgroup', 64) }),
     },
   };
 

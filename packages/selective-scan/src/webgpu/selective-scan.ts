@@ -50,8 +50,14 @@ const UNROLL_STATES = 32;
 export interface SequentialTuning {
   readonly tilesInFlight: number;
   readonly quadWorkgroup: number;
+  /** The quad kernel reads and writes whole 32-step blocks per channel where L allows it. */
+  readonly quadBlocks: boolean;
 }
-let tuning: SequentialTuning = { tilesInFlight: 4, quadWorkgroup: 128 };
+// Measured on an H100 (batch 8, d 2048, L 4096, n 16, warm clocks): 32-step blocks 1.40 ms
+// with 64-thread workgroups, 1.44 with 128, 1.52 with 256, 3.4 with 512; the 4-step quad
+// kernel 1.77-1.83 ms with 2 tiles in flight, 1.86 with 4, 2.8 with 8 (more registers per
+// thread, fewer warps). Eight threads per channel (two states each, subgroupShuffle) took 2.61.
+let tuning: SequentialTuning = { tilesInFlight: 2, quadWorkgroup: 64, quadBlocks: true };
 
 /** Changes the sequential kernels' launch shape (for benchmarks); returns the previous one. */
 export function setSequentialTuning(next: Partial<SequentialTuning>): SequentialTuning {
@@ -614,6 +620,155 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
+/** Steps per block of the quad-block kernel: 32 (a 128-byte line of each stream per channel). */
+const QUAD_BLOCK = 32;
+
+/** Whether the quad kernel runs in blocks of QUAD_BLOCK steps (L a multiple of it). */
+function useQuadBlocks(attrs: SelectiveScanAttrs): boolean {
+  return tuning.quadBlocks && attrs.length % QUAD_BLOCK === 0;
+}
+
+/**
+ * The quad kernel (see quadSource) with coalesced streams: a channel's rows of u, dt and z
+ * are 4 L bytes apart from the next channel's, so a 16-byte vec4 per channel per warp load
+ * uses half of each 32-byte sector and scatters the DRAM traffic over every row at once.
+ * Here a quad reads a block of 32 steps of its channel together: thread q loads steps
+ * 8q .. 8q + 7 of each stream (two vec4s; the quad's four threads cover one whole 128-byte
+ * line), computes dt (softplus) and the gate (silu) of those steps, and for each tile of 4
+ * steps the owner hands x and dt to the quad with quadBroadcast. The quad's partial y of a
+ * tile is summed with two quadSwaps, the owner keeps it, and each thread writes its 8 steps
+ * of y as two vec4s (again one line per quad). The next block's loads are issued before the
+ * current block's arithmetic.
+ */
+function quadBlockSource(attrs: SelectiveScanAttrs, fastExp: boolean): string {
+  const perThread = Math.ceil(attrs.states / 4);
+  // vec4s of each stream per thread per block (8 tiles of 4 steps over the quad).
+  const perLane = QUAD_BLOCK / 16;
+  const halves = Array.from({ length: perLane }, (_, i) => i);
+  const slots = Array.from({ length: perThread }, (_, j) => j);
+  const operand4 = (name: string, layout: string, index: string) =>
+    layout === 'invariant' ? `vec4<f32>(${name}[c * N + s])` : `${name}[(${index} + s) * len4 + t4]`;
+  const state = (j: number) => `
+        {
+          let s = q + ${4 * j}u;
+          if (s < N) {
+            let bv = ${operand4('b_mat', attrs.bLayout, 'b_base')};
+            let cv = ${operand4('c_mat', attrs.cLayout, 'c_base')};
+            let dA = exp_dt_a4(dt, vec4<f32>(a_hi[${j}]), vec4<f32>(a_lo[${j}]));
+            let dBu = dtx * bv;
+            var hs = h[${j}];
+            hs = fma(dA.x, hs, dBu.x);
+            acc.x = fma(cv.x, hs, acc.x);
+            hs = fma(dA.y, hs, dBu.y);
+            acc.y = fma(cv.y, hs, acc.y);
+            hs = fma(dA.z, hs, dBu.z);
+            acc.z = fma(cv.z, hs, acc.z);
+            hs = fma(dA.w, hs, dBu.w);
+            acc.w = fma(cv.w, hs, acc.w);
+            h[${j}] = hs;
+          }
+        }`;
+  // Tile k (steps 4k .. 4k + 3 of the block) is owned by thread k / 2, in its vec4 k % 2.
+  const tile = (k: number) => {
+    const owner = Math.floor(k / perLane);
+    const half = k % perLane;
+    return `
+    {
+      let t4 = blk4 + ${k}u;
+      let xv = quadBroadcast(x${half}, ${owner}u);
+      let dt = quadBroadcast(dt${half}, ${owner}u);
+      let dtx = dt * xv;
+      var acc = vec4<f32>(0.0);
+      ${slots.map(state).join('')}
+      acc += quadSwapX(acc);
+      acc += quadSwapY(acc);
+      ${attrs.hasD ? 'acc += skip * xv;' : ''}
+      if (q == ${owner}u) { y${half} = acc${attrs.hasZ ? ` * g${half}` : ''}; }
+    }`;
+  };
+  const streams: [string, string][] = [
+    ['x', 'xs'],
+    ['dtr', 'dts'],
+    ...(attrs.hasZ ? ([['zv', 'gate']] as [string, string][]) : []),
+  ];
+  const load = (prefix: string, block4: string) =>
+    streams
+      .flatMap(([v, buf]) =>
+        halves.map(
+          (i) =>
+            `${prefix} ${v}${i}${prefix === 'let' ? '_next' : ''} = ${buf}[row4 + min(${block4} + ${perLane}u * q + ${i}u, last4)];`,
+        ),
+      )
+      .join('\n    ');
+  const perStep4 = (fn: string, v: string) =>
+    `vec4<f32>(${fn}(${v}.x), ${fn}(${v}.y), ${fn}(${v}.z), ${fn}(${v}.w))`;
+  return /* wgsl */ `${commonWgsl(attrs, fastExp)}
+const WG: u32 = ${tuning.quadWorkgroup}u;
+const PER_THREAD: u32 = ${perThread}u;
+var<workgroup> next_slot: atomic<u32>;
+
+fn dt_of(raw: f32) -> f32 { return step_dt(raw, dt_bias_value); }
+var<private> dt_bias_value: f32;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_invocation_id) lane: u32) {
+  if (lid == 0u) { atomicStore(&next_slot, 0u); }
+  workgroupBarrier();
+  // This subgroup's lanes take the next run of slots: lane order decides the quads.
+  let lanes_running = subgroupAdd(1u);
+  var first_slot = 0u;
+  if (subgroupElect()) { first_slot = atomicAdd(&next_slot, lanes_running); }
+  let slot = subgroupBroadcastFirst(first_slot) + subgroupExclusiveAdd(1u);
+  let thread = (wid.x + wid.y * nwg.x) * WG + slot;
+  // Threads past the last channel keep going (quad operations need their whole quad) but
+  // compute on channel 0 and write nothing.
+  let valid = thread / 4u < u.batch * u.d;
+  let bc = select(0u, thread / 4u, valid);
+  let q = thread % 4u;
+  let b = bc / u.d;
+  let c = bc % u.d;
+  var h: array<f32, PER_THREAD>;
+  var a_hi: array<f32, PER_THREAD>;
+  var a_lo: array<f32, PER_THREAD>;
+  for (var j = 0u; j < PER_THREAD; j++) {
+    let s = min(q + 4u * j, N - 1u);
+    let a = params[c * N + s];
+    a_hi[j] = split_hi(a);
+    a_lo[j] = split_lo(a, a_hi[j]);
+    h[j] = ${attrs.hasInitialState ? 'params[u.h0_off + bc * N + s]' : '0.0'};
+  }
+  dt_bias_value = ${attrs.hasDeltaBias ? 'params[u.bias_off + c]' : '0.0'};
+  let skip = ${attrs.hasD ? 'params[u.d_off + c]' : '0.0'};
+  let len4 = u.len / 4u;
+  let last4 = len4 - 1u;
+  let row4 = bc * len4;
+  let b_base = ${attrs.bLayout === 'invariant' ? '0u' : '(b * u.b_groups + c / u.b_heads) * N'};
+  let c_base = ${attrs.cLayout === 'invariant' ? '0u' : '(b * u.c_groups + c / u.c_heads) * N'};
+  ${load('var', '0u')}
+  for (var blk4 = 0u; blk4 < len4; blk4 += ${QUAD_BLOCK / 4}u) {
+    ${load('let', `blk4 + ${QUAD_BLOCK / 4}u`)}
+    ${halves.map((i) => `let dt${i} = ${perStep4('dt_of', `dtr${i}`)};`).join('\n    ')}
+    ${attrs.hasZ ? halves.map((i) => `let g${i} = ${perStep4('silu', `zv${i}`)};`).join('\n    ') : ''}
+    ${halves.map((i) => `var y${i} = vec4<f32>(0.0);`).join('\n    ')}
+    ${Array.from({ length: QUAD_BLOCK / 4 }, (_, k) => tile(k)).join('')}
+    if (valid) {
+      ${halves.map((i) => `y[row4 + blk4 + ${perLane}u * q + ${i}u] = y${i};`).join('\n      ')}
+    }
+    ${streams.flatMap(([v]) => halves.map((i) => `${v}${i} = ${v}${i}_next;`)).join('\n    ')}
+  }
+  ${
+    attrs.returnLastState
+      ? `for (var j = 0u; j < PER_THREAD; j++) {
+    let s = q + 4u * j;
+    if (valid && s < N) { h_last[bc * N + s] = h[j]; }
+  }`
+      : ''
+  }
+}`;
+}
+
 /**
  * The workgroup scan of the parallel kernel in workgroup memory (Hillis-Steele): after the
  * level with offset o, thread i holds the pair of its steps and those of the 2o - 1 threads
@@ -898,8 +1053,9 @@ function program(
   const vec4 = !parallel && sequentialVec4(attrs);
   const quads = !parallel && useQuads(backend, attrs);
   let { ins, outs } = bindings(inputs, params, outputs, attrs, vec4);
-  // The quad kernel writes y one step per thread.
-  if (quads) outs = outs.map((b) => (b.name === 'y' ? { name: 'y', tensor: b.tensor } : b));
+  const blocks = quads && useQuadBlocks(attrs);
+  // The quad kernel writes y one step per thread (the block form, as vec4s).
+  if (quads && !blocks) outs = outs.map((b) => (b.name === 'y' ? { name: 'y', tensor: b.tensor } : b));
   if (mode === 'totals') {
     // Only what the segment totals need: u, dt, A (params) and B in; the pairs out.
     ins = ins.filter((b) => b.name !== 'c_mat' && b.name !== 'gate');
@@ -916,16 +1072,18 @@ function program(
   const name = parallel
     ? `selective_scan_parallel${mode === 'single' ? '' : `_${mode}`}`
     : quads
-      ? 'selective_scan_sequential_quads'
+      ? `selective_scan_sequential_quads${blocks ? '_blocks' : ''}`
       : 'selective_scan_sequential';
-  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}-quads${quads}-f${tuning.tilesInFlight}-w${tuning.quadWorkgroup}`}`;
+  const cacheKey = `${flagsKey(attrs)}-exp${fastExp ? 'fast' : 'acc'}${parallel ? `-t${threads}-sg${subgroups}` : `-v${vec4 ? 4 : 1}-quads${quads}-f${tuning.tilesInFlight}-w${tuning.quadWorkgroup}-blocks${blocks}`}`;
   let source = sources.get(`${name}|${cacheKey}`);
   if (source === undefined) {
     source = parallel
       ? parallelSource(attrs, threads, fastExp, subgroups, mode)
-      : quads
-        ? quadSource(attrs, fastExp)
-        : sequentialSource(attrs, fastExp);
+      : blocks
+        ? quadBlockSource(attrs, fastExp)
+        : quads
+          ? quadSource(attrs, fastExp)
+          : sequentialSource(attrs, fastExp);
     sources.set(`${name}|${cacheKey}`, source);
   }
   const segments = seg?.segments ?? 1;
