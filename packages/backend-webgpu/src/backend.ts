@@ -151,6 +151,8 @@ export class WebGpuBackend extends BackendBase {
   private readonly maxBatch: number;
 
   private pipelines = new Map<string, PipelineEntry>();
+  /** Set while a new pipeline compiles; runs, reads and syncs issued meanwhile wait for it. */
+  private compiling: Promise<void> | undefined;
   private layouts = new Map<string, GPUBindGroupLayout>();
   private pool!: BufferPool;
   private readPool!: BufferPool;
@@ -256,6 +258,7 @@ export class WebGpuBackend extends BackendBase {
 
   async sync(): Promise<void> {
     this.assertUsable();
+    while (this.compiling) await this.compiling;
     this.assertDevice();
     const device = this.device;
     this.flush();
@@ -314,6 +317,7 @@ export class WebGpuBackend extends BackendBase {
   }
 
   protected async download(handle: unknown, dtype: DType, size: number): Promise<TypedArray> {
+    while (this.compiling) await this.compiling;
     this.assertDevice();
     const h = this.liveHandle(handle);
     const bytes = size * 4;
@@ -357,6 +361,9 @@ export class WebGpuBackend extends BackendBase {
   }
 
   protected async execute(program: Program): Promise<void> {
+    // A run issued while a new pipeline compiles waits for it, so dispatches are recorded in
+    // the order they were issued.
+    while (this.compiling) await this.compiling;
     this.assertDevice();
     const p = program as WebGpuProgram;
     this.checkEnables(p);
@@ -375,33 +382,74 @@ export class WebGpuBackend extends BackendBase {
       this.record(p, cached);
       return;
     }
-    // A new pipeline runs in a submit of its own, inside its own error scopes, so a program
-    // that fails to compile cannot invalidate a batch of good dispatches recorded with it.
+    let compiled!: () => void;
+    this.compiling = new Promise((resolve) => {
+      compiled = resolve;
+    });
+    try {
+      await this.compileAndRun(p, key);
+    } finally {
+      this.compiling = undefined;
+      compiled();
+    }
+  }
+
+  /**
+   * Compiles a new pipeline and runs its first dispatch. Compilation is asynchronous
+   * (createComputePipelineAsync) so a slow shader compiler (SwiftShader takes tens of seconds
+   * for large kernels) never blocks the JavaScript event loop; Dawn compiles off the main
+   * thread. The first dispatch runs in a submit of its own, inside its own error scope, so a
+   * program that fails cannot invalidate a batch of good dispatches recorded with it.
+   */
+  private async compileAndRun(p: WebGpuProgram, key: string): Promise<void> {
     this.flush();
     const device = this.device;
+    const code = `${wgslHeader(p)}\n${p.source}`;
+    if (this.debug.dumpWgsl) this.debug.log(`// ---- WGSL of ${p.name} (${key})\n${code}`);
     device.pushErrorScope('validation');
-    const { entry, module } = this.compile(p, key);
-    const compileError = device.popErrorScope();
+    const module = device.createShaderModule({ code, label: p.name });
+    const hasUniforms = (p.uniforms?.length ?? 0) > 0;
+    const layout = this.bindGroupLayout(p.inputs.length, p.outputs.length, hasUniforms);
+    const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [layout], label: p.name });
+    const moduleError = device.popErrorScope();
+    let pipeline: GPUComputePipeline | undefined;
+    let pipelineError: unknown;
+    try {
+      pipeline = await device.createComputePipelineAsync({
+        label: p.name,
+        layout: pipelineLayout,
+        compute: { module, entryPoint: p.entryPoint ?? 'main' },
+      });
+    } catch (err) {
+      pipelineError = err;
+    }
+    const [moduleFailure, info] = await Promise.all([
+      moduleError.catch(() => null),
+      module.getCompilationInfo().catch(() => null),
+    ]);
+    // The device may have been lost (or recreated) while the compiler ran.
+    this.assertDevice();
+    this.counters.pipelinesCompiled++;
+    const messages = (info?.messages ?? [])
+      .filter((m) => m.type === 'error')
+      .map((m) => `WGSL line ${m.lineNum}:${m.linePos}: ${m.message}`);
+    if (!pipeline || moduleFailure || messages.length > 0) {
+      const reason =
+        messages.length > 0
+          ? messages.join('\n')
+          : (moduleFailure?.message ??
+            (pipelineError instanceof Error ? pipelineError.message : String(pipelineError)));
+      const error = new ValidationError(p.name, reason);
+      this.pipelines.set(key, { pipeline: undefined as never, layout, error });
+      throw error;
+    }
+    const entry: PipelineEntry = { pipeline, layout };
+    this.pipelines.set(key, entry);
     // Errors of this dispatch (bad bindings) fail this run, but do not mark the pipeline as broken.
     device.pushErrorScope('validation');
     this.record(p, entry, false);
     this.flush(false);
-    const runError = device.popErrorScope();
-    const [compiled, info, ran] = await Promise.all([
-      compileError.catch(() => null),
-      module.getCompilationInfo().catch(() => null),
-      runError.catch(() => null),
-    ]);
-    const messages = (info?.messages ?? [])
-      .filter((m) => m.type === 'error')
-      .map((m) => `WGSL line ${m.lineNum}:${m.linePos}: ${m.message}`);
-    if (compiled || messages.length > 0) {
-      entry.error = new ValidationError(
-        p.name,
-        messages.length > 0 ? messages.join('\n') : compiled!.message,
-      );
-      throw entry.error;
-    }
+    const ran = await device.popErrorScope().catch(() => null);
     if (ran) throw new ValidationError(p.name, ran.message);
   }
 
@@ -545,23 +593,6 @@ export class WebGpuBackend extends BackendBase {
       this.layouts.set(key, layout);
     }
     return layout;
-  }
-
-  private compile(p: WebGpuProgram, key: string): { entry: PipelineEntry; module: GPUShaderModule } {
-    const code = `${wgslHeader(p)}\n${p.source}`;
-    if (this.debug.dumpWgsl) this.debug.log(`// ---- WGSL of ${p.name} (${key})\n${code}`);
-    const module = this.device.createShaderModule({ code, label: p.name });
-    const hasUniforms = (p.uniforms?.length ?? 0) > 0;
-    const layout = this.bindGroupLayout(p.inputs.length, p.outputs.length, hasUniforms);
-    const pipeline = this.device.createComputePipeline({
-      label: p.name,
-      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: p.name }),
-      compute: { module, entryPoint: p.entryPoint ?? 'main' },
-    });
-    this.counters.pipelinesCompiled++;
-    const entry: PipelineEntry = { pipeline, layout };
-    this.pipelines.set(key, entry);
-    return { entry, module };
   }
 
   private encoderFor(): GPUCommandEncoder {
