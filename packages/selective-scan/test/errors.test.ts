@@ -9,7 +9,7 @@ import {
 } from '@longseq/backend';
 import { describeEachBackend } from '@longseq/test-harness';
 import { expect, it } from 'vitest';
-import { MAX_STATES, type SelectiveScanOptions, selectiveScan } from '../src';
+import { MAX_STATES, type SelectiveScanOptions, selectiveScan, setSequentialTuning } from '../src';
 
 describeEachBackend('selectiveScan bad input', (ctx) => {
   // batch 2, d 4, L 3, n 2: valid tensors to start from.
@@ -214,4 +214,11 @@ describeEachBackend('selectiveScan bad input', (ctx) => {
       cleanup();
     }
   });
+});
+
+it('setSequentialTuning rejects a bad launch shape with an ArgumentError and keeps the old one', () => {
+  const before = setSequentialTuning({});
+  expect(() => setSequentialTuning({ tilesInFlight: 0 })).toThrow(ArgumentError);
+  expect(() => setSequentialTuning({ quadWorkgroup: 96 })).toThrow(/tuning\.quadWorkgroup/);
+  expect(setSequentialTuning({})).toEqual(before);
 });

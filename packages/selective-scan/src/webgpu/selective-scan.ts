@@ -25,6 +25,7 @@
  * test rule allows twice plain float32's error.
  */
 import {
+  ArgumentError,
   type Backend,
   dispatch1d,
   type Tensor,
@@ -64,9 +65,9 @@ export function setSequentialTuning(next: Partial<SequentialTuning>): Sequential
   const previous = tuning;
   const merged = { ...tuning, ...next };
   if (!Number.isInteger(merged.tilesInFlight) || merged.tilesInFlight < 1 || merged.tilesInFlight > 16)
-    throw new RangeError(`tilesInFlight must be an integer in 1..16, got ${merged.tilesInFlight}`);
+    throw new ArgumentError('tuning.tilesInFlight', 'an integer in 1..16', merged.tilesInFlight);
   if (![32, 64, 128, 256, 512, 1024].includes(merged.quadWorkgroup))
-    throw new RangeError(`quadWorkgroup must be a power of two in 32..1024, got ${merged.quadWorkgroup}`);
+    throw new ArgumentError('tuning.quadWorkgroup', 'a power of two in 32..1024', merged.quadWorkgroup);
   tuning = merged;
   return previous;
 }
