@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type BenchResult, inputCopies } from '../src/bench/softmax';
+import { inputCopies } from '../src/bench/softmax';
 import { plotSvg } from '../src/bench/svg';
 import { BufferOutput } from '../src/io';
 import { Progress } from '../src/progress';
@@ -64,44 +64,52 @@ describe('host attention reference', () => {
 });
 
 describe('SVG plot', () => {
-  const result = (
-    label: string,
-    algorithm: BenchResult['algorithm'],
-    n: number,
-    ms: number,
-  ): BenchResult => ({
-    backend: 'webgpu',
-    rows: 8,
-    n,
-    kernel: algorithm ? 'softmax' : 'copy',
-    ...(algorithm ? { algorithm, variant: 'fused' as const } : {}),
-    label,
-    medianMs: ms,
-    minMs: ms,
-    samplesMs: [ms],
-    wallMedianMs: ms,
-    timer: 'wall',
-    dispatches: 1,
-    inputCopies: 1,
-    gbps: 1,
-  });
-
   it('draws one line per series with labelled axes', () => {
     const svg = plotSvg(
       [
-        result('copy', undefined, 64, 0.1),
-        result('copy', undefined, 1024, 0.5),
-        result('online fused', 'online', 64, 0.2),
-        result('online fused', 'online', 1024, 3),
+        {
+          label: 'webgpu copy',
+          points: [
+            { x: 64, y: 0.1 },
+            { x: 1024, y: 0.5 },
+          ],
+        },
+        {
+          label: 'webgpu online fused',
+          points: [
+            { x: 64, y: 0.2, note: '1 GB/s' },
+            { x: 1024, y: 3 },
+          ],
+        },
       ],
-      { title: 'softmax <test>' },
+      {
+        title: 'softmax <test>',
+        xLabel: 'row length N',
+        yLabel: 'median time per call, ms',
+        xName: 'N',
+        yUnit: 'ms',
+      },
     );
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg.match(/<polyline/g)?.length).toBe(2);
     expect(svg).toContain('row length N (log scale)');
-    expect(svg).toContain('median time per call, ms');
+    expect(svg).toContain('median time per call, ms (log scale)');
     expect(svg).toContain('softmax &lt;test&gt;');
+    expect(svg).toContain('webgpu online fused N=64: 0.200 ms, 1 GB/s');
     expect(svg).not.toContain('NaN');
+  });
+
+  it('draws guides as extra dashed lines in the legend, and says when there is nothing to draw', () => {
+    const options = { title: 't', xLabel: 'sequence length L', yLabel: 'ms', logY: true };
+    const svg = plotSvg([{ label: 'a', points: [{ x: 8, y: 1 }] }], {
+      ...options,
+      guide: [{ label: 'c L log L', points: [{ x: 8, y: 2 }] }],
+    });
+    expect(svg.match(/<polyline/g)?.length).toBe(2);
+    expect(svg).toContain('stroke-dasharray="4 4"');
+    expect(svg).toContain('>c L log L</text>');
+    expect(svg).not.toContain('NaN');
+    expect(plotSvg([], options)).toContain('no results');
   });
 });
 

@@ -6,8 +6,6 @@
  * head 0 against the float64 reference, and `--memory`: peak bytes beyond inputs and
  * outputs for flash and naive as N doubles, until each no longer fits.
  */
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { type Backend, type Tensor, compareToReference } from '@longseq/backend';
 import {
   type AttentionAlgorithm,
@@ -18,13 +16,12 @@ import {
 } from '@longseq/flash-attention';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { type BackendName, createBackend, describeAdapter, parseBackends, timeWork } from '../backends';
-import { jsonNumbers } from '../commands/verify';
 import { UsageError, messageOf } from '../errors';
 import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
-import type { BenchResult } from './softmax';
-import { plotSvg } from './svg';
+import { adapterName, finishBench } from './report';
+import { dashPerKey, groupSeries, type PlotSeries, plotSvg } from './svg';
 
 /** Defaults sized for SwiftShader; on a GPU pass e.g. --batch-heads 16 --n 1024,2048,4096 --d 64. */
 const DEFAULTS = { batchHeads: 4, n: [64, 128, 256], d: 64, repeats: 3, warmup: 1, seed: 1234, maxN: 2048 };
@@ -300,38 +297,42 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
     }
   }
   const machine = machineInfo(adapter);
-  const svgPath = stringFlag(p, 'svg');
-  if (svgPath !== undefined) {
-    // plotSvg's tooltip shows GB/s: here the bytes of q, k, v read and out written once.
-    const series = results.map((r) => ({
-      ...r,
-      gbps: (4 * 4 * config.batchHeads * r.n * config.d) / (r.medianMs * 1e-3) / 1e9,
-      kernel: 'softmax',
-      algorithm: r.algorithm === 'naive' ? 'naive' : 'online',
-    })) as unknown as BenchResult[];
-    const svg = plotSvg(series, {
-      title: `attention time vs N (batch x heads ${config.batchHeads}, d ${config.d}): flash vs naive`,
-      subtitle: `${adapter ? Object.values(adapter).filter(Boolean).join(' ') : 'no WebGPU adapter'}; ${machine.date.slice(0, 10)}`,
-    });
-    const file = path.resolve(io.cwd ?? process.cwd(), svgPath);
-    await writeFile(file, svg);
-    io.stderr.write(`longseq bench attention: wrote ${file}\n`);
-  }
   const { backends: _b, ...shown } = config;
-  if (boolFlag(p, 'json')) {
-    const doc = {
-      benchmark: 'attention',
-      machine,
-      config: { ...shown, backends: config.backends },
-      results,
-      failures,
-    };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-  } else {
-    io.stdout.write(`${renderTable(results, config, failures)}\n`);
-  }
-  const failed = failures.length + results.filter((r) => r.check && !r.check.pass).length;
-  return failed > 0 ? 1 : 0;
+  return finishBench(io, {
+    name: 'attention',
+    machine,
+    json: boolFlag(p, 'json'),
+    doc: { config: { ...shown, backends: config.backends }, results, failures },
+    table: () => renderTable(results, config, failures),
+    svgPath: stringFlag(p, 'svg'),
+    svg: () =>
+      plotSvg(attentionSeries(results, config), {
+        title: `attention time vs N (batch x heads ${config.batchHeads}, d ${config.d}): flash vs naive`,
+        subtitle: `${adapterName(adapter)}; ${machine.date.slice(0, 10)}`,
+        xLabel: 'sequence length N',
+        yLabel: 'median time per call, ms',
+        xName: 'N',
+        yUnit: 'ms',
+      }),
+    failed: failures.length + results.filter((r) => r.check && !r.check.pass).length,
+  });
+}
+
+/**
+ * One line per backend x label: flash green, naive red, a dash per backend. The tooltip's
+ * GB/s counts the bytes of q, k, v read and out written once.
+ */
+function attentionSeries(results: readonly AttentionBenchResult[], config: Config): PlotSeries[] {
+  const dash = dashPerKey();
+  return groupSeries(
+    results,
+    (r) => `${r.backend} ${r.label}`,
+    (r) => {
+      const gbps = (4 * 4 * config.batchHeads * r.n * config.d) / (r.medianMs * 1e-3) / 1e9;
+      return { x: r.n, y: r.medianMs, note: `${gbps.toPrecision(3)} GB/s` };
+    },
+    (r) => ({ color: r.algorithm === 'naive' ? '#d62728' : '#2ca02c', dash: dash(r.backend) }),
+  );
 }
 
 function renderTable(
@@ -402,17 +403,17 @@ async function memoryCommand(
       backend.dispose();
     }
   }
-  if (boolFlag(p, 'json')) {
-    const doc = { benchmark: 'attention-memory', machine: machineInfo(adapter), d: config.d, rows };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-  } else {
-    const fmt = (x: number | string) => (typeof x === 'number' ? String(x) : x);
-    io.stdout.write(
+  const fmt = (x: number | string) => (typeof x === 'number' ? String(x) : x);
+  return finishBench(io, {
+    name: 'attention-memory',
+    machine: machineInfo(adapter),
+    json: boolFlag(p, 'json'),
+    doc: { d: config.d, rows },
+    table: () =>
       `attention peak bytes beyond inputs and outputs (1 head, d ${config.d}); flash is O(N), naive O(N^2)\n\n${table(
         ['backend', ' N', ' flash bytes', ' naive bytes'],
         rows.map((r) => [r.backend, String(r.n), fmt(r.flash), fmt(r.naive)]),
-      )}\n`,
-    );
-  }
-  return 0;
+      )}`,
+    failed: 0,
+  });
 }

@@ -17,12 +17,11 @@ import type { Backend } from '@longseq/backend';
 import { type MambaConfig, MambaModel, argmax, mambaConfig, randomReader } from '@longseq/mamba';
 import { boolFlag, intFlag, parseFlags, stringFlag } from '../args';
 import { type BackendName, createBackend, describeAdapter, parseBackends } from '../backends';
-import { jsonNumbers } from '../commands/verify';
 import { UsageError } from '../errors';
 import { table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
-import { Progress } from '../progress';
+import { finishBench, withProgress } from './report';
 
 export interface MambaDecodeConfig {
   readonly backend: BackendName;
@@ -353,18 +352,18 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
     throw new UsageError(`--lanes: expected 0 (auto) or a power of two from 8 to 256, got ${config.lanes}`);
   }
   const steps = (config.warmup + config.repeats) * (1 + config.paths.length);
-  const progress = new Progress(io.stderr, steps);
-  let report: MambaDecodeReport;
-  try {
-    report = await benchMambaDecode(config, (label) => progress.tick(label));
-  } finally {
-    progress.done();
-  }
-  if (boolFlag(p, 'json')) {
-    const doc = { benchmark: 'mamba-decode', machine: machineInfo(report.adapter), config, ...report };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-    return 0;
-  }
+  const report: MambaDecodeReport = await withProgress(io, steps, (tick) => benchMambaDecode(config, tick));
+  return finishBench(io, {
+    name: 'mamba-decode',
+    machine: machineInfo(report.adapter),
+    json: boolFlag(p, 'json'),
+    doc: { config, ...report },
+    table: () => renderTable(report, config),
+    failed: 0,
+  });
+}
+
+function renderTable(report: MambaDecodeReport, config: MambaDecodeConfig): string {
   const c = report.model;
   const lines = [
     `mamba-decode on ${report.backend}: d_model ${c.dModel}, ${c.nLayer} layers, vocab ${c.vocabSize}, d_state ${c.dState}, d_inner ${c.dInner}, dt_rank ${c.dtRank} (${(report.parameters / 1e6).toFixed(1)}M parameters, random weights); batch ${config.batch}`,
@@ -402,6 +401,5 @@ export async function benchMambaDecodeCommand(args: string[], io: Io): Promise<n
   ];
   if (report.pathsAgree === false)
     lines.push('note: the fused and composed paths chose different greedy ids (near-ties of random weights)');
-  io.stdout.write(`${lines.join('\n')}\n`);
-  return 0;
+  return lines.join('\n');
 }

@@ -55,7 +55,7 @@ export interface ScanBenchResult {
   readonly backend: string;
   readonly batch: number;
   readonly channels: number;
-  /** The sequence length L (named n for the shared plotting code). */
+  /** The sequence length L (named n like the other benchmarks' sizes). */
   readonly n: number;
   readonly states: number;
   readonly kernel: 'copy' | 'scan';

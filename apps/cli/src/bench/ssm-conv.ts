@@ -13,8 +13,6 @@
  * against the float64 recurrence. `--svg` plots time against L with an L log L guide
  * through the FFT series' largest L. The PyTorch reference is reference/torch_ssm_conv.py.
  */
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { type Backend, type Tensor, compareToReference } from '@longseq/backend';
 import {
   type DiagonalSsmHost,
@@ -29,12 +27,12 @@ import {
 } from '@longseq/ssm-discretize';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { type BackendName, createBackend, describeAdapter, parseBackends, timeWork } from '../backends';
-import { jsonNumbers } from '../commands/verify';
 import { UsageError, messageOf } from '../errors';
 import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
-import { Progress } from '../progress';
+import { adapterName, countFailures, finishBench, skipLine, withProgress } from './report';
+import { DASHES, groupSeries, type PlotSeries, plotSvg } from './svg';
 
 /** Defaults sized for SwiftShader; on the H100: --channels 1024 --lengths 1024,...,65536. */
 const DEFAULTS = {
@@ -373,103 +371,43 @@ const COLORS: Record<Form, string> = {
   'kernel + fft conv': '#1f77b4',
 };
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-
 /**
  * Time against L on log-log axes, one line per backend and form, and a dashed L log L guide
  * through the 'fft conv' point at the largest L (so the FFT path can be seen to follow it).
  */
 export function plotSsmConv(results: readonly SsmConvResult[], title: string, subtitle: string): string {
-  const m = { left: 70, right: 250, top: 50, bottom: 55 };
-  const W = 600 + m.right;
-  const H = 460;
-  const pw = W - m.left - m.right;
-  const ph = H - m.top - m.bottom;
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${m.left}" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`,
-    `<text x="${m.left}" y="38" fill="#555">${esc(subtitle)}</text>`,
-  ];
   const Ls = [...new Set(results.map((r) => r.n))].sort((a, b) => a - b);
-  const times = results.map((r) => r.medianMs).filter((t) => t > 0);
-  if (Ls.length === 0 || times.length === 0)
-    return `${[...out, `<text x="${m.left}" y="${m.top + 20}">no results</text>`, '</svg>'].join('\n')}\n`;
-  // The guide c L log2 L through the largest fft conv point.
-  const series = new Map<string, SsmConvResult[]>();
-  for (const r of results) {
-    const key = `${r.backend} ${r.label}`;
-    if (!series.has(key)) series.set(key, []);
-    series.get(key)!.push(r);
-  }
-  const guides: { key: string; points: [number, number][] }[] = [];
-  for (const backend of new Set(results.map((r) => r.backend))) {
+  const backends = [...new Set(results.map((r) => r.backend))];
+  const guide: PlotSeries[] = [];
+  for (const backend of backends) {
     const fft = results
       .filter((r) => r.backend === backend && r.label === 'fft conv')
       .sort((a, b) => a.n - b.n);
     const last = fft[fft.length - 1];
     if (!last || last.medianMs <= 0) continue;
     const c = last.medianMs / (last.n * Math.log2(2 * last.n));
-    guides.push({ key: `${backend} c L log L`, points: Ls.map((L) => [L, c * L * Math.log2(2 * L)]) });
+    guide.push({
+      label: `${backend} c L log L`,
+      points: Ls.map((L) => ({ x: L, y: c * L * Math.log2(2 * L) })),
+    });
   }
-  const allT = [...times, ...guides.flatMap((g) => g.points.map((p) => p[1]))];
-  const lx0 = Math.log2(Ls[0]!) - (Ls.length === 1 ? 0.5 : 0);
-  const lx1 = Math.log2(Ls[Ls.length - 1]!) + (Ls.length === 1 ? 0.5 : 0);
-  const y0 = Math.floor(Math.log10(Math.min(...allT)));
-  const y1 = Math.max(y0 + 1, Math.ceil(Math.log10(Math.max(...allT))));
-  const xOf = (L: number) => m.left + ((Math.log2(L) - lx0) / (lx1 - lx0)) * pw;
-  const yOf = (t: number) => m.top + ph - ((Math.log10(t) - y0) / (y1 - y0)) * ph;
-  out.push('<g stroke="#ddd">');
-  for (let e = y0; e <= y1; e++)
-    out.push(
-      `<line x1="${m.left}" x2="${m.left + pw}" y1="${yOf(10 ** e).toFixed(1)}" y2="${yOf(10 ** e).toFixed(1)}"/>`,
-    );
-  for (const L of Ls)
-    out.push(`<line x1="${xOf(L).toFixed(1)}" x2="${xOf(L).toFixed(1)}" y1="${m.top}" y2="${m.top + ph}"/>`);
-  out.push('</g>');
-  out.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
-  for (let e = y0; e <= y1; e++)
-    out.push(
-      `<text x="${m.left - 6}" y="${(yOf(10 ** e) + 4).toFixed(1)}" text-anchor="end">${+(10 ** e).toPrecision(2)}</text>`,
-    );
-  for (const L of Ls)
-    out.push(`<text x="${xOf(L).toFixed(1)}" y="${m.top + ph + 18}" text-anchor="middle">${L}</text>`);
-  out.push(
-    `<text x="${m.left + pw / 2}" y="${H - 12}" text-anchor="middle">sequence length L (log scale)</text>`,
-    `<text transform="translate(18 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">median ms per call (log scale)</text>`,
+  const series = groupSeries(
+    results,
+    (r) => `${r.backend} ${r.label}`,
+    (r) => ({ x: r.n, y: r.medianMs }),
+    (r) => ({ color: COLORS[r.label], dash: DASHES[backends.indexOf(r.backend) % 3]! }),
   );
-  let li = 0;
-  const legend = (label: string, color: string, dash: string) => {
-    const ly = m.top + 8 + li++ * 18;
-    const lx = m.left + pw + 14;
-    out.push(
-      `<line x1="${lx}" x2="${lx + 26}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
-      `<text x="${lx + 32}" y="${ly + 4}">${esc(label)}</text>`,
-    );
-  };
-  const backends = [...new Set(results.map((r) => r.backend))];
-  for (const [key, points] of series) {
-    const first = points[0]!;
-    const color = COLORS[first.label];
-    const dash = ['', '6 3', '2 3'][backends.indexOf(first.backend) % 3]!;
-    const sorted = [...points].sort((a, b) => a.n - b.n);
-    out.push(
-      `<polyline fill="none" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''} points="${sorted.map((p) => `${xOf(p.n).toFixed(1)},${yOf(p.medianMs).toFixed(1)}`).join(' ')}"><title>${esc(key)}</title></polyline>`,
-    );
-    for (const p of sorted)
-      out.push(
-        `<circle cx="${xOf(p.n).toFixed(1)}" cy="${yOf(p.medianMs).toFixed(1)}" r="3" fill="${color}"><title>${esc(key)} L=${p.n}: ${p.medianMs.toPrecision(3)} ms</title></circle>`,
-      );
-    legend(key, color, dash);
-  }
-  for (const g of guides) {
-    out.push(
-      `<polyline fill="none" stroke="#777" stroke-width="1.5" stroke-dasharray="4 4" points="${g.points.map(([L, t]) => `${xOf(L).toFixed(1)},${yOf(t).toFixed(1)}`).join(' ')}"><title>${esc(g.key)}</title></polyline>`,
-    );
-    legend(g.key, '#777', '4 4');
-  }
-  out.push('</svg>');
-  return `${out.join('\n')}\n`;
+  return plotSvg(series, {
+    title,
+    subtitle,
+    xLabel: 'sequence length L',
+    yLabel: 'median ms per call',
+    xName: 'L',
+    yUnit: 'ms',
+    logY: true,
+    guide,
+    width: 600,
+  });
 }
 
 /** `longseq bench ssm-conv`. */
@@ -514,65 +452,56 @@ export async function benchSsmConvCommand(args: string[], io: Io): Promise<numbe
     timer,
     skipUnavailable: backendFlag === 'all',
   };
-  const progress = new Progress(io.stderr, config.backends.length * config.lengths.length * FORMS.length);
-  let report: SsmConvReport;
-  try {
-    report = await benchSsmConv(config, (label) => progress.tick(label));
-  } finally {
-    progress.done();
-  }
+  const report: SsmConvReport = await withProgress(
+    io,
+    config.backends.length * config.lengths.length * FORMS.length,
+    (tick) => benchSsmConv(config, tick),
+  );
   const machine = machineInfo(report.adapter);
-  const svgPath = stringFlag(p, 'svg');
-  if (svgPath !== undefined) {
-    const adapter = report.adapter
-      ? Object.values(report.adapter).filter(Boolean).join(' ')
-      : 'no WebGPU adapter';
-    const svg = plotSsmConv(
-      report.results,
-      `SSM convolution vs recurrence (${config.channels} channels, ${config.states} complex states)`,
-      `${adapter}; ${machine.date.slice(0, 10)}`,
-    );
-    const file = path.resolve(io.cwd ?? process.cwd(), svgPath);
-    await writeFile(file, svg);
-    io.stderr.write(`longseq bench ssm-conv: wrote ${file}\n`);
-  }
-  if (boolFlag(p, 'json')) {
-    const { backends, skipUnavailable: _s, ...shown } = config;
-    const doc = { benchmark: 'ssm-conv', machine, config: { ...shown, backends }, ...report };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-  } else {
-    const rows = report.results.map((r) => [
-      r.backend,
-      String(r.n),
-      r.label,
-      fmtMs(r.medianMs),
-      fmtMs(r.wallMedianMs),
-      r.timer,
-      r.buffersCreatedPerCall === undefined ? '-' : String(+r.buffersCreatedPerCall.toFixed(2)),
-      `${r.check.pass ? 'ok' : 'FAIL'} ${fmtError(r.check.maxError)}`,
-    ]);
-    const lines = [
-      `SSM forms, ${config.channels} channels x ${config.states} complex states (S4D-Lin, ZOH); median of ${config.repeats}`,
-      '',
-      table(
-        ['backend', ' L', 'form', ' ms/call', ' wall ms', 'timer', 'new bufs/call', 'check (max err)'],
-        rows,
+  const { backends, skipUnavailable: _s, ...shown } = config;
+  return finishBench(io, {
+    name: 'ssm-conv',
+    machine,
+    json: boolFlag(p, 'json'),
+    doc: { config: { ...shown, backends }, ...report },
+    table: () => renderTable(report, config),
+    svgPath: stringFlag(p, 'svg'),
+    svg: () =>
+      plotSsmConv(
+        report.results,
+        `SSM convolution vs recurrence (${config.channels} channels, ${config.states} complex states)`,
+        `${adapterName(report.adapter)}; ${machine.date.slice(0, 10)}`,
       ),
-      '',
-      'ms/call: with timer gpu, the summed GPU time of the kernels (timestamp queries); wall ms: from the call until',
-      'the GPU is idle, including buffer allocation and zero-fill (new bufs/call: pool misses), encoding and submission.',
-      ...report.crossover.map(
-        (c) =>
-          `crossover (${c.backend}, ${c.form} faster than recurrence from): ${c.L === null ? 'not within the lengths run' : `L = ${c.L}`}`,
-      ),
-      ...report.skipped.map(
-        (s) =>
-          `${s.error ? 'FAILED' : 'skipped'}: ${s.backend}${s.n ? ` L=${s.n}` : ''}${s.label ? ` ${s.label}` : ''}: ${s.reason}`,
-      ),
-    ];
-    io.stdout.write(`${lines.join('\n')}\n`);
-  }
-  const failed =
-    report.skipped.filter((s) => s.error).length + report.results.filter((r) => !r.check.pass).length;
-  return failed > 0 ? 1 : 0;
+    failed: countFailures(report),
+  });
+}
+
+function renderTable(report: SsmConvReport, config: SsmConvBenchConfig): string {
+  const rows = report.results.map((r) => [
+    r.backend,
+    String(r.n),
+    r.label,
+    fmtMs(r.medianMs),
+    fmtMs(r.wallMedianMs),
+    r.timer,
+    r.buffersCreatedPerCall === undefined ? '-' : String(+r.buffersCreatedPerCall.toFixed(2)),
+    `${r.check.pass ? 'ok' : 'FAIL'} ${fmtError(r.check.maxError)}`,
+  ]);
+  const lines = [
+    `SSM forms, ${config.channels} channels x ${config.states} complex states (S4D-Lin, ZOH); median of ${config.repeats}`,
+    '',
+    table(
+      ['backend', ' L', 'form', ' ms/call', ' wall ms', 'timer', 'new bufs/call', 'check (max err)'],
+      rows,
+    ),
+    '',
+    'ms/call: with timer gpu, the summed GPU time of the kernels (timestamp queries); wall ms: from the call until',
+    'the GPU is idle, including buffer allocation and zero-fill (new bufs/call: pool misses), encoding and submission.',
+    ...report.crossover.map(
+      (c) =>
+        `crossover (${c.backend}, ${c.form} faster than recurrence from): ${c.L === null ? 'not within the lengths run' : `L = ${c.L}`}`,
+    ),
+    ...report.skipped.map((s) => skipLine(s, 'L')),
+  ];
+  return lines.join('\n');
 }

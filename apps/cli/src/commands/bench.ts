@@ -1,20 +1,23 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
 import { benchAttentionCommand } from '../bench/attention';
 import { benchMambaDecodeCommand } from '../bench/mamba-decode';
-import { type BenchConfig, type BenchReport, benchSoftmax, countSteps } from '../bench/softmax';
+import { adapterName, countFailures, finishBench, skipLine, withProgress } from '../bench/report';
+import {
+  type BenchConfig,
+  type BenchReport,
+  type BenchResult,
+  benchSoftmax,
+  countSteps,
+} from '../bench/softmax';
 import { benchSsmConvCommand } from '../bench/ssm-conv';
-import { plotSvg } from '../bench/svg';
+import { dashPerKey, groupSeries, type PlotSeries, plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
 import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
-import { Progress } from '../progress';
 import { benchPagedAttentionCommand, benchPagedKvCommand } from './paged-kv';
 import { benchScanCommand } from './scan';
-import { jsonNumbers } from './verify';
 
 /** Benchmarks by name: `longseq bench <name>`. */
 const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = {
@@ -77,40 +80,51 @@ async function benchSoftmaxCommand(args: string[], io: Io): Promise<number> {
     ...(dispatches === undefined ? {} : { dispatches }),
   };
 
-  const progress = new Progress(io.stderr, countSteps(config));
-  let report: BenchReport;
-  try {
-    report = await benchSoftmax(config, (label) => progress.tick(label));
-  } finally {
-    progress.done();
-  }
+  const report: BenchReport = await withProgress(io, countSteps(config), (tick) =>
+    benchSoftmax(config, tick),
+  );
   const machine = machineInfo(report.adapter);
-
-  const svgPath = stringFlag(p, 'svg');
-  if (svgPath !== undefined) {
-    const adapter = report.adapter
-      ? Object.values(report.adapter).filter(Boolean).join(' ')
-      : 'no WebGPU adapter';
-    const svg = plotSvg(report.results, {
-      title: `softmax over rows of length N (${config.rows} rows)`,
-      subtitle: `${adapter}; ${machine.date.slice(0, 10)}`,
-    });
-    const file = path.resolve(io.cwd ?? process.cwd(), svgPath);
-    await writeFile(file, svg);
-    io.stderr.write(`longseq bench softmax: wrote ${file}\n`);
-  }
-
   const { backends: _b, skipUnavailable: _s, ...shown } = config;
-  if (boolFlag(p, 'json')) {
-    const doc = { benchmark: 'softmax', machine, config: { ...shown, backends: config.backends }, ...report };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-  } else {
-    io.stdout.write(`${renderTable(report, config)}\n`);
-  }
-  const failed =
-    report.skipped.filter((s) => s.error).length +
-    report.results.filter((r) => r.check && !r.check.pass).length;
-  return failed > 0 ? 1 : 0;
+  return finishBench(io, {
+    name: 'softmax',
+    machine,
+    json: boolFlag(p, 'json'),
+    doc: { config: { ...shown, backends: config.backends }, ...report },
+    table: () => renderTable(report, config),
+    svgPath: stringFlag(p, 'svg'),
+    svg: () =>
+      plotSvg(softmaxSeries(report.results), {
+        title: `softmax over rows of length N (${config.rows} rows)`,
+        subtitle: `${adapterName(report.adapter)}; ${machine.date.slice(0, 10)}`,
+        xLabel: 'row length N',
+        yLabel: 'median time per call, ms',
+        xName: 'N',
+        yUnit: 'ms',
+      }),
+    failed: countFailures(report),
+  });
+}
+
+/** Colour per algorithm, dash per backend and kernel shape, so lines of one algorithm read as a family. */
+const ALGORITHM_COLORS: Record<string, string> = {
+  naive: '#d62728',
+  safe: '#1f77b4',
+  online: '#2ca02c',
+  copy: '#555555',
+};
+
+/** One line per backend x kernel; the copy dotted. */
+function softmaxSeries(results: readonly BenchResult[]): PlotSeries[] {
+  const dash = dashPerKey();
+  return groupSeries(
+    results,
+    (r) => `${r.backend} ${r.label}`,
+    (r) => ({ x: r.n, y: r.medianMs, note: `${r.gbps.toPrecision(3)} GB/s` }),
+    (r) => {
+      const shape = dash(`${r.backend} ${r.variant ?? ''}`);
+      return { color: ALGORITHM_COLORS[r.algorithm ?? 'copy']!, dash: r.kernel === 'copy' ? '1 3' : shape };
+    },
+  );
 }
 
 function renderTable(report: BenchReport, config: BenchConfig): string {
@@ -134,10 +148,6 @@ function renderTable(report: BenchReport, config: BenchConfig): string {
       rows,
     ),
   ];
-  for (const s of report.skipped) {
-    lines.push(
-      `${s.error ? 'FAILED' : 'skipped'}: ${s.backend}${s.n ? ` N=${s.n}` : ''}${s.label ? ` ${s.label}` : ''}: ${s.reason}`,
-    );
-  }
+  for (const s of report.skipped) lines.push(skipLine(s, 'N'));
   return lines.join('\n');
 }

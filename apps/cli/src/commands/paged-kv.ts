@@ -1,6 +1,4 @@
 /** `longseq bench paged-kv` (serving simulation) and `longseq bench paged-attention` (GPU kernel). */
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { generateTrace, simulateServing } from '@longseq/paged-kv';
 import { boolFlag, intFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
@@ -9,8 +7,7 @@ import { UsageError } from '../errors';
 import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
-import { Progress } from '../progress';
-import { jsonNumbers } from './verify';
+import { adapterName, finishBench, withProgress, writeOutputFile } from '../bench/report';
 
 function numberFlag(value: string | undefined, name: string, fallback: number, min: number): number {
   if (value === undefined) return fallback;
@@ -67,28 +64,16 @@ export async function benchPagedKvCommand(args: string[], io: Io): Promise<numbe
   const describe = `${trace.requests} requests, ${trace.rate}/step, budget ${report.budgetTokens} tokens (${sim.numBlocks} x ${sim.blockSize})${n > 1 ? `, n = ${n}` : ''}${beamWidth > 1 ? `, beam ${beamWidth}` : ''}`;
   const svgBase = stringFlag(p, 'svg');
   if (svgBase !== undefined) {
-    const file = path.resolve(io.cwd ?? process.cwd(), svgBase);
-    const stem = file.replace(/\.svg$/, '');
-    await writeFile(`${stem}.svg`, memorySvg(report, describe));
-    await writeFile(`${stem}-concurrency.svg`, concurrencySvg(report, describe));
-    io.stderr.write(`longseq bench paged-kv: wrote ${stem}.svg and ${stem}-concurrency.svg\n`);
+    const stem = svgBase.replace(/\.svg$/, '');
+    const memory = await writeOutputFile(io, `${stem}.svg`, memorySvg(report, describe));
+    await writeOutputFile(io, `${stem}-concurrency.svg`, concurrencySvg(report, describe));
+    const wrote = memory.replace(/\.svg$/, '');
+    io.stderr.write(`longseq bench paged-kv: wrote ${wrote}.svg and ${wrote}-concurrency.svg\n`);
   }
-  if (boolFlag(p, 'json')) {
-    const strip = (s: typeof report.paged) => {
-      const { series, ...rest } = s;
-      return { ...rest, series };
-    };
-    const doc = {
-      benchmark: 'paged-kv',
-      machine: machineInfo(),
-      config: { trace, simulation: sim },
-      ...report,
-      contiguous: strip(report.contiguous),
-      paged: strip(report.paged),
-    };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-    return 0;
-  }
+  const strip = (s: typeof report.paged) => {
+    const { series, ...rest } = s;
+    return { ...rest, series };
+  };
   const row = (s: typeof report.paged) => [
     s.name,
     `${s.wastePct.toFixed(1)}%`,
@@ -101,33 +86,45 @@ export async function benchPagedKvCommand(args: string[], io: Io): Promise<numbe
     String(s.preemptions),
     s.name === 'paged' ? `${s.sharingSavedPct.toFixed(1)}%` : '',
   ];
-  const lines = [
-    `paged-kv serving simulation: ${describe}`,
-    'prompt/output lengths log-normal (ShareGPT-like: means 161 / 338 tokens); contiguous reserves prompt + max new tokens (model max length) per sequence',
-    '',
-    table(
-      [
-        'scheme',
-        ' waste',
-        ' budget used',
-        ' max seqs',
-        ' mean seqs',
-        ' tokens/step',
-        ' req/1k steps',
-        ' steps',
-        ' preempted',
-        ' shared saved',
-      ],
-      [row(report.contiguous), row(report.paged)],
-    ),
-    '',
-    `paged vs contiguous: ${report.concurrencyGain.toFixed(1)}x max concurrent sequences (${(report.paged.meanConcurrent / Math.max(report.contiguous.meanConcurrent, 1e-9)).toFixed(1)}x on average), ${report.throughputGain.toFixed(1)}x requests per step` +
-      (report.paged.prefixCachedTokens > 0
-        ? `; ${report.paged.prefixCachedTokens} prompt tokens from the prefix cache`
-        : ''),
-  ];
-  io.stdout.write(`${lines.join('\n')}\n`);
-  return 0;
+  const render = () =>
+    [
+      `paged-kv serving simulation: ${describe}`,
+      'prompt/output lengths log-normal (ShareGPT-like: means 161 / 338 tokens); contiguous reserves prompt + max new tokens (model max length) per sequence',
+      '',
+      table(
+        [
+          'scheme',
+          ' waste',
+          ' budget used',
+          ' max seqs',
+          ' mean seqs',
+          ' tokens/step',
+          ' req/1k steps',
+          ' steps',
+          ' preempted',
+          ' shared saved',
+        ],
+        [row(report.contiguous), row(report.paged)],
+      ),
+      '',
+      `paged vs contiguous: ${report.concurrencyGain.toFixed(1)}x max concurrent sequences (${(report.paged.meanConcurrent / Math.max(report.contiguous.meanConcurrent, 1e-9)).toFixed(1)}x on average), ${report.throughputGain.toFixed(1)}x requests per step` +
+        (report.paged.prefixCachedTokens > 0
+          ? `; ${report.paged.prefixCachedTokens} prompt tokens from the prefix cache`
+          : ''),
+    ].join('\n');
+  return finishBench(io, {
+    name: 'paged-kv',
+    machine: machineInfo(),
+    json: boolFlag(p, 'json'),
+    doc: {
+      config: { trace, simulation: sim },
+      ...report,
+      contiguous: strip(report.contiguous),
+      paged: strip(report.paged),
+    },
+    table: render,
+    failed: 0,
+  });
 }
 
 export async function benchPagedAttentionCommand(args: string[], io: Io): Promise<number> {
@@ -178,19 +175,10 @@ export async function benchPagedAttentionCommand(args: string[], io: Io): Promis
     timer: timer as 'auto' | 'wall',
     contiguous: !boolFlag(p, 'no-contiguous'),
   };
-  const progress = new Progress(io.stderr, 3);
-  let report: AttentionBenchReport;
-  try {
-    report = await benchPagedAttention(config, (label) => progress.tick(label));
-  } finally {
-    progress.done();
-  }
-  if (boolFlag(p, 'json')) {
-    const doc = { benchmark: 'paged-attention', machine: machineInfo(report.adapter), config, ...report };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-  } else {
-    const adapter = report.adapter ? Object.values(report.adapter).filter(Boolean).join(' ') : config.backend;
-    const lines = [
+  const report: AttentionBenchReport = await withProgress(io, 3, (tick) => benchPagedAttention(config, tick));
+  const adapter = adapterName(report.adapter, config.backend);
+  const render = () =>
+    [
       `paged decode attention on ${adapter}: ${config.seqs} seqs x ${config.context} context, ${config.heads} heads / ${config.kvHeads} kv heads, d = ${config.headDim}, block ${config.blockSize}, f32`,
       `GB/s counts the K and V bytes read (${(report.kvBytes / 1e6).toFixed(1)} MB); the copy moves the same bytes (reads half, writes half); median of ${config.repeats}`,
       '',
@@ -208,8 +196,13 @@ export async function benchPagedAttentionCommand(args: string[], io: Io): Promis
       '',
       `check: ${report.check.pass ? 'ok' : 'FAIL'} (max error ${fmtError(report.check.maxError)}, allowed ${fmtError(report.check.allowed)}; ${report.check.against})`,
       ...report.skipped.map((s) => `skipped: ${s}`),
-    ];
-    io.stdout.write(`${lines.join('\n')}\n`);
-  }
-  return report.check.pass ? 0 : 1;
+    ].join('\n');
+  return finishBench(io, {
+    name: 'paged-attention',
+    machine: machineInfo(report.adapter),
+    json: boolFlag(p, 'json'),
+    doc: { config, ...report },
+    table: render,
+    failed: report.check.pass ? 0 : 1,
+  });
 }

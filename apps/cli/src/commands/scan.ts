@@ -1,5 +1,3 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
 import {
@@ -8,15 +6,14 @@ import {
   SCAN_KERNELS,
   type ScanBenchConfig,
   type ScanBenchReport,
+  type ScanBenchResult,
 } from '../bench/scan';
-import type { BenchResult } from '../bench/softmax';
-import { plotSvg } from '../bench/svg';
+import { adapterName, countFailures, finishBench, skipLine, withProgress } from '../bench/report';
+import { dashPerKey, groupSeries, type PlotSeries, plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
 import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
-import { Progress } from '../progress';
-import { jsonNumbers } from './verify';
 
 /** Defaults sized for SwiftShader; on a GPU pass --batch 8 --d 2048 --lengths 4096 --n 16. */
 const DEFAULTS = { batch: 1, d: 16, lengths: [64, 256, 1024], n: 16, repeats: 5, warmup: 2, seed: 1234 };
@@ -87,52 +84,48 @@ export async function benchScanCommand(args: string[], io: Io): Promise<number> 
     },
   };
 
-  const progress = new Progress(io.stderr, countScanSteps(config));
-  let report: ScanBenchReport;
-  try {
-    report = await benchScan(config, (label) => progress.tick(label));
-  } finally {
-    progress.done();
-  }
+  const report: ScanBenchReport = await withProgress(io, countScanSteps(config), (tick) =>
+    benchScan(config, tick),
+  );
   const machine = machineInfo(report.adapter);
-
-  const svgPath = stringFlag(p, 'svg');
-  if (svgPath !== undefined) {
-    const adapter = report.adapter
-      ? Object.values(report.adapter).filter(Boolean).join(' ')
-      : 'no WebGPU adapter';
-    // The shared plot draws time per call against "n": here the sequence length L.
-    const points = report.results.map(
-      (r) =>
-        ({
-          ...r,
-          kernel: r.kernel === 'copy' ? 'copy' : 'softmax',
-          algorithm: undefined,
-          variant: r.algorithm,
-          rows: r.batch * r.channels,
-        }) as unknown as BenchResult,
-    );
-    const svg = plotSvg(points, {
-      title: `selective scan, batch ${config.batch}, d ${config.channels}, n ${config.states}: time per call against L`,
-      subtitle: `x axis: sequence length L; ${adapter}; ${machine.date.slice(0, 10)}`,
-    });
-    const file = path.resolve(io.cwd ?? process.cwd(), svgPath);
-    await writeFile(file, svg);
-    io.stderr.write(`longseq bench scan: wrote ${file}\n`);
-  }
-
   const { backends: _b, skipUnavailable: _s, ...shown } = config;
-  if (boolFlag(p, 'json')) {
-    const doc = { benchmark: 'scan', machine, config: { ...shown, backends: config.backends }, ...report };
-    io.stdout.write(`${JSON.stringify(doc, jsonNumbers, 2)}\n`);
-  } else {
-    io.stdout.write(`${renderTable(report, config)}\n`);
-  }
-  const failed =
-    report.skipped.filter((s) => s.error).length +
-    report.results.filter((r) => r.check && !r.check.pass).length;
-  return failed > 0 ? 1 : 0;
+  return finishBench(io, {
+    name: 'scan',
+    machine,
+    json: boolFlag(p, 'json'),
+    doc: { config: { ...shown, backends: config.backends }, ...report },
+    table: () => renderTable(report, config),
+    svgPath: stringFlag(p, 'svg'),
+    svg: () =>
+      plotSvg(scanSeries(report.results), {
+        title: `selective scan, batch ${config.batch}, d ${config.channels}, n ${config.states}: time per call against L`,
+        subtitle: `${adapterName(report.adapter)}; ${machine.date.slice(0, 10)}`,
+        xLabel: 'sequence length L',
+        yLabel: 'median time per call, ms',
+        xName: 'L',
+        yUnit: 'ms',
+      }),
+    failed: countFailures(report),
+  });
 }
+
+/** One line per backend x kernel: a colour per kernel, a dash per backend, the copy grey and dotted. */
+function scanSeries(results: readonly ScanBenchResult[]): PlotSeries[] {
+  const dash = dashPerKey();
+  return groupSeries(
+    results,
+    (r) => `${r.backend} ${r.label}`,
+    (r) => ({ x: r.n, y: r.medianMs, note: `${r.gbps.toPrecision(3)} GB/s` }),
+    (r) => {
+      const backendDash = dash(r.backend);
+      if (r.kernel === 'copy') return { color: '#555555', dash: '1 3' };
+      const index = r.algorithm ? SCAN_KERNELS.indexOf(r.algorithm) : -1;
+      return { color: KERNEL_COLORS[index % KERNEL_COLORS.length] ?? '#000', dash: backendDash };
+    },
+  );
+}
+
+const KERNEL_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 
 function renderTable(report: ScanBenchReport, config: ScanBenchConfig): string {
   const rows = report.results.map((r) => [
@@ -162,10 +155,6 @@ function renderTable(report: ScanBenchReport, config: ScanBenchConfig): string {
       rows,
     ),
   ];
-  for (const s of report.skipped) {
-    lines.push(
-      `${s.error ? 'FAILED' : 'skipped'}: ${s.backend}${s.n ? ` L=${s.n}` : ''}${s.label ? ` ${s.label}` : ''}: ${s.reason}`,
-    );
-  }
+  for (const s of report.skipped) lines.push(skipLine(s, 'L'));
   return lines.join('\n');
 }
