@@ -4,29 +4,12 @@
  * ends at the reference logsumexp, and the live run on WebGPU gives a flash result that
  * passes the test rule, with flash's extra memory growing linearly and naive's quadratically.
  */
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, openBrowser } from './chromium';
+import { describe, expect, it } from 'vitest';
+import { clickRunAndWait, dataset, errorText, usePage } from './chromium';
 
-let browser: Browser | undefined;
-let page: Page;
+const { page } = usePage('#/attention');
 
-beforeAll(async () => {
-  browser = await openBrowser();
-  page = browser.page;
-  await page.goto(`${browser.served.url}#/attention`);
-  await page.waitForSelector('[data-testid=page][data-ready=true]', { timeout: 30_000 });
-}, 300_000);
-
-afterAll(async () => {
-  await browser?.close();
-});
-
-const data = (id: string) =>
-  page.evaluate(
-    (testId) => ({ ...(document.querySelector(`[data-testid=${testId}]`) as HTMLElement).dataset }),
-    id,
-  );
+const data = (id: string) => dataset(page, id);
 
 async function set(id: string, value: string) {
   await page.fill(`[data-testid=${id}]`, value);
@@ -58,15 +41,8 @@ describe('playground FlashAttention page in Chromium', () => {
   }, async () => {
     await page.selectOption('[data-testid=backend]', 'webgpu');
     await set('max-n', '256');
-    await page.click('[data-testid=run]');
-    await page.waitForSelector(
-      '[data-testid=status][data-state=done], [data-testid=status][data-state=error]',
-      {
-        timeout: 230_000,
-      },
-    );
-    const error = await page.locator('[data-testid=error]').count();
-    expect(error > 0 ? await page.textContent('[data-testid=error]') : '').toBe('');
+    await clickRunAndWait(page, 230_000);
+    expect(await errorText(page)).toBe('');
     expect((await data('result')).pass).toBe('true');
     const rows = await page
       .locator('[data-testid=live] tr[data-n]')

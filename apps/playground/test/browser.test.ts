@@ -6,25 +6,11 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, distDir, openBrowser } from './chromium';
+import { describe, expect, it } from 'vitest';
+import { distDir, usePage } from './chromium';
 
-let browser: Browser | undefined;
-let page: Page;
-let browserErrors: string[] = [];
-
-beforeAll(async () => {
-  browser = await openBrowser();
-  page = browser.page;
-  browserErrors = browser.errors;
-  await page.goto(`${browser.served.url}#/softmax`);
-  await page.waitForSelector('[data-testid=page][data-ready=true]', { timeout: 30_000 });
-}, 300_000);
-
-afterAll(async () => {
-  await browser?.close();
-});
+const session = usePage('#/softmax');
+const { page } = session;
 
 interface PageResult {
   readonly state: string | null;
@@ -59,7 +45,7 @@ async function runOnPage(
     // Say where the page got stuck (a form that never submitted, a run that never ended).
     const status = await page.textContent('[data-testid=status]');
     throw new Error(
-      `the page did not finish: status '${status}'; console: ${browserErrors.join(' | ')}; ${err}`,
+      `the page did not finish: status '${status}'; console: ${session.errors.join(' | ')}; ${err}`,
     );
   }
   return page.evaluate(() => {
@@ -101,7 +87,7 @@ describe('playground softmax page in Chromium', () => {
 
   it('runs online softmax on WebGPU and passes the test rule', { timeout: 150_000 }, async () => {
     const r = await runOnPage('webgpu', { rows: 5, length: 300, algorithm: 'online', temperature: 0.7 });
-    expect(r.error, `page error: ${r.error}; console: ${browserErrors.join(' | ')}`).toBeNull();
+    expect(r.error, `page error: ${r.error}; console: ${session.errors.join(' | ')}`).toBeNull();
     expect(r.state).toBe('done');
     expect(r.backend).toBe('webgpu');
     expect(r.pass).toBe('true');
@@ -128,7 +114,7 @@ describe('playground softmax page in Chromium', () => {
 
   it('runs safe softmax on gpu.js WebGL2 and passes the test rule', { timeout: 150_000 }, async () => {
     const r = await runOnPage('gpujs-webgl2', { rows: 3, length: 77, algorithm: 'safe', temperature: 1 });
-    expect(r.error, `page error: ${r.error}; console: ${browserErrors.join(' | ')}`).toBeNull();
+    expect(r.error, `page error: ${r.error}; console: ${session.errors.join(' | ')}`).toBeNull();
     expect(r.state).toBe('done');
     expect(r.backend).toBe('gpujs-webgl2');
     expect(r.pass).toBe('true');

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 import { type Served, startServer } from '../scripts/serve.mjs';
 
 export const appDir = fileURLToPath(new URL('..', import.meta.url));
@@ -94,4 +95,86 @@ export async function openBrowser(): Promise<Browser> {
       rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** How long opening the browser and the first page may take (a cold build included). */
+export const OPEN_TIMEOUT_MS = 300_000;
+
+/** Opens the built playground at `route` (e.g. '#/scan') and waits until the page is ready. */
+export async function openPage(route: string): Promise<Browser> {
+  const browser = await openBrowser();
+  try {
+    await browser.page.goto(`${browser.served.url}${route}`);
+    await browser.page.waitForSelector('[data-testid=page][data-ready=true]', { timeout: 30_000 });
+  } catch (err) {
+    await browser.close();
+    throw err;
+  }
+  return browser;
+}
+
+/** The browser of a test file, open at one route from before its first test to after its last. */
+export interface PageSession {
+  /**
+   * The open page. Usable at module scope (`const { page } = usePage(...)`): it forwards to
+   * the page beforeAll opens, so tests read `page.click(...)` without a mutable variable.
+   */
+  readonly page: Page;
+  /** Page errors and console errors, in order. */
+  readonly errors: string[];
+}
+
+/** Registers the file's beforeAll/afterAll that open `route` (see openPage) and close the browser. */
+export function usePage(route: string): PageSession {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await openPage(route);
+  }, OPEN_TIMEOUT_MS);
+  afterAll(async () => {
+    await browser?.close();
+  });
+  const opened = () => {
+    if (!browser) throw new Error(`the browser for ${route} is not open (did beforeAll fail?)`);
+    return browser;
+  };
+  const page = new Proxy({} as Page, {
+    get(_target, prop) {
+      const current = opened().page;
+      const value = Reflect.get(current, prop, current);
+      return typeof value === 'function' ? value.bind(current) : value;
+    },
+  });
+  return {
+    page,
+    get errors() {
+      return opened().errors;
+    },
+  };
+}
+
+/** The data-* attributes of the element with data-testid `id`, as the page has them now. */
+export function dataset(page: Page, id: string): Promise<Record<string, string | undefined>> {
+  return page.evaluate(
+    (testId) => ({ ...(document.querySelector(`[data-testid=${testId}]`) as HTMLElement).dataset }),
+    id,
+  );
+}
+
+/** Selects the status line `statusId` once its data-state says a run ended, well or not. */
+const runEnded = (statusId: string) =>
+  `[data-testid=${statusId}][data-state=done], [data-testid=${statusId}][data-state=error]`;
+
+/**
+ * Clicks Run and waits until the status line says the run ended (done or error). Pages with
+ * more than one runner prefix their ids (`gpu-` for gpu-run and gpu-status).
+ */
+export async function clickRunAndWait(page: Page, timeout: number, idPrefix = ''): Promise<void> {
+  await page.click(`[data-testid=${idPrefix}run]`);
+  await page.waitForSelector(runEnded(`${idPrefix}status`), { timeout });
+}
+
+/** The text of the error element `id`, or '' when the page shows none. */
+export async function errorText(page: Page, id = 'error'): Promise<string> {
+  const count = await page.locator(`[data-testid=${id}]`).count();
+  return count > 0 ? ((await page.textContent(`[data-testid=${id}]`)) ?? '') : '';
 }

@@ -3,29 +3,12 @@
  * through a trace, shows shared blocks for parallel samples, reports the simulation's memory
  * numbers, and the GPU check finds paged decode attention equal to contiguous attention.
  */
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, openBrowser } from './chromium';
+import { describe, expect, it } from 'vitest';
+import { clickRunAndWait, dataset, errorText, usePage } from './chromium';
 
-let browser: Browser | undefined;
-let page: Page;
+const { page } = usePage('#/paged-kv');
 
-beforeAll(async () => {
-  browser = await openBrowser();
-  page = browser.page;
-  await page.goto(`${browser.served.url}#/paged-kv`);
-  await page.waitForSelector('[data-testid=page][data-ready=true]', { timeout: 30_000 });
-}, 300_000);
-
-afterAll(async () => {
-  await browser?.close();
-});
-
-const data = (id: string) =>
-  page.evaluate(
-    (testId) => ({ ...(document.querySelector(`[data-testid=${testId}]`) as HTMLElement).dataset }),
-    id,
-  );
+const data = (id: string) => dataset(page, id);
 
 describe('playground paged-kv page in Chromium', () => {
   it('draws the block pool and the memory chart, and the summary meets the goals', async () => {
@@ -60,13 +43,8 @@ describe('playground paged-kv page in Chromium', () => {
       timeout: 150_000,
     }, async () => {
       await page.selectOption('[data-testid=gpu-backend]', backend);
-      await page.click('[data-testid=gpu-run]');
-      await page.waitForSelector(
-        '[data-testid=gpu-status][data-state=done], [data-testid=gpu-status][data-state=error]',
-        { timeout: 140_000 },
-      );
-      const error = await page.locator('[data-testid=gpu-error]').count();
-      const message = error > 0 ? await page.textContent('[data-testid=gpu-error]') : '';
+      await clickRunAndWait(page, 140_000, 'gpu-');
+      const message = await errorText(page, 'gpu-error');
       expect(message).toBe('');
       const result = await data('gpu-result');
       expect(result.pass).toBe('true');

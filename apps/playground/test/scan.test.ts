@@ -4,29 +4,12 @@
  * selective channel keeps the spike until the reset token and then forgets it, while the
  * fixed-dt channel has let it fade, and both match the float64 reference.
  */
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, openBrowser } from './chromium';
+import { describe, expect, it } from 'vitest';
+import { clickRunAndWait, dataset, errorText, usePage } from './chromium';
 
-let browser: Browser | undefined;
-let page: Page;
+const { page } = usePage('#/scan');
 
-beforeAll(async () => {
-  browser = await openBrowser();
-  page = browser.page;
-  await page.goto(`${browser.served.url}#/scan`);
-  await page.waitForSelector('[data-testid=page][data-ready=true]', { timeout: 30_000 });
-}, 300_000);
-
-afterAll(async () => {
-  await browser?.close();
-});
-
-const data = (id: string) =>
-  page.evaluate(
-    (testId) => ({ ...(document.querySelector(`[data-testid=${testId}]`) as HTMLElement).dataset }),
-    id,
-  );
+const data = (id: string) => dataset(page, id);
 
 describe('playground selective-scan page in Chromium', () => {
   it('draws the scan tree: log2(L) + 1 rows, each cell covering the right steps', async () => {
@@ -52,15 +35,8 @@ describe('playground selective-scan page in Chromium', () => {
       timeout: 120_000,
     }, async () => {
       await page.selectOption('[data-testid=backend]', backend);
-      await page.click('[data-testid=run]');
-      await page.waitForSelector(
-        '[data-testid=status][data-state=done], [data-testid=status][data-state=error]',
-        {
-          timeout: 110_000,
-        },
-      );
-      const error = await page.locator('[data-testid=error]').count();
-      expect(error > 0 ? await page.textContent('[data-testid=error]') : '').toBe('');
+      await clickRunAndWait(page, 110_000);
+      expect(await errorText(page)).toBe('');
       const r = await data('result');
       expect(r.pass).toBe('true');
       expect(Number(r.selectiveKept)).toBeGreaterThan(0.99);

@@ -4,44 +4,20 @@
  * the output computed by the recurrence and by the FFT convolution on the GPU agree and match
  * the float64 reference.
  */
-import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, openBrowser } from './chromium';
+import { describe, expect, it } from 'vitest';
+import { clickRunAndWait, dataset, errorText, usePage } from './chromium';
 
-let browser: Browser | undefined;
-let page: Page;
+const { page } = usePage('#/ssm');
 
-beforeAll(async () => {
-  browser = await openBrowser();
-  page = browser.page;
-  await page.goto(`${browser.served.url}#/ssm`);
-  await page.waitForSelector('[data-testid=page][data-ready=true]', { timeout: 30_000 });
-}, 300_000);
-
-afterAll(async () => {
-  await browser?.close();
-});
-
-const data = (id: string) =>
-  page.evaluate(
-    (testId) => ({ ...(document.querySelector(`[data-testid=${testId}]`) as HTMLElement).dataset }),
-    id,
-  );
+const data = (id: string) => dataset(page, id);
 
 async function run(settings: Record<string, string>): Promise<Record<string, string | undefined>> {
   for (const [name, value] of Object.entries(settings)) {
     if (['backend', 'init', 'method'].includes(name)) await page.selectOption(`[data-testid=${name}]`, value);
     else await page.fill(`[data-testid=${name}]`, value);
   }
-  await page.click('[data-testid=run]');
-  await page.waitForSelector(
-    '[data-testid=status][data-state=done], [data-testid=status][data-state=error]',
-    {
-      timeout: 110_000,
-    },
-  );
-  const error = await page.locator('[data-testid=error]').count();
-  expect(error > 0 ? await page.textContent('[data-testid=error]') : '').toBe('');
+  await clickRunAndWait(page, 110_000);
+  expect(await errorText(page)).toBe('');
   return data('result');
 }
 
