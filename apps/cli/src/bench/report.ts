@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { jsonNumbers } from '../commands/verify';
+import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import type { MachineInfo } from '../machine';
 import { Progress } from '../progress';
@@ -93,4 +94,46 @@ export function skipLine(
   xName: string,
 ): string {
   return `${s.error ? 'FAILED' : 'skipped'}: ${s.backend}${s.n ? ` ${xName}=${s.n}` : ''}${s.label ? ` ${s.label}` : ''}: ${s.reason}`;
+}
+
+/** A timed kernel beside a copy of the same bytes, as softmax and scan report them. */
+export interface CopyComparedResult {
+  readonly backend: string;
+  readonly n: number;
+  readonly label: string;
+  readonly medianMs: number;
+  readonly wallMedianMs: number;
+  readonly gbps: number;
+  readonly pctOfCopy?: number;
+  readonly timer: string;
+  readonly check?: { readonly pass: boolean; readonly maxError: number };
+}
+
+/** The table of copy-compared results, one row per backend, size and kernel; `xName` heads the size column. */
+export function copyComparedTable(results: readonly CopyComparedResult[], xName: string): string {
+  const rows = results.map((r) => [
+    r.backend,
+    String(r.n),
+    r.label,
+    fmtMs(r.medianMs),
+    fmtMs(r.wallMedianMs),
+    r.gbps.toFixed(r.gbps >= 100 ? 0 : r.gbps >= 10 ? 1 : 2),
+    r.pctOfCopy === undefined ? '' : `${r.pctOfCopy.toFixed(0)}%`,
+    r.timer,
+    r.check ? `${r.check.pass ? 'ok' : 'FAIL'} ${fmtError(r.check.maxError)}` : '',
+  ]);
+  return table(
+    [
+      'backend',
+      ` ${xName}`,
+      'kernel',
+      ' ms/call',
+      ' wall ms',
+      ' GB/s',
+      ' % copy',
+      'timer',
+      'check (max err)',
+    ],
+    rows,
+  );
 }

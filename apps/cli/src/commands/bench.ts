@@ -2,7 +2,14 @@ import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args'
 import { parseBackends } from '../backends';
 import { benchAttentionCommand } from '../bench/attention';
 import { benchMambaDecodeCommand } from '../bench/mamba-decode';
-import { adapterName, countFailures, finishBench, skipLine, withProgress } from '../bench/report';
+import {
+  adapterName,
+  copyComparedTable,
+  countFailures,
+  finishBench,
+  skipLine,
+  withProgress,
+} from '../bench/report';
 import {
   type BenchConfig,
   type BenchReport,
@@ -13,7 +20,6 @@ import {
 import { benchSsmConvCommand } from '../bench/ssm-conv';
 import { dashPerKey, groupSeries, type PlotSeries, plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
-import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
 import { benchPagedAttentionCommand, benchPagedKvCommand } from './paged-kv';
@@ -128,25 +134,11 @@ function softmaxSeries(results: readonly BenchResult[]): PlotSeries[] {
 }
 
 function renderTable(report: BenchReport, config: BenchConfig): string {
-  const rows = report.results.map((r) => [
-    r.backend,
-    String(r.n),
-    r.label,
-    fmtMs(r.medianMs),
-    fmtMs(r.wallMedianMs),
-    r.gbps.toFixed(r.gbps >= 100 ? 0 : r.gbps >= 10 ? 1 : 2),
-    r.pctOfCopy === undefined ? '' : `${r.pctOfCopy.toFixed(0)}%`,
-    r.timer,
-    r.check ? `${r.check.pass ? 'ok' : 'FAIL'} ${fmtError(r.check.maxError)}` : '',
-  ]);
   const lines = [
     `softmax, ${config.rows} rows; GB/s counts one read and one write of the tensor; median of ${config.repeats}`,
     'ms/call is GPU pass time where the timer is gpu; wall ms is submit to queue drained, per call',
     '',
-    table(
-      ['backend', ' N', 'kernel', ' ms/call', ' wall ms', ' GB/s', ' % copy', 'timer', 'check (max err)'],
-      rows,
-    ),
+    copyComparedTable(report.results, 'N'),
   ];
   for (const s of report.skipped) lines.push(skipLine(s, 'N'));
   return lines.join('\n');

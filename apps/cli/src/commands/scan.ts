@@ -8,10 +8,16 @@ import {
   type ScanBenchReport,
   type ScanBenchResult,
 } from '../bench/scan';
-import { adapterName, countFailures, finishBench, skipLine, withProgress } from '../bench/report';
+import {
+  adapterName,
+  copyComparedTable,
+  countFailures,
+  finishBench,
+  skipLine,
+  withProgress,
+} from '../bench/report';
 import { dashPerKey, groupSeries, type PlotSeries, plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
-import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
 
@@ -128,17 +134,6 @@ function scanSeries(results: readonly ScanBenchResult[]): PlotSeries[] {
 const KERNEL_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 
 function renderTable(report: ScanBenchReport, config: ScanBenchConfig): string {
-  const rows = report.results.map((r) => [
-    r.backend,
-    String(r.n),
-    r.label,
-    fmtMs(r.medianMs),
-    fmtMs(r.wallMedianMs),
-    r.gbps.toFixed(r.gbps >= 100 ? 0 : r.gbps >= 10 ? 1 : 2),
-    r.pctOfCopy === undefined ? '' : `${r.pctOfCopy.toFixed(0)}%`,
-    r.timer,
-    r.check ? `${r.check.pass ? 'ok' : 'FAIL'} ${fmtError(r.check.maxError)}` : '',
-  ]);
   const lines = [
     `selective scan, batch ${config.batch}, d ${config.channels}, n ${config.states}, B and C [batch, n, L], z, D, dt bias + softplus`,
     'GB/s counts each input read once and y written once; the copy moves the same bytes; median of ' +
@@ -150,10 +145,7 @@ function renderTable(report: ScanBenchReport, config: ScanBenchConfig): string {
         ]
       : []),
     '',
-    table(
-      ['backend', ' L', 'kernel', ' ms/call', ' wall ms', ' GB/s', ' % copy', 'timer', 'check (max err)'],
-      rows,
-    ),
+    copyComparedTable(report.results, 'L'),
   ];
   for (const s of report.skipped) lines.push(skipLine(s, 'L'));
   return lines.join('\n');
