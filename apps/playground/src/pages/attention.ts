@@ -1,16 +1,8 @@
 import { compareToReference, type Tensor } from '@longseq/backend';
 import { type AttentionAlgorithm, attention, attentionRef } from '@longseq/flash-attention';
-import { BACKEND_CHOICES, type BackendChoice, getBackend } from '../backends';
+import { type BackendChoice, getBackend } from '../backends';
 import { h, type Page } from '../page';
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-function svgEl(tag: string, attrs: Record<string, string | number>, text?: string): SVGElement {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
+import { backendSelect, field, numberInput, runPanel, submitButton, svgEl } from '../ui';
 
 // ---------------------------------------------------------------------------------------
 // 1. The tiling: which blocks of the score matrix a workgroup visits, in which order.
@@ -269,19 +261,6 @@ async function measure(
   return check!;
 }
 
-function field(label: string, control: HTMLElement, hint?: string): HTMLElement {
-  return h(
-    'label',
-    { class: 'field' },
-    h('span', {}, label),
-    control,
-    ...(hint ? [h('small', {}, hint)] : []),
-  );
-}
-
-const numberInput = (name: string, value: number, min: number, max: number) =>
-  h('input', { type: 'number', name, value, min, max, step: 1, 'data-testid': name });
-
 function fmtBytes(b: number): string {
   if (b >= 1 << 20) return `${(b / (1 << 20)).toFixed(1)} MiB`;
   if (b >= 1 << 10) return `${(b / (1 << 10)).toFixed(1)} KiB`;
@@ -373,19 +352,15 @@ function mount(root: HTMLElement): undefined {
   for (const input of [nInput, brInput, bcInput, leftInput, causalInput, windowInput, rowInput])
     input.addEventListener('change', draw);
 
-  const backendSelect = h(
-    'select',
-    { name: 'backend', 'data-testid': 'backend' },
-    ...BACKEND_CHOICES.map((b) => h('option', { value: b.name }, b.label)),
-  );
+  const backendPicker = backendSelect();
   const maxNInput = numberInput('max-n', 512, 64, 16384);
-  const runButton = h('button', { type: 'submit', class: 'run', 'data-testid': 'run' }, 'Run on the GPU');
-  const status = h('p', { class: 'status', 'data-testid': 'status', 'data-state': 'idle' }, '');
-  const result = h('section', { class: 'result', 'data-testid': 'result', hidden: true });
+  const runButton = submitButton();
+  const panel = runPanel();
+  const { status, result } = panel;
   const form = h(
     'form',
     { class: 'controls' },
-    field('Backend', backendSelect),
+    field('Backend', backendPicker),
     field('Largest N', maxNInput, 'N doubles from 64'),
     runButton,
   );
@@ -430,10 +405,6 @@ function mount(root: HTMLElement): undefined {
   );
   draw();
 
-  const setStatus = (state: 'idle' | 'running' | 'done' | 'error', text: string) => {
-    status.dataset.state = state;
-    status.textContent = text;
-  };
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const maxN = Math.max(64, Math.min(16384, Math.floor(Number(maxNInput.value))));
@@ -457,10 +428,10 @@ function mount(root: HTMLElement): undefined {
         body,
       ),
     );
-    setStatus('running', 'Running...');
+    panel.setStatus('running', 'Running...');
     runButton.disabled = true;
     try {
-      const check = await measure(backendSelect.value as BackendChoice, ns, 64, (r) => {
+      const check = await measure(backendPicker.value as BackendChoice, ns, 64, (r) => {
         rows.push(r);
         body.append(
           h(
@@ -483,12 +454,12 @@ function mount(root: HTMLElement): undefined {
             `(allowed ${check.allowed.toExponential(2)}) ${check.pass ? 'passes' : 'FAILS'} the test rule.`,
         ),
       );
-      setStatus('done', `Done: ${rows.length} measurements.`);
+      panel.setStatus('done', `Done: ${rows.length} measurements.`);
     } catch (err) {
       result.append(
         h('p', { class: 'error', 'data-testid': 'error' }, err instanceof Error ? err.message : String(err)),
       );
-      setStatus('error', 'Failed.');
+      panel.setStatus('error', 'Failed.');
     } finally {
       runButton.disabled = false;
     }

@@ -1,4 +1,4 @@
-import { type Backend, type Comparison, LongseqError, compareToReference } from '@longseq/backend';
+import { type Backend, type Comparison, compareToReference } from '@longseq/backend';
 import { attentionVarlen } from '@longseq/flash-attention';
 import {
   BlockManager,
@@ -12,16 +12,9 @@ import {
   seededRandom,
   simulateServing,
 } from '@longseq/paged-kv';
-import { BACKEND_CHOICES, type BackendChoice, getBackend } from '../backends';
+import { type BackendChoice, getBackend } from '../backends';
 import { h, type Page } from '../page';
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-function svgEl(tag: string, attrs: Record<string, string | number>): SVGElement {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  return el;
-}
+import { backendSelect, field, runPanel, SVG_NS, svgEl, verdict } from '../ui';
 
 /** A small trace sized for watching: short prompts and outputs, a tight budget. */
 interface Scenario {
@@ -378,18 +371,10 @@ function mount(root: HTMLElement): () => void {
   const stats = h('p', { class: 'values', 'data-testid': 'stats' });
   const summary = h('p', { class: 'values', 'data-testid': 'summary' });
 
-  const backendSelect = h(
-    'select',
-    { name: 'backend', 'data-testid': 'gpu-backend' },
-    ...BACKEND_CHOICES.map((b) => h('option', { value: b.name }, b.label)),
-  );
+  const backendPicker = backendSelect('gpu-backend');
   const gpuButton = h('button', { type: 'button', class: 'run', 'data-testid': 'gpu-run' }, 'Run on GPU');
-  const gpuStatus = h(
-    'p',
-    { class: 'status', 'data-testid': 'gpu-status', 'data-state': 'idle' },
-    'Checks that paged decode attention equals contiguous attention.',
-  );
-  const gpuResult = h('section', { class: 'result', 'data-testid': 'gpu-result', hidden: true });
+  const gpuPanel = runPanel('Checks that paged decode attention equals contiguous attention.', 'gpu-');
+  const { status: gpuStatus, result: gpuResult } = gpuPanel;
 
   root.append(
     h('h1', {}, 'Paged KV cache'),
@@ -426,12 +411,7 @@ function mount(root: HTMLElement): () => void {
       { class: 'explainer' },
       'Three sequences in a paged cache (one forked and extended, so a block is copied on write); paged decode attention reads them through the block tables, and flash-attention reads the same keys and values laid out contiguously. Both are checked against a float64 reference.',
     ),
-    h(
-      'form',
-      { class: 'controls' },
-      h('label', { class: 'field' }, h('span', {}, 'Backend'), backendSelect),
-      gpuButton,
-    ),
+    h('form', { class: 'controls' }, field('Backend', backendPicker), gpuButton),
     gpuStatus,
     gpuResult,
   );
@@ -486,62 +466,40 @@ function mount(root: HTMLElement): () => void {
   nSelect.addEventListener('change', reset);
 
   gpuButton.addEventListener('click', async () => {
-    gpuButton.disabled = true;
     gpuResult.hidden = true;
-    gpuStatus.dataset.state = 'running';
-    gpuStatus.textContent = `Running on ${backendSelect.value}…`;
-    try {
-      const r = await runPagedCheck(backendSelect.value as BackendChoice);
-      gpuResult.dataset.pass = String(r.pass);
-      gpuResult.dataset.maxError = String(r.paged.maxError);
-      gpuResult.dataset.maxDiff = String(r.maxDiff);
-      gpuResult.dataset.backend = r.backend;
-      gpuResult.hidden = false;
-      gpuResult.replaceChildren(
-        h(
-          'div',
-          { class: 'verdict' },
-          h(
-            'span',
-            { class: r.pass ? 'badge pass' : 'badge fail', 'data-testid': 'gpu-verdict' },
-            r.pass ? 'PASS' : 'FAIL',
-          ),
-          h(
-            'span',
-            {},
+    await gpuPanel.run(
+      gpuButton,
+      `Running on ${backendPicker.value}…`,
+      async () => {
+        const r = await runPagedCheck(backendPicker.value as BackendChoice);
+        gpuResult.dataset.pass = String(r.pass);
+        gpuResult.dataset.maxError = String(r.paged.maxError);
+        gpuResult.dataset.maxDiff = String(r.maxDiff);
+        gpuResult.dataset.backend = r.backend;
+        gpuResult.hidden = false;
+        gpuResult.replaceChildren(
+          verdict(
+            r.pass,
             'paged decode attention equals contiguous attention (flash-attention) within the test rule',
+            'gpu-verdict',
           ),
-        ),
-        h(
-          'dl',
-          { class: 'stats' },
-          h('dt', {}, 'paged: max error vs float64'),
-          h('dd', {}, `${fmt(r.paged.maxError)} (allowed ${fmt(r.paged.allowed)})`),
-          h('dt', {}, 'contiguous: max error vs float64'),
-          h('dd', {}, `${fmt(r.contiguous.maxError)} (allowed ${fmt(r.contiguous.allowed)})`),
-          h('dt', {}, 'max |paged − contiguous|'),
-          h('dd', {}, fmt(r.maxDiff)),
-          h('dt', {}, 'blocks copied on write'),
-          h('dd', {}, String(r.copies)),
-        ),
-      );
-      gpuStatus.dataset.state = 'done';
-      gpuStatus.textContent = `Done on ${r.backend}.`;
-    } catch (err) {
-      const message =
-        err instanceof LongseqError
-          ? `${err.message} (${err.code})`
-          : err instanceof Error
-            ? err.message
-            : String(err);
-      gpuResult.hidden = false;
-      gpuResult.dataset.pass = 'false';
-      gpuResult.replaceChildren(h('p', { class: 'error', 'data-testid': 'gpu-error' }, message));
-      gpuStatus.dataset.state = 'error';
-      gpuStatus.textContent = `Failed on ${backendSelect.value}.`;
-    } finally {
-      gpuButton.disabled = false;
-    }
+          h(
+            'dl',
+            { class: 'stats' },
+            h('dt', {}, 'paged: max error vs float64'),
+            h('dd', {}, `${fmt(r.paged.maxError)} (allowed ${fmt(r.paged.allowed)})`),
+            h('dt', {}, 'contiguous: max error vs float64'),
+            h('dd', {}, `${fmt(r.contiguous.maxError)} (allowed ${fmt(r.contiguous.allowed)})`),
+            h('dt', {}, 'max |paged − contiguous|'),
+            h('dd', {}, fmt(r.maxDiff)),
+            h('dt', {}, 'blocks copied on write'),
+            h('dd', {}, String(r.copies)),
+          ),
+        );
+        return `Done on ${r.backend}.`;
+      },
+      `Failed on ${backendPicker.value}.`,
+    );
   });
 
   render();

@@ -1,4 +1,4 @@
-import { type Comparison, compareToReference, LongseqError, scope } from '@longseq/backend';
+import { type Comparison, compareToReference, scope } from '@longseq/backend';
 import {
   hillisSteeleLevels,
   type ScanPair,
@@ -6,17 +6,9 @@ import {
   selectiveScanRef,
   sequentialScanRef,
 } from '@longseq/selective-scan';
-import { BACKEND_CHOICES, type BackendChoice, getBackend } from '../backends';
+import { type BackendChoice, getBackend } from '../backends';
 import { h, type Page } from '../page';
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-function svgEl(tag: string, attrs: Record<string, string | number>, text?: string): SVGElement {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
+import { backendSelect, field, numberInput, runPanel, submitButton, svgEl, verdict } from '../ui';
 
 // ---------------------------------------------------------------------------------------
 // 1. The parallel scan: which partial results combine at each level (Hillis-Steele).
@@ -242,19 +234,6 @@ function statePlot(run: SelectivityRun): SVGSVGElement {
   return svg;
 }
 
-function field(label: string, control: HTMLElement, hint?: string): HTMLElement {
-  return h(
-    'label',
-    { class: 'field' },
-    h('span', {}, label),
-    control,
-    ...(hint ? [h('small', {}, hint)] : []),
-  );
-}
-
-const numberInput = (name: string, value: number, min: number, max: number, step: number | 'any' = 1) =>
-  h('input', { type: 'number', name, value, min, max, step, 'data-testid': name });
-
 function mount(root: HTMLElement): undefined {
   // --- the tree ---
   const lengthInput = numberInput('tree-length', 8, 2, 16);
@@ -289,21 +268,17 @@ function mount(root: HTMLElement): undefined {
   reshuffle.addEventListener('click', drawTree);
 
   // --- keep or forget ---
-  const backendSelect = h(
-    'select',
-    { name: 'backend', 'data-testid': 'backend' },
-    ...BACKEND_CHOICES.map((b) => h('option', { value: b.name }, b.label)),
-  );
+  const backendPicker = backendSelect();
   const spikeInput = numberInput('spike', 8, 0, 62);
   const resetInput = numberInput('reset', 44, 1, 63);
   const dtInput = numberInput('fixed-dt', 0.1, 0.001, 5, 'any');
-  const runButton = h('button', { type: 'submit', class: 'run', 'data-testid': 'run' }, 'Run on the GPU');
-  const status = h('p', { class: 'status', 'data-testid': 'status', 'data-state': 'idle' }, '');
-  const result = h('section', { class: 'result', 'data-testid': 'result', hidden: true });
+  const runButton = submitButton();
+  const panel = runPanel();
+  const { status, result } = panel;
   const form = h(
     'form',
     { class: 'controls' },
-    field('Backend', backendSelect),
+    field('Backend', backendPicker),
     field('Spike at step', spikeInput),
     field('Reset token at step', resetInput),
     field('S4 fixed dt', dtInput, 'the same at every step'),
@@ -348,40 +323,25 @@ function mount(root: HTMLElement): undefined {
     result,
   );
 
-  const setStatus = (state: 'idle' | 'running' | 'done' | 'error', text: string) => {
-    status.dataset.state = state;
-    status.textContent = text;
-  };
-
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const settings: SelectivitySettings = {
-      backend: backendSelect.value as BackendChoice,
+      backend: backendPicker.value as BackendChoice,
       L: 64,
       spikeAt: Math.min(62, Math.max(0, Math.floor(Number(spikeInput.value)))),
       resetAt: Math.min(63, Math.max(1, Math.floor(Number(resetInput.value)))),
       fixedDt: Math.max(0.001, Number(dtInput.value)),
     };
-    runButton.disabled = true;
-    setStatus('running', `Running on ${settings.backend}…`);
-    try {
-      const run = await runSelectivity(settings);
-      showSelectivity(result, run, settings);
-      setStatus('done', `Done on ${run.backend}.`);
-    } catch (err) {
-      const message =
-        err instanceof LongseqError
-          ? `${err.message} (${err.code})`
-          : err instanceof Error
-            ? err.message
-            : String(err);
-      result.hidden = false;
-      result.dataset.pass = 'false';
-      result.replaceChildren(h('p', { class: 'error', 'data-testid': 'error' }, message));
-      setStatus('error', `Failed on ${settings.backend}.`);
-    } finally {
-      runButton.disabled = false;
-    }
+    await panel.run(
+      runButton,
+      `Running on ${settings.backend}…`,
+      async () => {
+        const run = await runSelectivity(settings);
+        showSelectivity(result, run, settings);
+        return `Done on ${run.backend}.`;
+      },
+      `Failed on ${settings.backend}.`,
+    );
   });
 
   drawTree();
@@ -403,21 +363,11 @@ function showSelectivity(el: HTMLElement, run: SelectivityRun, s: SelectivitySet
   el.dataset.selectiveAfterReset = String(run.selectiveState[Math.min(run.L - 1, s.resetAt)]);
   el.dataset.selectivePeak = String(peakOf(run.selectiveState));
   el.replaceChildren(
-    h(
-      'div',
-      { class: 'verdict' },
-      h(
-        'span',
-        { class: c.pass ? 'badge pass' : 'badge fail', 'data-testid': 'verdict' },
-        c.pass ? 'PASS' : 'FAIL',
-      ),
-      h(
-        'span',
-        {},
-        c.pass
-          ? 'GPU states match the float64 reference by the test rule'
-          : (c.reason ?? 'outside the tolerance'),
-      ),
+    verdict(
+      c.pass,
+      c.pass
+        ? 'GPU states match the float64 reference by the test rule'
+        : (c.reason ?? 'outside the tolerance'),
     ),
     statePlot(run),
     h(

@@ -1,7 +1,8 @@
-import { type Backend, type Comparison, LongseqError, compareToReference, scope } from '@longseq/backend';
+import { type Backend, type Comparison, compareToReference, scope } from '@longseq/backend';
 import { type SoftmaxAlgorithm, softmax, softmaxRef } from '@longseq/softmax';
-import { BACKEND_CHOICES, type BackendChoice, getBackend } from '../backends';
+import { type BackendChoice, getBackend } from '../backends';
 import { h, type Page } from '../page';
+import { backendSelect, field, numberInput, runPanel, submitButton, verdict } from '../ui';
 
 /** What one run produced; also written onto the result element as data-* for the browser test. */
 export interface SoftmaxRun {
@@ -106,30 +107,9 @@ function barChart(row: Float32Array): SVGSVGElement {
   return svg;
 }
 
-function field(label: string, control: HTMLElement, hint?: string): HTMLElement {
-  return h(
-    'label',
-    { class: 'field' },
-    h('span', {}, label),
-    control,
-    ...(hint ? [h('small', {}, hint)] : []),
-  );
-}
-
 function mount(root: HTMLElement): undefined {
-  const backendSelect = h(
-    'select',
-    { name: 'backend', 'data-testid': 'backend' },
-    ...BACKEND_CHOICES.map((b) => h('option', { value: b.name }, b.label)),
-  );
-  const rowsInput = h('input', {
-    type: 'number',
-    name: 'rows',
-    min: 1,
-    max: 4096,
-    value: 8,
-    'data-testid': 'rows',
-  });
+  const backendPicker = backendSelect();
+  const rowsInput = numberInput('rows', 8, 1, 4096);
   const nInput = h('input', {
     type: 'number',
     name: 'n',
@@ -161,19 +141,14 @@ function mount(root: HTMLElement): undefined {
     value: 4,
     'data-testid': 'range',
   });
-  const runButton = h('button', { type: 'submit', class: 'run', 'data-testid': 'run' }, 'Run');
-
-  const status = h(
-    'p',
-    { class: 'status', 'data-testid': 'status', 'data-state': 'idle' },
-    'Pick a backend and sizes, then Run.',
-  );
-  const result = h('section', { class: 'result', 'data-testid': 'result', hidden: true });
+  const runButton = submitButton('Run');
+  const panel = runPanel('Pick a backend and sizes, then Run.');
+  const { status, result } = panel;
 
   const form = h(
     'form',
     { class: 'controls' },
-    field('Backend', backendSelect),
+    field('Backend', backendPicker),
     field('Rows', rowsInput),
     field('Row length N', nInput),
     field('Algorithm', algorithmSelect),
@@ -201,42 +176,27 @@ function mount(root: HTMLElement): undefined {
     result,
   );
 
-  const setStatus = (state: 'idle' | 'running' | 'done' | 'error', text: string) => {
-    status.dataset.state = state;
-    status.textContent = text;
-  };
-
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const settings: Settings = {
-      backend: backendSelect.value as BackendChoice,
+      backend: backendPicker.value as BackendChoice,
       rows: Math.max(1, Math.floor(Number(rowsInput.value))),
       n: Math.max(1, Math.floor(Number(nInput.value))),
       algorithm: algorithmSelect.value as SoftmaxAlgorithm,
       temperature: Number(temperatureInput.value),
       range: Number(rangeInput.value),
     };
-    runButton.disabled = true;
     result.hidden = true;
-    setStatus('running', `Running ${settings.algorithm} softmax on ${settings.backend}…`);
-    try {
-      const run = await runSoftmax(settings);
-      showResult(result, run);
-      setStatus('done', `Done: ${run.rows} × ${run.n} on ${run.backend}.`);
-    } catch (err) {
-      const message =
-        err instanceof LongseqError
-          ? `${err.message} (${err.code})`
-          : err instanceof Error
-            ? err.message
-            : String(err);
-      result.hidden = false;
-      result.replaceChildren(h('p', { class: 'error', 'data-testid': 'error' }, message));
-      result.dataset.pass = 'false';
-      setStatus('error', `Failed on ${settings.backend}.`);
-    } finally {
-      runButton.disabled = false;
-    }
+    await panel.run(
+      runButton,
+      `Running ${settings.algorithm} softmax on ${settings.backend}…`,
+      async () => {
+        const run = await runSoftmax(settings);
+        showResult(result, run);
+        return `Done: ${run.rows} × ${run.n} on ${run.backend}.`;
+      },
+      `Failed on ${settings.backend}.`,
+    );
   });
   root.dataset.ready = 'true';
   return undefined;
@@ -253,21 +213,11 @@ function showResult(el: HTMLElement, run: SoftmaxRun): void {
   const first = Array.from(run.row0.subarray(0, 6), (v) => v.toPrecision(4)).join(', ');
   el.hidden = false;
   el.replaceChildren(
-    h(
-      'div',
-      { class: 'verdict' },
-      h(
-        'span',
-        { class: c.pass ? 'badge pass' : 'badge fail', 'data-testid': 'verdict' },
-        c.pass ? 'PASS' : 'FAIL',
-      ),
-      h(
-        'span',
-        {},
-        c.pass
-          ? 'within 2 × the error of a plain float32 computation (+1e-6), against a float64 reference'
-          : (c.reason ?? 'outside the tolerance'),
-      ),
+    verdict(
+      c.pass,
+      c.pass
+        ? 'within 2 × the error of a plain float32 computation (+1e-6), against a float64 reference'
+        : (c.reason ?? 'outside the tolerance'),
     ),
     h(
       'dl',

@@ -1,4 +1,4 @@
-import { type Comparison, compareToReference, LongseqError, scope } from '@longseq/backend';
+import { type Comparison, compareToReference, scope } from '@longseq/backend';
 import {
   type ComplexVector,
   causalConv,
@@ -13,17 +13,9 @@ import {
   s4dInit,
   ssmKernel,
 } from '@longseq/ssm-discretize';
-import { BACKEND_CHOICES, type BackendChoice, getBackend } from '../backends';
+import { type BackendChoice, getBackend } from '../backends';
 import { h, type Page } from '../page';
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-function svgEl(tag: string, attrs: Record<string, string | number>, text?: string): SVGElement {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
+import { backendSelect, field, numberInput, runPanel, submitButton, svgEl, verdict } from '../ui';
 
 const INITS = {
   lin: 'S4D-Lin: -1/2 + i pi n',
@@ -270,22 +262,8 @@ function linePlot(testId: string, series: [string, ArrayLike<number>, string][])
   return svg;
 }
 
-function field(label: string, control: HTMLElement, hint?: string): HTMLElement {
-  return h(
-    'label',
-    { class: 'field' },
-    h('span', {}, label),
-    control,
-    ...(hint ? [h('small', {}, hint)] : []),
-  );
-}
-
 function mount(root: HTMLElement): undefined {
-  const backendSelect = h(
-    'select',
-    { name: 'backend', 'data-testid': 'backend' },
-    ...BACKEND_CHOICES.map((b) => h('option', { value: b.name }, b.label)),
-  );
+  const backendPicker = backendSelect();
   const initSelect = h(
     'select',
     { name: 'init', 'data-testid': 'init' },
@@ -296,40 +274,16 @@ function mount(root: HTMLElement): undefined {
     { name: 'method', 'data-testid': 'method' },
     ...DISCRETIZATION_METHODS.filter((m) => m !== 'gbt').map((m) => h('option', { value: m }, m)),
   );
-  const modesInput = h('input', {
-    type: 'number',
-    name: 'modes',
-    value: 8,
-    min: 1,
-    max: 64,
-    step: 1,
-    'data-testid': 'modes',
-  });
-  const dtInput = h('input', {
-    type: 'number',
-    name: 'dt',
-    value: 0.05,
-    min: 0.0001,
-    max: 2,
-    step: 'any',
-    'data-testid': 'dt',
-  });
-  const lengthInput = h('input', {
-    type: 'number',
-    name: 'length',
-    value: 256,
-    min: 1,
-    max: 4096,
-    step: 1,
-    'data-testid': 'length',
-  });
-  const runButton = h('button', { type: 'submit', class: 'run', 'data-testid': 'run' }, 'Run on the GPU');
-  const status = h('p', { class: 'status', 'data-testid': 'status', 'data-state': 'idle' }, '');
-  const result = h('section', { class: 'result', 'data-testid': 'result', hidden: true });
+  const modesInput = numberInput('modes', 8, 1, 64);
+  const dtInput = numberInput('dt', 0.05, 0.0001, 2, 'any');
+  const lengthInput = numberInput('length', 256, 1, 4096);
+  const runButton = submitButton();
+  const panel = runPanel();
+  const { status, result } = panel;
   const form = h(
     'form',
     { class: 'controls' },
-    field('Backend', backendSelect),
+    field('Backend', backendPicker),
     field('Initialization', initSelect),
     field('States', modesInput, 'complex modes (conjugate pairs) unless Real'),
     field('dt', dtInput),
@@ -353,40 +307,26 @@ function mount(root: HTMLElement): undefined {
     status,
     result,
   );
-  const setStatus = (state: 'idle' | 'running' | 'done' | 'error', text: string) => {
-    status.dataset.state = state;
-    status.textContent = text;
-  };
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const settings: SsmSettings = {
-      backend: backendSelect.value as BackendChoice,
+      backend: backendPicker.value as BackendChoice,
       init: initSelect.value as InitChoice,
       modes: Math.min(64, Math.max(1, Math.floor(Number(modesInput.value)))),
       dt: Number(dtInput.value),
       method: methodSelect.value as DiscretizationMethod,
       L: Math.min(4096, Math.max(1, Math.floor(Number(lengthInput.value)))),
     };
-    runButton.disabled = true;
-    setStatus('running', `Running on ${settings.backend}…`);
-    try {
-      const run = await runSsm(settings);
-      show(result, run, settings);
-      setStatus('done', `Done on ${run.backend}.`);
-    } catch (err) {
-      const message =
-        err instanceof LongseqError
-          ? `${err.message} (${err.code})`
-          : err instanceof Error
-            ? err.message
-            : String(err);
-      result.hidden = false;
-      result.dataset.pass = 'false';
-      result.replaceChildren(h('p', { class: 'error', 'data-testid': 'error' }, message));
-      setStatus('error', `Failed on ${settings.backend}.`);
-    } finally {
-      runButton.disabled = false;
-    }
+    await panel.run(
+      runButton,
+      `Running on ${settings.backend}…`,
+      async () => {
+        const run = await runSsm(settings);
+        show(result, run, settings);
+        return `Done on ${run.backend}.`;
+      },
+      `Failed on ${settings.backend}.`,
+    );
   });
   root.dataset.ready = 'true';
   return undefined;
@@ -405,21 +345,11 @@ function show(el: HTMLElement, run: SsmRun, s: SsmSettings): void {
   el.dataset.inside = String(inside);
   const complex = s.init !== 'real';
   el.replaceChildren(
-    h(
-      'div',
-      { class: 'verdict' },
-      h(
-        'span',
-        { class: pass ? 'badge pass' : 'badge fail', 'data-testid': 'verdict' },
-        pass ? 'PASS' : 'FAIL',
-      ),
-      h(
-        'span',
-        {},
-        pass
-          ? `recurrence and FFT convolution agree to ${run.maxDiff.toExponential(2)} (|y| up to ${run.maxAbs.toPrecision(3)}); both match the float64 reference by the test rule`
-          : (run.conv.reason ?? run.scan.reason ?? 'outside the tolerance'),
-      ),
+    verdict(
+      pass,
+      pass
+        ? `recurrence and FFT convolution agree to ${run.maxDiff.toExponential(2)} (|y| up to ${run.maxAbs.toPrecision(3)}); both match the float64 reference by the test rule`
+        : (run.conv.reason ?? run.scan.reason ?? 'outside the tolerance'),
     ),
     h('h2', {}, 'Discretized eigenvalues'),
     eigenPlot(run, complex),
