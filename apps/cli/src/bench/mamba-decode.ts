@@ -18,6 +18,7 @@ import { type MambaConfig, MambaModel, argmax, mambaConfig, randomReader } from 
 import { boolFlag, intFlag, parseFlags, stringFlag } from '../args';
 import { type BackendName, createBackend, describeAdapter, parseBackends } from '../backends';
 import { UsageError } from '../errors';
+import { median } from './measure';
 import { table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
@@ -83,12 +84,6 @@ export interface MambaDecodeReport {
   readonly decode: MambaDecodeResult[];
   /** Greedy ids of the fused and composed paths agree (the first decoded tokens). */
   readonly pathsAgree?: boolean;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** Parameters of a Mamba model of this config. */

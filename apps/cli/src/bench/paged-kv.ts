@@ -25,6 +25,7 @@ import {
 } from '@longseq/paged-kv';
 import { type BackendName, createBackend, describeAdapter, timeWork } from '../backends';
 import { messageOf } from '../errors';
+import { median } from './measure';
 import { copyProgram } from './copy';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -197,12 +198,6 @@ function randomData(size: number, random: () => number, scale = 1): Float32Array
   const out = new Float32Array(size);
   for (let i = 0; i < size; i++) out[i] = (random() * 2 - 1) * scale;
   return out;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /**

@@ -17,9 +17,10 @@ import {
   selectiveScanRef,
   setSequentialTuning,
 } from '@longseq/selective-scan';
-import { type BackendName, createBackend, describeAdapter, type Timing, timeWork } from '../backends';
+import { type BackendName, createBackend, describeAdapter } from '../backends';
 import { messageOf } from '../errors';
 import { copyProgram } from './copy';
+import { measureCalls, median } from './measure';
 import { inputCopies } from './softmax';
 
 export const SCAN_KERNELS = ['sequential', 'sequential-thread', 'parallel', 'parallel-tree'] as const;
@@ -219,45 +220,6 @@ async function checkChannels(
   return { channelsChecked: picks.length, maxError, allowed, pass };
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-const AUTO_MEASUREMENT_MS = 200;
-
-async function measure(
-  backend: Backend,
-  config: ScanBenchConfig,
-  launch: () => Promise<void>,
-): Promise<{ samples: number[]; wallSamples: number[]; timer: 'gpu' | 'wall'; dispatches: number }> {
-  for (let w = 0; w < config.warmup; w++) await launch();
-  await backend.sync();
-  let dispatches = config.dispatches;
-  if (dispatches === undefined) {
-    const cap = backend.kind === 'webgpu' ? 20 : 2;
-    const one = await timeWork(backend, launch, 'wall');
-    dispatches = Math.min(cap, Math.max(1, Math.ceil(AUTO_MEASUREMENT_MS / Math.max(one.wallMs, 1e-3))));
-  }
-  const samples: number[] = [];
-  const wallSamples: number[] = [];
-  let timer: 'gpu' | 'wall' = 'gpu';
-  for (let r = 0; r < config.repeats; r++) {
-    const t: Timing = await timeWork(
-      backend,
-      async () => {
-        for (let i = 0; i < dispatches; i++) await launch();
-      },
-      config.timer,
-    );
-    if (t.gpuMs === undefined) timer = 'wall';
-    samples.push((t.gpuMs ?? t.wallMs) / dispatches);
-    wallSamples.push(t.wallMs / dispatches);
-  }
-  return { samples, wallSamples, timer, dispatches };
-}
-
 /** Runs the benchmark; `onStep` is called before each timed kernel (for the progress bar). */
 export async function benchScan(
   config: ScanBenchConfig,
@@ -323,7 +285,7 @@ export async function benchScan(
               const dsts = srcs.map(() => backend.empty([half]));
               const programs = srcs.map((s, i) => copyProgram(backend, s, dsts[i]!));
               try {
-                const m = await measure(backend, config, () => backend.run(programs[call++ % copies]!));
+                const m = await measureCalls(backend, config, () => backend.run(programs[call++ % copies]!));
                 const medianMs = median(m.samples);
                 copyGbps = (2 * half * 4) / (medianMs * 1e6);
                 results.push({
@@ -371,7 +333,7 @@ export async function benchScan(
                 const check = await checkChannels(first.y, h, batch, d, L, n).finally(() =>
                   first.y.dispose(),
                 );
-                const m = await measure(backend, config, async () =>
+                const m = await measureCalls(backend, config, async () =>
                   (await run(sets[call++ % copies]!)).y.dispose(),
                 );
                 const medianMs = median(m.samples);

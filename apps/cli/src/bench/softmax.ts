@@ -12,9 +12,10 @@ import {
   softmax,
   softmaxRef,
 } from '@longseq/softmax';
-import { type BackendName, type Timing, createBackend, describeAdapter, timeWork } from '../backends';
+import { type BackendName, createBackend, describeAdapter } from '../backends';
 import { messageOf } from '../errors';
 import { copyProgram } from './copy';
+import { measureCalls, median } from './measure';
 
 export interface BenchConfig {
   readonly backends: readonly BackendName[];
@@ -166,48 +167,6 @@ export function randomLogits(size: number, seed: number): Float32Array {
   return out;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Wall-clock milliseconds of one measurement's worth of calls, for `dispatches: auto`. */
-const AUTO_MEASUREMENT_MS = 200;
-
-async function measure(
-  backend: Backend,
-  config: BenchConfig,
-  launch: () => Promise<void>,
-): Promise<{ samples: number[]; wallSamples: number[]; timer: 'gpu' | 'wall'; dispatches: number }> {
-  for (let w = 0; w < config.warmup; w++) await launch();
-  await backend.sync();
-  // Many calls per measurement amortize submit and sync, up to a cap; on a slow device
-  // (SwiftShader) fewer, so one measurement stays near AUTO_MEASUREMENT_MS.
-  let dispatches = config.dispatches;
-  if (dispatches === undefined) {
-    const cap = backend.kind === 'webgpu' ? 20 : 2;
-    const one = await timeWork(backend, launch, 'wall');
-    dispatches = Math.min(cap, Math.max(1, Math.ceil(AUTO_MEASUREMENT_MS / Math.max(one.wallMs, 1e-3))));
-  }
-  const samples: number[] = [];
-  const wallSamples: number[] = [];
-  let timer: 'gpu' | 'wall' = 'gpu';
-  for (let r = 0; r < config.repeats; r++) {
-    const t: Timing = await timeWork(
-      backend,
-      async () => {
-        for (let i = 0; i < dispatches; i++) await launch();
-      },
-      config.timer,
-    );
-    if (t.gpuMs === undefined) timer = 'wall';
-    samples.push((t.gpuMs ?? t.wallMs) / dispatches);
-    wallSamples.push(t.wallMs / dispatches);
-  }
-  return { samples, wallSamples, timer, dispatches };
-}
-
 /** Checks the first rows of a softmax output against softmaxRef (float64, with the float32 baseline). */
 async function checkRows(
   y: Tensor,
@@ -261,7 +220,7 @@ export async function benchSoftmax(
             const dsts = xs.map(() => backend.empty([config.rows, n]));
             const programs = xs.map((src, i) => copyProgram(backend, src, dsts[i]!));
             try {
-              const m = await measure(backend, config, () => backend.run(programs[call++ % copies]!));
+              const m = await measureCalls(backend, config, () => backend.run(programs[call++ % copies]!));
               const medianMs = median(m.samples);
               copyGbps = gbps(medianMs);
               results.push({
@@ -293,7 +252,7 @@ export async function benchSoftmax(
             try {
               const first = await softmax(x, options);
               const check = await checkRows(first, host, n, v.algorithm).finally(() => first.dispose());
-              const m = await measure(backend, config, async () =>
+              const m = await measureCalls(backend, config, async () =>
                 (await softmax(next(), options)).dispose(),
               );
               const medianMs = median(m.samples);

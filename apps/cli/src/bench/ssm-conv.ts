@@ -28,6 +28,7 @@ import {
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { type BackendName, createBackend, describeAdapter, parseBackends, timeWork } from '../backends';
 import { UsageError, messageOf } from '../errors';
+import { median } from './measure';
 import { fmtError, fmtMs, table } from '../format';
 import type { Io } from '../io';
 import { machineInfo } from '../machine';
@@ -143,12 +144,6 @@ function hostSsm(H: number, N: number, seed: number): DiagonalSsmHost {
     method: 'zoh',
     alpha: 0,
   };
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** Channels checked against the float64 recurrence: the first and the last. */
