@@ -42,7 +42,12 @@ describe('longseq verify', () => {
   });
 
   it('reports a checkpoint of an architecture without a model as not supported yet (exit 2)', async () => {
-    const { code, stderr } = await runCli(['verify', path.join(goldenDir, 'jamba-tiny'), '--backend', 'gpujs-cpu']);
+    const { code, stderr } = await runCli([
+      'verify',
+      path.join(goldenDir, 'jamba-tiny'),
+      '--backend',
+      'gpujs-cpu',
+    ]);
     expect(code).toBe(2);
     expect(stderr).toMatch(/not supported yet/);
     expect(stderr).toMatch(/JambaForCausalLM/);

@@ -10,11 +10,7 @@ import type { GoldenFormat, GoldenTarget } from './types';
  * The formats `verify` knows, tried in order. Adding one is a file with a GoldenFormat and a
  * line here; a format listed without `verify` is recognised and reported as not supported yet.
  */
-export const GOLDEN_FORMATS: readonly GoldenFormat[] = [
-  attentionFormat,
-  discretizeFormat,
-  checkpointFormat,
-];
+export const GOLDEN_FORMATS: readonly GoldenFormat[] = [attentionFormat, discretizeFormat, checkpointFormat];
 
 /** Reads what is at `file` (a JSON file or a folder) enough to pick its format. */
 export async function loadTarget(file: string): Promise<GoldenTarget> {
