@@ -264,7 +264,25 @@ fn mirror_slot(w: u32, s: u32) -> u32 {
 }`;
 }
 
-function fusedSource(capacity: number, mode: 'columns' | 'spectrum' | 'conv' | 'inverse'): string {
+/**
+ * The fused passes' sources by (capacity, mode), built once: a call at L = 65536 runs 160
+ * dispatches, and the pipeline cache only needs the key, not a freshly generated source.
+ */
+const fusedSources = new Map<string, string>();
+
+function fusedSource(capacity: number, mode: FusedMode): string {
+  const key = `${capacity}:${mode}`;
+  let source = fusedSources.get(key);
+  if (source === undefined) {
+    source = buildFusedSource(capacity, mode);
+    fusedSources.set(key, source);
+  }
+  return source;
+}
+
+type FusedMode = 'columns' | 'spectrum' | 'conv' | 'inverse';
+
+function buildFusedSource(capacity: number, mode: FusedMode): string {
   const common = fusedCommon(capacity);
   if (mode === 'columns')
     return /* wgsl */ `${common}
