@@ -11,3 +11,4 @@ export * from './scope';
 export * from './shape';
 export * from './tensor';
 export * from './validate';
+export { WGSL_EXP_ACC } from './wgsl';

@@ -1,4 +1,4 @@
-import { type Backend, dispatch1d, type Tensor, type WebGpuProgram } from '@longseq/backend';
+import { type Backend, dispatch1d, type Tensor, WGSL_EXP_ACC, type WebGpuProgram } from '@longseq/backend';
 
 /**
  * The largest power-of-two workgroup size up to `preferred` that the device allows.
@@ -38,32 +38,8 @@ fn max_nan(a: f32, b: f32) -> f32 { if (is_nan(a) || is_nan(b)) { return nan_f32
 fn min_nan(a: f32, b: f32) -> f32 { if (is_nan(a) || is_nan(b)) { return nan_f32(); } return min(a, b); }
 `;
 
-/**
- * e^x to about 1 ulp. WGSL only promises 3 + 2|x| ulp for exp (SwiftShader is ~4 ulp off
- * at e^4), which breaks the test rule of at most twice plain float32's error. Cody-Waite
- * range reduction x = k ln2 + r with ln2 split in two (k * LN2_HI is exact), a Taylor
- * polynomial for e^r on |r| <= ln2/2 evaluated with fma, then scaling by 2^k in two steps
- * so neither ldexp leaves the normal range early.
- */
-export const WGSL_EXP = `
-fn exp_acc(x: f32) -> f32 {
-  if (x > 88.72284) { return inf_f32(); }
-  if (x < -103.97208) { return 0.0; }
-  let k = round(x * 1.4426950408889634);
-  let r = fma(-k, 1.428606765330187e-6, fma(-k, 0.693145751953125, x));
-  var q = 1.0 / 5040.0;
-  q = fma(q, r, 1.0 / 720.0);
-  q = fma(q, r, 1.0 / 120.0);
-  q = fma(q, r, 1.0 / 24.0);
-  q = fma(q, r, 1.0 / 6.0);
-  q = fma(q, r, 0.5);
-  q = fma(q, r, 1.0);
-  let p = fma(q, r, 1.0);
-  let ki = i32(k);
-  let k1 = ki / 2;
-  return ldexp(ldexp(p, k1), ki - k1);
-}
-`;
+/** e^x to about 1 ulp (`exp_acc`): the shared snippet of @longseq/backend. */
+export const WGSL_EXP = WGSL_EXP_ACC;
 
 /** Runs a program writing `out`, and disposes `out` if the run fails so a failed kernel leaks nothing. */
 export async function runInto(backend: Backend, out: Tensor, program: WebGpuProgram): Promise<Tensor> {

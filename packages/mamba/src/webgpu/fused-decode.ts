@@ -132,7 +132,7 @@ fn reduce_lanes(li: u32, value: vec2<f32>) {
 
 /** SiLU with the accurate exp (torch's). */
 const SILU = /* wgsl */ `
-fn silu_acc(x: f32) -> f32 { return x / (1.0 + exp_accurate(-x)); }`;
+fn silu_acc(x: f32) -> f32 { return x / (1.0 + exp_acc(-x)); }`;
 
 /**
  * out[b, r] = W_r . (h[b] * inv_rms(h[b]) * norm_w) (+ bias_r), rows r < rows0 from w0 and
@@ -248,7 +248,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   let dtu = dt * uv;
   var acc = 0.0;
   for (var j = 0u; j < u.states; j = j + 1u) {
-    let h = exp_accurate(dt * params[u.off_a + c * u.states + j]) * ssm_state[bc * u.states + j]
+    let h = exp_acc(dt * params[u.off_a + c * u.states + j]) * ssm_state[bc * u.states + j]
       + dtu * xd[u.dt_rank + j];
     ssm_state[bc * u.states + j] = h;
     acc = acc + xd[u.dt_rank + u.states + j] * h;

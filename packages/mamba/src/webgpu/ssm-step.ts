@@ -2,44 +2,27 @@
  * WebGPU program of the one-token SSM update: one thread per (batch, channel) holding its
  * N states, reading them once and writing them once. O(N) work per channel per token.
  */
-import { type Backend, type Tensor, dispatch1d } from '@longseq/backend';
+import { type Backend, type Tensor, WGSL_EXP_ACC, dispatch1d } from '@longseq/backend';
 import { type MambaSsmStepAttrs, mambaSsmStepKernel } from '../contract';
 
 const WG = 64;
 
 /**
- * e^x to about an ulp (WGSL's exp may be off by 3 + 2|x| ulp, Dawn on SwiftShader by ~3):
- * x = k ln2 + r with ln2 split in two so k * ln2_hi is exact, e^r by a degree-7 Taylor
- * polynomial, scaled by 2^k in two steps so 2^k itself never overflows.
+ * The backend's accurate e^x (`exp_acc`; WGSL's exp may be off by 3 + 2|x| ulp, Dawn on
+ * SwiftShader by ~3) and the softplus and SiLU built on it.
  */
 export const WGSL_EXP_ACCURATE = /* wgsl */ `
-fn exp_accurate(x: f32) -> f32 {
-  // Overflows to +inf at run time (WGSL rejects infinite constants).
-  if (x > 88.72284) { return x * 3.4e38; }
-  if (x < -103.97208) { return 0.0; }
-  let k = round(x * 1.4426950408889634);
-  let r = fma(-k, 1.428606765330187e-6, fma(-k, 0.693145751953125, x));
-  var q = 1.0 / 5040.0;
-  q = fma(q, r, 1.0 / 720.0);
-  q = fma(q, r, 1.0 / 120.0);
-  q = fma(q, r, 1.0 / 24.0);
-  q = fma(q, r, 1.0 / 6.0);
-  q = fma(q, r, 0.5);
-  q = fma(q, r, 1.0);
-  let p = fma(q, r, 1.0);
-  let ki = i32(k);
-  return ldexp(ldexp(p, ki / 2), ki - ki / 2);
-}
+${WGSL_EXP_ACC}
 // log(1 + e^x) with PyTorch's threshold; log1p by Goldberg's correction so tiny e^x survive.
 fn softplus_torch(x: f32) -> f32 {
   if (x > 20.0) { return x; }
-  let y = exp_accurate(x);
+  let y = exp_acc(x);
   let w = 1.0 + y;
   if (w == 1.0) { return y; }
   return log(w) * (y / (w - 1.0));
 }
 fn silu_accurate(x: f32) -> f32 {
-  return x / (1.0 + exp_accurate(-x));
+  return x / (1.0 + exp_acc(-x));
 }`;
 
 const SOURCE = /* wgsl */ `${WGSL_EXP_ACCURATE}
@@ -54,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let dtx = dt * x;
   var acc = 0.0;
   for (var j = 0u; j < u.states; j++) {
-    let h = exp_accurate(dt * a[c * u.states + j]) * state[bc * u.states + j] + dtx * b_in[b * u.states + j];
+    let h = exp_acc(dt * a[c * u.states + j]) * state[bc * u.states + j] + dtx * b_in[b * u.states + j];
     new_state[bc * u.states + j] = h;
     acc = acc + c_in[b * u.states + j] * h;
   }

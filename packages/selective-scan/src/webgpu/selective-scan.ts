@@ -29,6 +29,7 @@ import {
   type Backend,
   dispatch1d,
   type Tensor,
+  WGSL_EXP_ACC,
   type WebGpuProgram,
   type WgslBinding,
   type WgslUniform,
@@ -139,27 +140,7 @@ function commonWgsl(attrs: SelectiveScanAttrs, fastExp: boolean): string {
   return /* wgsl */ `
 const N: u32 = ${attrs.states}u;
 
-// e^x to about 1 ulp: x = k ln2 + r with ln2 split so k * ln2_hi is exact, a degree-7
-// Taylor polynomial for e^r on |r| <= ln2 / 2, and 2^k applied in two halves so neither
-// ldexp leaves the normal range before the other.
-fn exp_acc(x: f32) -> f32 {
-  if (x > 88.72284) { return bitcast<f32>(0x7f800000u + min(u.batch, 0u)); }
-  if (x < -103.97208) { return 0.0; }
-  let k = round(x * 1.4426950408889634);
-  let r = fma(-k, 1.428606765330187e-6, fma(-k, 0.693145751953125, x));
-  var p = 1.0 / 5040.0;
-  p = fma(p, r, 1.0 / 720.0);
-  p = fma(p, r, 1.0 / 120.0);
-  p = fma(p, r, 1.0 / 24.0);
-  p = fma(p, r, 1.0 / 6.0);
-  p = fma(p, r, 0.5);
-  p = fma(p, r, 1.0);
-  p = fma(p, r, 1.0);
-  let ki = i32(k);
-  let half = ki / 2;
-  return ldexp(ldexp(p, half), ki - half);
-}
-
+${WGSL_EXP_ACC}
 ${EXP_CONSTANTS_WGSL}
 ${fastExp ? FAST_EXP_WGSL : ACCURATE_EXP_WGSL}
 // log(1 + y) for 0 <= y <= 1 to a few ulp relative: 2 atanh(s) with s = y / (2 + y) <= 1/3,

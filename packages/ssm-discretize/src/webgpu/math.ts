@@ -1,3 +1,5 @@
+import { WGSL_EXP_ACC } from '@longseq/backend';
+
 /**
  * Accurate float32 elementary functions in WGSL. WGSL's built-in exp, sin, cos, log and atan2
  * have loose error bounds, and SwiftShader's are about 1.5e-4 relative off near 0 (measured:
@@ -6,22 +8,7 @@
  * polynomial with fma, to a few ulp.
  */
 export const WGSL_MATH = /* wgsl */ `
-fn exp_acc(x: f32) -> f32 {
-  if (x < -103.0) { return 0.0; }
-  let k = round(x * 1.4426950408889634);
-  let r = fma(-k, 1.4286068e-6, fma(-k, 0.693145751953125, x));
-  var q = 1.0 / 5040.0;
-  q = fma(q, r, 1.0 / 720.0);
-  q = fma(q, r, 1.0 / 120.0);
-  q = fma(q, r, 1.0 / 24.0);
-  q = fma(q, r, 1.0 / 6.0);
-  q = fma(q, r, 0.5);
-  q = fma(q, r, 1.0);
-  let p = fma(q, r, 1.0);
-  let ki = i32(k);
-  return ldexp(ldexp(p, ki / 2), ki - ki / 2);
-}
-
+${WGSL_EXP_ACC}
 // (cos x, sin x): x = k pi/2 + r with pi/2 in three parts, |r| <= pi/4, then the quadrant.
 fn sincos_acc(x: f32) -> vec2<f32> {
   let k = round(x * 0.63661977236758134);
