@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares .devcarry/ for benchmarks on the lent GPU machine (see ../shared/device/README.md):
 # Node, Dawn and the Vulkan loader (pack.sh), the bundled CLI as .devcarry/cli/bin.js, the
-# PyTorch reference scripts, and golden files for `longseq verify` (attention, discretize, mamba-tiny).
+# PyTorch reference scripts, and golden files for `longseq verify` (attention, discretize, mamba-tiny, vim-tiny, jamba-tiny).
 # Then call the device tool with carry [".devcarry"] and, for example:
 #   source .devcarry/enter.sh && cd .devcarry && node cli/bin.js bench softmax --rows 16384 --lengths 4096
 set -euo pipefail
@@ -13,5 +13,5 @@ rm -rf .devcarry/cli
 cp -r apps/cli/dist .devcarry/cli
 cp apps/cli/reference/*.py .devcarry/
 cp ../shared/golden/attention.json ../shared/golden/discretize.json .devcarry/
-rm -rf .devcarry/golden && mkdir -p .devcarry/golden && cp -r ../shared/golden/mamba-tiny .devcarry/golden/
+rm -rf .devcarry/golden && mkdir -p .devcarry/golden && cp -r ../shared/golden/mamba-tiny ../shared/golden/vim-tiny ../shared/golden/jamba-tiny .devcarry/golden/
 du -sh .devcarry
