@@ -2,8 +2,8 @@
 
 No CUDA extension is needed: the selective scan is written with ordinary tensor operations
 (discretization for the whole sequence at once, then a loop over the sequence that does one
-multiply-add per step on the [batch, d_inner, d_state] state, in chunks whose outputs are
-read out with one einsum). It runs on the CPU and on CUDA, in float32 and float64.
+fused multiply-add per step on the [batch, 2 * d_inner, d_state] state of both directions,
+and one einsum for the read-out). It runs on the CPU and on CUDA, in float32 and float64.
 
 Layout (the golden checkpoint ../shared/golden/vim-tiny shows both names and fields):
   patch_embed.proj          Conv2d(channels, embed_dim, kernel=patch_size, stride=stride)
@@ -72,27 +72,26 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def selective_scan(u, delta, A, B, C, D, z, chunk=16):
-    """Mamba's selective scan, delta already softplus'ed.
+def selective_scan(u, delta, A, B, C, D, z):
+    """Mamba's selective scan, delta already softplus'ed, for g groups of channels at once.
 
-    u, delta, z: [b, d, l]; A: [d, n]; B, C: [b, n, l]; D: [d]. Returns y * silu(z), [b, d, l].
-    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t . h_t + D u_t.
+    u, delta, z: [b, d, l]; A: [d, n]; B, C: [b, g, n, l] (channel group k of d / g channels
+    uses B[:, k], C[:, k]); D: [d]. Returns y * silu(z), [b, d, l], where
+    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t  and  y_t = C_t . h_t + D u_t.
+    The discretization is done for all steps at once; the loop then does one fused
+    multiply-add per step on the [b, d, n] state, and the read-out is one einsum.
     """
     b, d, l = u.shape
-    n = A.shape[1]
+    g, n = B.shape[1], B.shape[2]
     dA = torch.exp(delta.unsqueeze(-1) * A.view(1, d, 1, n))  # [b, d, l, n]
-    dBu = (delta * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)  # [b, d, l, n]
+    dBu = ((delta * u).view(b, g, d // g, l, 1) * B.transpose(2, 3).unsqueeze(2)).view(b, d, l, n)
     h = u.new_zeros(b, d, n)
-    ys = []
-    for start in range(0, l, chunk):
-        stop = min(start + chunk, l)
-        states = []
-        for t in range(start, stop):
-            h = dA[:, :, t] * h + dBu[:, :, t]
-            states.append(h)
-        hs = torch.stack(states, dim=2)  # [b, d, T, n]
-        ys.append(torch.einsum("bdtn,bnt->bdt", hs, C[:, :, start:stop]))
-    y = torch.cat(ys, dim=2) + u * D.view(1, d, 1)
+    states = []
+    for dA_t, dBu_t in zip(dA.unbind(2), dBu.unbind(2)):
+        h = torch.addcmul(dBu_t, dA_t, h)
+        states.append(h)
+    hs = torch.stack(states, dim=2).view(b, g, d // g, l, n)
+    y = torch.einsum("bgcln,bgnl->bgcl", hs, C).reshape(b, d, l) + u * D.view(1, d, 1)
     return y * F.silu(z)
 
 
@@ -126,22 +125,31 @@ class BiMambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(di))
         self.D_b = nn.Parameter(torch.ones(di))
 
-    def _direction(self, x, z, conv, x_proj, dt_proj, A_log, D):
+    def _prepare(self, x, conv, x_proj, dt_proj):
         l = x.shape[-1]
         x = F.silu(conv(x)[..., :l])  # causal depthwise convolution
         x_dbl = x_proj(x.transpose(1, 2))  # [b, l, dt_rank + 2n]
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(dt_proj(dt)).transpose(1, 2)  # [b, d, l]
-        A = -torch.exp(A_log)
-        return selective_scan(x, delta, A, B.transpose(1, 2), C.transpose(1, 2), D, z)
+        return x, delta, B.transpose(1, 2), C.transpose(1, 2)
 
     def forward(self, hidden):  # [b, l, d_model]
         xz = self.in_proj(hidden).transpose(1, 2)  # [b, 2 di, l]
         x, z = xz.chunk(2, dim=1)
-        out = self._direction(x, z, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
-        out_b = self._direction(
-            x.flip(-1), z.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b
+        # The forward path scans the sequence, the backward path the flipped sequence with its own
+        # parameters; both scans run in one loop (channels stacked, one B/C group per direction).
+        u_f, delta_f, B_f, C_f = self._prepare(x, self.conv1d, self.x_proj, self.dt_proj)
+        u_b, delta_b, B_b, C_b = self._prepare(x.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b)
+        y = selective_scan(
+            torch.cat([u_f, u_b], 1),
+            torch.cat([delta_f, delta_b], 1),
+            torch.cat([-torch.exp(self.A_log), -torch.exp(self.A_b_log)], 0),
+            torch.stack([B_f, B_b], 1),
+            torch.stack([C_f, C_b], 1),
+            torch.cat([self.D, self.D_b], 0),
+            torch.cat([z, z.flip(-1)], 1),
         )
+        out, out_b = y.chunk(2, dim=1)
         y = (out + out_b.flip(-1)).transpose(1, 2)
         if self.if_devide_out:
             y = y / 2
