@@ -1,0 +1,195 @@
+/**
+ * Jamba's mixture of experts (transformers' JambaSparseMoeBlock): router logits -> softmax
+ * over the experts -> the top k probabilities and their experts, used as the routing weights
+ * as they are (Jamba does not renormalize them to sum to 1, unlike Mixtral; the golden
+ * checkpoint pins this down). Each expert is a SwiGLU MLP.
+ *
+ * The experts run grouped: the router logits come back to the host, which lists the tokens
+ * of each expert; each expert gathers its rows, multiplies only those, and its outputs are
+ * added back into their tokens' rows with their routing weights (`moeAccumulate`). An expert
+ * no token chose launches nothing.
+ */
+import {
+  ArgumentError,
+  ShapeError,
+  type Tensor,
+  checkDType,
+  checkRank,
+  checkSameBackend,
+  checkTensor,
+  gather,
+  matmul,
+  mul,
+  registerKernelsOnce,
+  runKernel,
+  scope,
+  silu,
+} from '@longseq/backend';
+import { linear } from '@longseq/nn';
+import { JambaMoeAccumulate, type JambaMoeAccumulateAttrs } from './contract';
+import { moeAccumulateGpuJsKernel } from './gpujs/moe';
+import type { JambaMlpWeights, JambaMoeWeights } from './weights';
+import { moeAccumulateWebGpuKernel } from './webgpu/moe';
+
+let registered = false;
+/** Registers the Jamba kernels for both backend kinds (done on first use). */
+export function registerJambaKernels(): void {
+  if (registered) return;
+  registerKernelsOnce([moeAccumulateWebGpuKernel, moeAccumulateGpuJsKernel] as never[]);
+  registered = true;
+}
+
+/**
+ * `out[t] = acc[t] + weight[t] * y[rowOf[t]]` for tokens with `rowOf[t] >= 0`, else `acc[t]`:
+ * one expert's outputs y `[n, M]` added into the token rows `[T, M]`. `acc` undefined counts
+ * as zeros. rowOf `[T]` i32, weight `[T]` f32. Returns a new `[T, M]` tensor.
+ */
+export async function moeAccumulate(
+  acc: Tensor | undefined,
+  y: Tensor,
+  rowOf: Tensor,
+  weight: Tensor,
+): Promise<Tensor> {
+  checkTensor(y, 'y');
+  checkTensor(rowOf, 'rowOf');
+  checkTensor(weight, 'weight');
+  checkDType(y, 'y', ['f32']);
+  checkDType(rowOf, 'rowOf', ['i32']);
+  checkDType(weight, 'weight', ['f32']);
+  checkRank(y, 'y', 2, 2, '[n, M]');
+  checkRank(rowOf, 'rowOf', 1, 1, '[T]');
+  const [rows, width] = y.shape as [number, number];
+  const tokens = rowOf.shape[0]!;
+  if (rows < 1)
+    throw new ShapeError('y', '[n, M] with n >= 1 (an expert with no tokens runs nothing)', y.shape);
+  if (weight.rank !== 1 || weight.shape[0] !== tokens)
+    throw new ShapeError('weight', `[${tokens}] (one weight per token, as rowOf)`, weight.shape);
+  if (acc !== undefined) {
+    checkTensor(acc, 'acc');
+    checkDType(acc, 'acc', ['f32']);
+    if (acc.rank !== 2 || acc.shape[0] !== tokens || acc.shape[1] !== width)
+      throw new ShapeError('acc', `[${tokens}, ${width}] ([T, M])`, acc.shape);
+  }
+  checkSameBackend(y.backend, { rowOf, weight, ...(acc ? { acc } : {}) });
+  registerJambaKernels();
+  const attrs: JambaMoeAccumulateAttrs = { tokens, width, rows, hasAcc: acc !== undefined };
+  const out = (await runKernel(
+    JambaMoeAccumulate,
+    y.backend,
+    [acc ?? y, y, rowOf, weight],
+    attrs,
+  )) as Tensor[];
+  return out[0]!;
+}
+
+/** The routing of T tokens: for each token its top-k experts (best first) and their weights. */
+export interface MoeRouting {
+  readonly tokens: number;
+  readonly topK: number;
+  /** [T * k]: expert of token t's j-th choice at t * k + j. */
+  readonly experts: Int32Array;
+  /** [T * k]: its softmax probability (not renormalized). */
+  readonly weights: Float64Array;
+  /** Per expert, the tokens routed to it, ascending. */
+  readonly tokensOf: readonly number[][];
+}
+
+/**
+ * Routes tokens from router logits `[T, E]` (row-major): softmax over the experts in float64,
+ * then the k largest probabilities, the lower expert first on ties (torch.topk's order on
+ * distinct values). Pure host code; the same function serves the reference.
+ */
+export function routeTokens(
+  logits: ArrayLike<number>,
+  tokens: number,
+  numExperts: number,
+  topK: number,
+): MoeRouting {
+  if (!Number.isInteger(topK) || topK < 1 || topK > numExperts)
+    throw new ArgumentError('topK', `an integer in [1, ${numExperts}]`, topK);
+  if (logits.length !== tokens * numExperts)
+    throw new ShapeError('logits', `${tokens * numExperts} values ([T, E])`, `${logits.length} values`);
+  const experts = new Int32Array(tokens * topK);
+  const weights = new Float64Array(tokens * topK);
+  const tokensOf: number[][] = Array.from({ length: numExperts }, () => []);
+  const probs = new Float64Array(numExperts);
+  const order = Array.from({ length: numExperts }, (_, e) => e);
+  for (let t = 0; t < tokens; t++) {
+    let max = Number.NEGATIVE_INFINITY;
+    for (let e = 0; e < numExperts; e++) max = Math.max(max, logits[t * numExperts + e]!);
+    let total = 0;
+    for (let e = 0; e < numExperts; e++) {
+      probs[e] = Math.exp(logits[t * numExperts + e]! - max);
+      total += probs[e]!;
+    }
+    for (let e = 0; e < numExperts; e++) probs[e]! /= total;
+    order.sort((a, b) => probs[b]! - probs[a]! || a - b);
+    for (let j = 0; j < topK; j++) {
+      const e = order[j]!;
+      experts[t * topK + j] = e;
+      weights[t * topK + j] = probs[e]!;
+      tokensOf[e]!.push(t);
+    }
+    order.sort((a, b) => a - b);
+  }
+  for (const list of tokensOf) list.sort((a, b) => a - b);
+  return { tokens, topK, experts, weights, tokensOf };
+}
+
+/** SwiGLU: `down(silu(gate(x)) * up(x))`, x `[T, M]` -> `[T, M]`. */
+export async function swiglu(x: Tensor, w: JambaMlpWeights): Promise<Tensor> {
+  return scope(async () => {
+    const gate = await silu(await matmul(x, w.gateProj, { transposeB: true }));
+    const up = await matmul(x, w.upProj, { transposeB: true });
+    return linear(await mul(gate, up), w.downProj);
+  });
+}
+
+/**
+ * The sparse MoE block on tokens x `[T, M]`: routes on the host (one read of the `[T, E]`
+ * router logits), then runs each expert that has tokens on its rows only. Returns the output
+ * `[T, M]` and the routing.
+ */
+export async function moeForward(
+  x: Tensor,
+  w: JambaMoeWeights,
+  topK: number,
+): Promise<{ output: Tensor; routing: MoeRouting }> {
+  checkTensor(x, 'x');
+  checkRank(x, 'x', 2, 2, '[T, M]');
+  const [tokens, width] = x.shape as [number, number];
+  const numExperts = w.experts.length;
+  const backend = x.backend;
+  return scope(async () => {
+    const logits = await matmul(x, w.router, { transposeB: true });
+    const routing = routeTokens(await logits.read(), tokens, numExperts, topK);
+    logits.dispose();
+    let acc: Tensor | undefined;
+    for (let e = 0; e < numExperts; e++) {
+      const list = routing.tokensOf[e]!;
+      if (list.length === 0) continue; // no tokens: no work launched
+      const next = await scope(async () => {
+        const rowOf = new Int32Array(tokens).fill(-1);
+        const weight = new Float32Array(tokens);
+        list.forEach((t, r) => {
+          rowOf[t] = r;
+          for (let j = 0; j < topK; j++)
+            if (routing.experts[t * topK + j] === e) weight[t] = routing.weights[t * topK + j]!;
+        });
+        const rows = list.length === tokens ? x : await gather(x, backend.tensor(list, [list.length], 'i32'));
+        const y = await swiglu(rows, w.experts[e]!);
+        return moeAccumulate(
+          acc,
+          y,
+          backend.tensor(rowOf, [tokens], 'i32'),
+          backend.tensor(weight, [tokens], 'f32'),
+        );
+      });
+      acc?.dispose();
+      acc = next;
+    }
+    // T = 0 cannot happen (the model checks ids); keep the types honest anyway
+    const output = acc ?? backend.tensor(new Float32Array(tokens * width), [tokens, width]);
+    return { output, routing };
+  });
+}

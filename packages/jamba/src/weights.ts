@@ -1,0 +1,227 @@
+/**
+ * Jamba's parameters on the device, loaded from a JambaForCausalLM checkpoint (transformers'
+ * hub names: `model.layers.N.mamba.*`, `model.layers.N.self_attn.*`,
+ * `model.layers.N.feed_forward.experts.E.gate_proj.weight`, ...) or drawn at random for
+ * benchmarks. Projections whose outputs the mixer splits (in_proj -> x, z; x_proj -> dt, B, C)
+ * are split on the host at load time, so the model never slices a tensor on the device.
+ */
+import type { Backend, Tensor } from '@longseq/backend';
+import { seededRandom } from '@longseq/mamba';
+import type { Checkpoint } from '@longseq/nn';
+import type { JambaConfig } from './config';
+
+/** Host arrays of one checkpoint tensor, by hub name and expected shape (throws MissingTensorError / ShapeError). */
+export type JambaTensorReader = (name: string, shape: readonly number[]) => Float32Array;
+
+export interface JambaMambaWeights {
+  readonly kind: 'mamba';
+  readonly inProjX: Tensor; // [D, M]
+  readonly inProjZ: Tensor; // [D, M]
+  readonly inProjBiasX?: Tensor; // [D]
+  readonly inProjBiasZ?: Tensor; // [D]
+  readonly convWeight: Tensor; // [D, K]
+  readonly convBias?: Tensor; // [D]
+  readonly xProjDt: Tensor; // [R, D]
+  readonly xProjB: Tensor; // [N, D]
+  readonly xProjC: Tensor; // [N, D]
+  /** Jamba's RMSNorms on dt, B and C (dt_layernorm, b_layernorm, c_layernorm). */
+  readonly dtNorm: Tensor; // [R]
+  readonly bNorm: Tensor; // [N]
+  readonly cNorm: Tensor; // [N]
+  readonly dtProj: Tensor; // [D, R]
+  readonly dtBias: Tensor; // [D]
+  /** A = -exp(A_log), [D, N]. */
+  readonly A: Tensor;
+  readonly D: Tensor; // [D]
+  readonly outProj: Tensor; // [M, D]
+  readonly outProjBias?: Tensor; // [M]
+}
+
+export interface JambaAttentionWeights {
+  readonly kind: 'attention';
+  readonly qProj: Tensor; // [H * d, M]
+  readonly kProj: Tensor; // [Hkv * d, M]
+  readonly vProj: Tensor; // [Hkv * d, M]
+  readonly oProj: Tensor; // [M, H * d]
+}
+
+/** A SwiGLU MLP: down(silu(gate(x)) * up(x)). Also the shape of one expert. */
+export interface JambaMlpWeights {
+  readonly kind: 'mlp';
+  readonly gateProj: Tensor; // [F, M]
+  readonly upProj: Tensor; // [F, M]
+  readonly downProj: Tensor; // [M, F]
+}
+
+export interface JambaMoeWeights {
+  readonly kind: 'moe';
+  readonly router: Tensor; // [E, M]
+  readonly experts: readonly JambaMlpWeights[];
+}
+
+export interface JambaLayerWeights {
+  readonly inputNorm: Tensor; // [M]
+  readonly mixer: JambaMambaWeights | JambaAttentionWeights;
+  readonly preFfNorm: Tensor; // [M]
+  readonly feedForward: JambaMlpWeights | JambaMoeWeights;
+}
+
+export interface JambaWeights {
+  readonly embeddings: Tensor; // [V, M]
+  readonly layers: readonly JambaLayerWeights[];
+  readonly finalNorm: Tensor; // [M]
+  /** [V, M]; the embeddings tensor itself when tied. */
+  readonly lmHead: Tensor;
+}
+
+function rows(data: Float32Array, cols: number, from: number, to: number): Float32Array {
+  return data.slice(from * cols, to * cols);
+}
+
+/**
+ * Uploads every parameter, reading each through `read` (which checks names and shapes). On
+ * an error partway, the tensors already uploaded are disposed.
+ */
+export function uploadJambaWeights(
+  backend: Backend,
+  config: JambaConfig,
+  read: JambaTensorReader,
+): JambaWeights {
+  const { dModel: M, dInner: D, dState: N, dConv: K, dtRank: R, vocabSize: V, intermediateSize: F } = config;
+  const qWidth = config.numHeads * config.headDim;
+  const kvWidth = config.numKvHeads * config.headDim;
+  const made: Tensor[] = [];
+  const up = (data: Float32Array, shape: readonly number[]): Tensor => {
+    const t = backend.tensor(data, shape);
+    made.push(t);
+    return t;
+  };
+  const load = (name: string, shape: readonly number[]) => up(read(name, shape), shape);
+  const mlp = (p: string): JambaMlpWeights => ({
+    kind: 'mlp',
+    gateProj: load(`${p}gate_proj.weight`, [F, M]),
+    upProj: load(`${p}up_proj.weight`, [F, M]),
+    downProj: load(`${p}down_proj.weight`, [M, F]),
+  });
+  try {
+    const embeddings = load('model.embed_tokens.weight', [V, M]);
+    const layers: JambaLayerWeights[] = [];
+    for (let i = 0; i < config.nLayer; i++) {
+      const p = `model.layers.${i}.`;
+      let mixer: JambaMambaWeights | JambaAttentionWeights;
+      if (config.layerTypes[i] === 'attention') {
+        const a = `${p}self_attn.`;
+        mixer = {
+          kind: 'attention',
+          qProj: load(`${a}q_proj.weight`, [qWidth, M]),
+          kProj: load(`${a}k_proj.weight`, [kvWidth, M]),
+          vProj: load(`${a}v_proj.weight`, [kvWidth, M]),
+          oProj: load(`${a}o_proj.weight`, [M, qWidth]),
+        };
+      } else {
+        const m = `${p}mamba.`;
+        const inProj = read(`${m}in_proj.weight`, [2 * D, M]);
+        const inBias = config.projBias ? read(`${m}in_proj.bias`, [2 * D]) : undefined;
+        const xProj = read(`${m}x_proj.weight`, [R + 2 * N, D]);
+        mixer = {
+          kind: 'mamba',
+          inProjX: up(rows(inProj, M, 0, D), [D, M]),
+          inProjZ: up(rows(inProj, M, D, 2 * D), [D, M]),
+          ...(inBias
+            ? { inProjBiasX: up(inBias.slice(0, D), [D]), inProjBiasZ: up(inBias.slice(D), [D]) }
+            : {}),
+          convWeight: up(read(`${m}conv1d.weight`, [D, 1, K]), [D, K]),
+          ...(config.convBias ? { convBias: load(`${m}conv1d.bias`, [D]) } : {}),
+          xProjDt: up(rows(xProj, D, 0, R), [R, D]),
+          xProjB: up(rows(xProj, D, R, R + N), [N, D]),
+          xProjC: up(rows(xProj, D, R + N, R + 2 * N), [N, D]),
+          dtNorm: load(`${m}dt_layernorm.weight`, [R]),
+          bNorm: load(`${m}b_layernorm.weight`, [N]),
+          cNorm: load(`${m}c_layernorm.weight`, [N]),
+          dtProj: load(`${m}dt_proj.weight`, [D, R]),
+          dtBias: load(`${m}dt_proj.bias`, [D]),
+          // -exp(A_log) in float64, rounded once to f32
+          A: up(
+            Float32Array.from(read(`${m}A_log`, [D, N]), (v) => -Math.exp(v)),
+            [D, N],
+          ),
+          D: load(`${m}D`, [D]),
+          outProj: load(`${m}out_proj.weight`, [M, D]),
+          ...(config.projBias ? { outProjBias: load(`${m}out_proj.bias`, [M]) } : {}),
+        };
+      }
+      const f = `${p}feed_forward.`;
+      const experts = config.layerExperts[i]!;
+      const feedForward: JambaMlpWeights | JambaMoeWeights =
+        experts > 1
+          ? {
+              kind: 'moe',
+              router: load(`${f}router.weight`, [experts, M]),
+              experts: Array.from({ length: experts }, (_, e) => mlp(`${f}experts.${e}.`)),
+            }
+          : mlp(f);
+      layers.push({
+        inputNorm: load(`${p}input_layernorm.weight`, [M]),
+        mixer,
+        preFfNorm: load(`${p}pre_ff_layernorm.weight`, [M]),
+        feedForward,
+      });
+    }
+    const finalNorm = load('model.final_layernorm.weight', [M]);
+    const lmHead = config.tieWordEmbeddings ? embeddings : load('lm_head.weight', [V, M]);
+    return { embeddings, layers, finalNorm, lmHead };
+  } catch (err) {
+    for (const t of made) t.dispose();
+    throw err;
+  }
+}
+
+/** A reader over a loaded checkpoint (names and shapes checked by Checkpoint.read). */
+export function jambaCheckpointReader(checkpoint: Checkpoint): JambaTensorReader {
+  return (name, shape) => checkpoint.read(name, shape);
+}
+
+/**
+ * A reader that draws every tensor at random from a seed, initialized closely enough to
+ * transformers' JambaForCausalLM for benchmarks: weights uniform with scale 1/sqrt(fan in),
+ * norms 1, A_log = log(1..N), D = 1, dt bias = softplus^-1 of a dt in [1e-3, 1e-1].
+ */
+export function jambaRandomReader(config: JambaConfig, seed: number): JambaTensorReader {
+  const random = seededRandom(seed);
+  const uniform = (count: number, scale: number) =>
+    Float32Array.from({ length: count }, () => (2 * random() - 1) * scale);
+  return (name, shape) => {
+    const count = shape.reduce((x, y) => x * y, 1);
+    if (name.endsWith('norm.weight') || name.endsWith('layernorm.weight') || name.endsWith('.D'))
+      return new Float32Array(count).fill(1);
+    if (name.endsWith('A_log'))
+      return Float32Array.from({ length: count }, (_, i) => Math.log((i % config.dState) + 1));
+    if (name.endsWith('dt_proj.bias')) {
+      return Float32Array.from({ length: count }, () => {
+        const dt = Math.exp(random() * (Math.log(0.1) - Math.log(0.001)) + Math.log(0.001));
+        return dt + Math.log(-Math.expm1(-dt));
+      });
+    }
+    if (name.endsWith('.bias')) return uniform(count, 0.02);
+    const fanIn = shape[shape.length - 1]!;
+    return uniform(count, name.includes('embed_tokens') ? 1 : 1 / Math.sqrt(fanIn));
+  };
+}
+
+/** Every tensor of a set of weights once (lmHead may be the embeddings). */
+export function jambaWeightTensors(weights: JambaWeights): Tensor[] {
+  const all = new Set<Tensor>([weights.embeddings, weights.finalNorm, weights.lmHead]);
+  const addAll = (o: object) => {
+    for (const t of Object.values(o)) if (t && typeof t === 'object' && 'shape' in t) all.add(t as Tensor);
+  };
+  for (const layer of weights.layers) {
+    all.add(layer.inputNorm);
+    all.add(layer.preFfNorm);
+    addAll(layer.mixer);
+    if (layer.feedForward.kind === 'moe') {
+      all.add(layer.feedForward.router);
+      for (const e of layer.feedForward.experts) addAll(e);
+    } else addAll(layer.feedForward);
+  }
+  return [...all];
+}
