@@ -11,4 +11,4 @@ export * from './scope';
 export * from './shape';
 export * from './tensor';
 export * from './validate';
-export { WGSL_EXP_ACC } from './wgsl';
+export { WGSL_EXP_ACC, WGSL_EXPM1_SMALL, WGSL_LOG1P_UNIT, WGSL_SOFTPLUS_ACC } from './wgsl';

@@ -31,3 +31,57 @@ fn exp_acc(x: f32) -> f32 {
   return ldexp(ldexp(p, k1), ki - k1);
 }
 `;
+
+/**
+ * `log1p_unit(y)`: log(1 + y) for 0 <= y <= 1 to a few ulp relative, without WGSL's `log`.
+ * WGSL (and NVIDIA's lg2 behind it) bounds `log`'s error near 1 only in absolute terms
+ * (2^-21), so log(1 + y) for a small y, even with Goldberg's correction, carries a large
+ * relative error: softplus(x) for negative x and tanh(x) near 0 are exactly such values.
+ * Instead: log(1 + y) = 2 atanh(s) with s = y / (2 + y) <= 1/3, an odd series in s up to
+ * s^15 (the next term is below 2^-28 of the sum).
+ */
+export const WGSL_LOG1P_UNIT = /* wgsl */ `
+fn log1p_unit(y: f32) -> f32 {
+  let s = y / (2.0 + y);
+  let s2 = s * s;
+  var p = 1.0 / 15.0;
+  p = fma(p, s2, 1.0 / 13.0);
+  p = fma(p, s2, 1.0 / 11.0);
+  p = fma(p, s2, 1.0 / 9.0);
+  p = fma(p, s2, 1.0 / 7.0);
+  p = fma(p, s2, 1.0 / 5.0);
+  p = fma(p, s2, 1.0 / 3.0);
+  return 2.0 * fma(s * s2, p, s);
+}
+`;
+
+/**
+ * `softplus_acc(x)`: PyTorch's softplus (threshold 20: x itself above it) in the overflow-free
+ * form max(x, 0) + log1p(e^-|x|), whose log argument stays in (1, 2]. Needs `WGSL_EXP_ACC`.
+ */
+export const WGSL_SOFTPLUS_ACC = /* wgsl */ `${WGSL_LOG1P_UNIT}
+fn softplus_acc(x: f32) -> f32 {
+  if (x > 20.0) { return x; }
+  return max(x, 0.0) + log1p_unit(exp_acc(-abs(x)));
+}
+`;
+
+/**
+ * `expm1_small(z)`: e^z - 1 for |z| <= 1 to about 1 ulp relative: its Taylor polynomial to
+ * z^11 (1/12! is below 2^-28), so no cancellation and no `log` (see WGSL_LOG1P_UNIT).
+ */
+export const WGSL_EXPM1_SMALL = /* wgsl */ `
+fn expm1_small(z: f32) -> f32 {
+  var q = 1.0 / 39916800.0;
+  q = fma(q, z, 1.0 / 3628800.0);
+  q = fma(q, z, 1.0 / 362880.0);
+  q = fma(q, z, 1.0 / 40320.0);
+  q = fma(q, z, 1.0 / 5040.0);
+  q = fma(q, z, 1.0 / 720.0);
+  q = fma(q, z, 1.0 / 120.0);
+  q = fma(q, z, 1.0 / 24.0);
+  q = fma(q, z, 1.0 / 6.0);
+  q = fma(q, z, 0.5);
+  return fma(z * z, q, z);
+}
+`;

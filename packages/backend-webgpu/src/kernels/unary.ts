@@ -1,4 +1,11 @@
-import { type KernelConfig, Unary, type UnaryAttrs, type UnaryOp } from '@longseq/backend';
+import {
+  type KernelConfig,
+  Unary,
+  type UnaryAttrs,
+  type UnaryOp,
+  WGSL_EXPM1_SMALL,
+  WGSL_SOFTPLUS_ACC,
+} from '@longseq/backend';
 import {
   grid1d,
   LINEAR_WORKGROUP,
@@ -25,19 +32,12 @@ const OPS: Record<UnaryOp, string> = {
   relu: 'return select(0.0, x, x > 0.0);',
   sigmoid: 'return 1.0 / (1.0 + exp_acc(-x));',
   silu: 'return x * (1.0 / (1.0 + exp_acc(-x)));',
-  softplus: 'return max(x, 0.0) + log1p_small(exp_acc(-abs(x)));',
+  softplus: 'return softplus_acc(x);',
   tanh: 'return tanh_(x);',
   gelu: 'return 0.5 * x * (1.0 + tanh_(0.7978845608028654 * (x + 0.044715 * x * x * x)));',
 };
 
-const HELPERS = `
-// log(1 + y) for y in [0, 1], without losing y when it is tiny (WGSL has no log1p).
-// Goldberg's trick: the rounding error of 1 + y cancels in log(u) * y / (u - 1).
-fn log1p_small(y: f32) -> f32 {
-  let u = 1.0 + y;
-  if (u == 1.0) { return y; }
-  return log(u) * (y / (u - 1.0));
-}
+const HELPERS = `${WGSL_SOFTPLUS_ACC}${WGSL_EXPM1_SMALL}
 // tanh that cannot overflow to inf/inf: past |x| = 10, tanh rounds to +-1 in f32 anyway.
 fn tanh_(x: f32) -> f32 {
   let c = clamp(x, -10.0, 10.0);
@@ -48,12 +48,6 @@ fn tanh_(x: f32) -> f32 {
   }
   let e = exp_acc(2.0 * c);
   return (e - 1.0) / (e + 1.0);
-}
-// e^z - 1 for |z| < 1 via the same trick as log1p.
-fn expm1_small(z: f32) -> f32 {
-  let u = exp_acc(z);
-  if (u == 1.0) { return z; }
-  return (u - 1.0) * z / log(u);
 }
 `;
 

@@ -244,7 +244,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   let zv = xz_at(b * 2u * u.channels + u.channels + c);
   var dt = params[u.off_dt_b + c];
   for (var r = 0u; r < u.dt_rank; r = r + 1u) { dt = dt + dt_proj[c * u.dt_rank + r] * xd[r]; }
-  dt = softplus_torch(dt);
+  dt = softplus_acc(dt);
   let dtu = dt * uv;
   var acc = 0.0;
   for (var j = 0u; j < u.states; j = j + 1u) {

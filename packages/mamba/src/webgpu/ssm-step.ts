@@ -2,25 +2,19 @@
  * WebGPU program of the one-token SSM update: one thread per (batch, channel) holding its
  * N states, reading them once and writing them once. O(N) work per channel per token.
  */
-import { type Backend, type Tensor, WGSL_EXP_ACC, dispatch1d } from '@longseq/backend';
+import { type Backend, type Tensor, WGSL_EXP_ACC, WGSL_SOFTPLUS_ACC, dispatch1d } from '@longseq/backend';
 import { type MambaSsmStepAttrs, mambaSsmStepKernel } from '../contract';
 
 const WG = 64;
 
 /**
  * The backend's accurate e^x (`exp_acc`; WGSL's exp may be off by 3 + 2|x| ulp, Dawn on
- * SwiftShader by ~3) and the softplus and SiLU built on it.
+ * SwiftShader by ~3), the backend's softplus (log1p by a series: WGSL's `log` near 1 is only
+ * absolutely accurate) and SiLU built on it.
  */
 export const WGSL_EXP_ACCURATE = /* wgsl */ `
 ${WGSL_EXP_ACC}
-// log(1 + e^x) with PyTorch's threshold; log1p by Goldberg's correction so tiny e^x survive.
-fn softplus_torch(x: f32) -> f32 {
-  if (x > 20.0) { return x; }
-  let y = exp_acc(x);
-  let w = 1.0 + y;
-  if (w == 1.0) { return y; }
-  return log(w) * (y / (w - 1.0));
-}
+${WGSL_SOFTPLUS_ACC}
 fn silu_accurate(x: f32) -> f32 {
   return x / (1.0 + exp_acc(-x));
 }`;
@@ -32,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (bc >= u.total) { return; }
   let b = bc / u.channels;
   let c = bc - b * u.channels;
-  let dt = softplus_torch(dt_in[bc] + dt_bias[c]);
+  let dt = softplus_acc(dt_in[bc] + dt_bias[c]);
   let x = u_in[bc];
   let dtx = dt * x;
   var acc = 0.0;

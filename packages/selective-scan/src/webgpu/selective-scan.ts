@@ -30,6 +30,7 @@ import {
   dispatch1d,
   type Tensor,
   WGSL_EXP_ACC,
+  WGSL_LOG1P_UNIT,
   type WebGpuProgram,
   type WgslBinding,
   type WgslUniform,
@@ -143,23 +144,7 @@ const N: u32 = ${attrs.states}u;
 ${WGSL_EXP_ACC}
 ${EXP_CONSTANTS_WGSL}
 ${fastExp ? FAST_EXP_WGSL : ACCURATE_EXP_WGSL}
-// log(1 + y) for 0 <= y <= 1 to a few ulp relative: 2 atanh(s) with s = y / (2 + y) <= 1/3,
-// an odd series in s (terms to s^15: the next is below 2^-28 of the sum). Not log(1 + y):
-// WGSL (and NVIDIA's lg2) only bound log's ABSOLUTE error near 1 (2^-21), which is a large
-// relative error of a small dt = softplus(x) for negative x, and dt scales every state.
-fn log1p_unit(y: f32) -> f32 {
-  let s = y / (2.0 + y);
-  let s2 = s * s;
-  var p = 1.0 / 15.0;
-  p = fma(p, s2, 1.0 / 13.0);
-  p = fma(p, s2, 1.0 / 11.0);
-  p = fma(p, s2, 1.0 / 9.0);
-  p = fma(p, s2, 1.0 / 7.0);
-  p = fma(p, s2, 1.0 / 5.0);
-  p = fma(p, s2, 1.0 / 3.0);
-  return 2.0 * fma(s * s2, p, s);
-}
-
+${WGSL_LOG1P_UNIT}
 // PyTorch's softplus with threshold 20, as mamba applies it to dt, in the overflow-free form
 // max(x, 0) + log(1 + e^-|x|) (the log's argument stays in (1, 2]).
 fn softplus_dt(x: f32) -> f32 {
