@@ -25,6 +25,7 @@ export {
   type ScanDirection,
   type ScanOrder,
   clsIndexOf,
+  gridScanOrder,
   inverseOrder,
   scanOrder,
 } from './scan-order';

@@ -54,19 +54,29 @@ export function clsIndexOf(config: Pick<VimConfig, 'clsToken' | 'middleClsToken'
 
 /** The token sequence and the scan orders of a config (see the module comment). */
 export function scanOrder(
-  config: Pick<
-    VimConfig,
-    'imgSize' | 'patchSize' | 'stride' | 'clsToken' | 'middleClsToken' | 'scan'
-  >,
+  config: Pick<VimConfig, 'imgSize' | 'patchSize' | 'stride' | 'clsToken' | 'middleClsToken' | 'scan'>,
 ): ScanOrder {
   const grid = vimGrid(config);
-  const patches = grid * grid;
-  const clsIndex = clsIndexOf(config, patches);
+  const clsIndex = clsIndexOf(config, grid * grid);
+  return { grid, ...gridScanOrder(grid, grid, clsIndex, SCAN_DIRECTIONS[config.scan]) };
+}
+
+/**
+ * The orders over a grid of rows x cols patches (row-major patch p = row * cols + col) with
+ * the class token at sequence index clsIndex (-1: none), for the given directions.
+ */
+export function gridScanOrder(
+  rows: number,
+  cols: number,
+  clsIndex: number,
+  directions: readonly ScanDirection[],
+): Omit<ScanOrder, 'grid'> {
+  const patches = rows * cols;
   const length = patches + (clsIndex >= 0 ? 1 : 0);
   const patchToken = Array.from({ length: patches }, (_, p) => (clsIndex >= 0 && p >= clsIndex ? p + 1 : p));
   // Patches in column-major order, the class token put back at step clsIndex.
   const colPatches: number[] = [];
-  for (let c = 0; c < grid; c++) for (let r = 0; r < grid; r++) colPatches.push(r * grid + c);
+  for (let c = 0; c < cols; c++) for (let r = 0; r < rows; r++) colPatches.push(r * cols + c);
   const col = colPatches.map((p) => patchToken[p]!);
   if (clsIndex >= 0) col.splice(clsIndex, 0, clsIndex);
   const row = Array.from({ length }, (_, t) => t);
@@ -77,12 +87,11 @@ export function scanOrder(
     'col-reversed': [...col].reverse(),
   };
   return {
-    grid,
     patches,
     length,
     clsIndex,
     patchToken,
-    directions: SCAN_DIRECTIONS[config.scan].map((name) => ({ name, order: orders[name] })),
+    directions: directions.map((name) => ({ name, order: orders[name] })),
   };
 }
 

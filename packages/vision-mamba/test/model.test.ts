@@ -1,0 +1,94 @@
+import { caseSeed, describeEachBackend, expectClose, freshSeed, randomFloats, rng } from '@longseq/test-harness';
+import { expect, it } from 'vitest';
+import { type VimConfig, VisionMamba, vimConfig, vimRandomReader, vimRef } from '../src';
+
+const seed = freshSeed();
+
+/** Small shapes (SwiftShader): odd patch grids, depth 0..2, one or three channels, every pooling. */
+const CASES: { name: string; config: Partial<VimConfig>; batch: number }[] = [
+  {
+    name: 'odd 3x3 grid, middle class token, depth 2, 3 channels',
+    config: { imgSize: 12, patchSize: 4, embedDim: 8, depth: 2, numClasses: 5, dState: 4 },
+    batch: 2,
+  },
+  {
+    name: 'one channel, depth 1, class token at the head, overlapping 5x5 patches (stride 2 < patch 3)',
+    config: {
+      imgSize: 11,
+      patchSize: 3,
+      stride: 2,
+      channels: 1,
+      embedDim: 6,
+      depth: 1,
+      numClasses: 3,
+      dState: 3,
+      middleClsToken: false,
+    },
+    batch: 3,
+  },
+  {
+    name: 'no class token, mean pooling, LayerNorm, no position embedding, undivided output, d_conv 3',
+    config: {
+      imgSize: 10,
+      patchSize: 5,
+      embedDim: 8,
+      depth: 2,
+      numClasses: 4,
+      dState: 5,
+      dConv: 3,
+      clsToken: false,
+      absPosEmbed: false,
+      rmsNorm: false,
+      divideOut: false,
+    },
+    batch: 2,
+  },
+  {
+    name: 'no class token, max pooling, depth 1, one image',
+    config: { imgSize: 9, patchSize: 3, embedDim: 4, depth: 1, numClasses: 2, dState: 2, clsToken: false, finalPool: 'max' },
+    batch: 1,
+  },
+  {
+    name: "no class token, pooling 'none' (the last token), depth 0",
+    config: { imgSize: 8, patchSize: 4, embedDim: 4, depth: 0, numClasses: 3, dState: 2, clsToken: false, finalPool: 'none' },
+    batch: 2,
+  },
+  {
+    name: "cross4 scan over a 3x3 grid with the middle class token, depth 2",
+    config: { imgSize: 9, patchSize: 3, embedDim: 8, depth: 2, numClasses: 4, dState: 4, scan: 'cross4' },
+    batch: 2,
+  },
+];
+
+describeEachBackend('VisionMamba against vimRef (random weights and images)', (ctx) => {
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const s = caseSeed(seed, c.name);
+      const random = rng(s);
+      const config = vimConfig({ ...c.config, dtRank: Math.ceil((c.config.embedDim ?? 8) / 4) });
+      const read = vimRandomReader(config, s);
+      const shape = [c.batch, config.channels, config.imgSize, config.imgSize];
+      const images = { data: randomFloats(shape.reduce((a, b) => a * b, 1), random), shape };
+      const ref64 = vimRef(config, read, images);
+      const ref32 = vimRef(config, read, images, { precision: 'f32' });
+      const model = VisionMamba.fromReader(ctx.backend, config, read);
+      try {
+        const features = await model.features(images);
+        const logits = await model.classify(images);
+        const tokens = await model.tokenStates(images);
+        expect(features.shape).toEqual([c.batch, config.embedDim]);
+        expect(logits.shape).toEqual([c.batch, config.numClasses]);
+        expect(tokens.shape).toEqual([c.batch, model.order.length, config.embedDim]);
+        const got = { features: await features.read(), logits: await logits.read(), tokens: await tokens.read() };
+        features.dispose();
+        logits.dispose();
+        tokens.dispose();
+        for (const key of ['features', 'logits', 'tokens'] as const) {
+          expectClose(got[key], ref64[key], ref32[key], { label: `${c.name}: ${key}`, seed: s, atol: 1e-5 });
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});
