@@ -23,7 +23,8 @@ export interface JambaCacheOptions {
   /**
    * KV blocks shared by all sequences (every attention layer has its own keys and values per
    * block). Or give `budgetBytes` (f32 keys and values of all attention layers) or
-   * `maxTokens`; default: room for `maxSequences` sequences of `maxTokens` tokens.
+   * `maxTokens`; default: room for `maxSequences` sequences of `maxTokens` tokens, plus one
+   * block each for a copy-on-write after fork.
    */
   readonly numBlocks?: number;
   readonly budgetBytes?: number;
@@ -138,7 +139,7 @@ export class JambaCache {
             ...kvDims,
             ...(options.budgetBytes !== undefined
               ? { budgetBytes: options.budgetBytes }
-              : { numBlocks: options.numBlocks ?? maxSequences * Math.ceil(maxTokens / blockSize) }),
+              : { numBlocks: options.numBlocks ?? maxSequences * (Math.ceil(maxTokens / blockSize) + 1) }),
             prefixCaching: options.prefixCaching ?? true,
           });
     const { dInner: D, dConv: K, dState: N } = config;

@@ -21,7 +21,6 @@ import {
   gather,
   hasKernel,
   matmul,
-  mul,
   rmsNorm,
   runKernel,
   scope,
@@ -229,7 +228,9 @@ export class JambaModel {
       { lastOnly: true, ...(options.onRouting ? { onRouting: options.onRouting } : {}) },
       { cache, slots, stateSlots },
     );
-    return { seqIds, logits: logits.reshape([prompts.length, this.config.vocabSize]) };
+    const rows = logits.reshape([prompts.length, this.config.vocabSize]);
+    logits.dispose(); // the view keeps the allocation
+    return { seqIds, logits: rows };
   }
 
   /** The whole-sequence pass, optionally writing K/V and final states into a cache. */

@@ -7,11 +7,16 @@
  * Letters: B batch, L length, M model width, V vocabulary, H heads, Hkv kv heads, d head dim,
  * D Mamba channels, N states, K conv width, R dt rank, F MLP width, E experts, k top-k.
  */
+import { type RefOptions, rounderFor } from '@longseq/backend';
 import { ssmStepRef } from '@longseq/mamba';
 import type { JambaConfig } from './config';
 import { type MoeRouting, routeTokens } from './moe';
 import type { JambaTensorReader } from './weights';
 
+type Round = (v: number) => number;
+const exact: Round = (v) => v;
+
+/** out[o] = sum_i W[o, i] x[i] (+ bias[o]) for rows [from, to) of W; `r` rounds each step (f32 baseline). */
 function matvec(
   W: ArrayLike<number>,
   x: ArrayLike<number>,
@@ -19,11 +24,12 @@ function matvec(
   from: number,
   to: number,
   bias?: ArrayLike<number>,
+  r: Round = exact,
 ) {
   const out = new Float64Array(to - from);
   for (let o = from; o < to; o++) {
     let acc = bias ? bias[o]! : 0;
-    for (let i = 0; i < cols; i++) acc += W[o * cols + i]! * x[i]!;
+    for (let i = 0; i < cols; i++) acc = r(acc + r(W[o * cols + i]! * x[i]!));
     out[o - from] = acc;
   }
   return out;
@@ -38,18 +44,18 @@ function rmsNorm(x: ArrayLike<number>, w: ArrayLike<number>, eps: number): Float
 
 const silu = (v: number) => v / (1 + Math.exp(-v));
 
-interface HostMlp {
+export interface HostMlp {
   readonly gate: Float32Array;
   readonly up: Float32Array;
   readonly down: Float32Array;
 }
 
 /** SwiGLU of one row: down(silu(gate x) * up x). */
-function swigluRef(w: HostMlp, x: ArrayLike<number>, M: number, F: number): Float64Array {
-  const g = matvec(w.gate, x, M, 0, F);
-  const u = matvec(w.up, x, M, 0, F);
-  const h = g.map((v, i) => silu(v) * u[i]!);
-  return matvec(w.down, h, F, 0, M);
+function swigluRef(w: HostMlp, x: ArrayLike<number>, M: number, F: number, r: Round = exact): Float64Array {
+  const g = matvec(w.gate, x, M, 0, F, undefined, r);
+  const u = matvec(w.up, x, M, 0, F, undefined, r);
+  const h = g.map((v, i) => r(r(v / r(1 + r(Math.exp(-v)))) * u[i]!));
+  return matvec(w.down, h, F, 0, M, undefined, r);
 }
 
 /**
@@ -62,20 +68,25 @@ export function moeRef(
   tokens: number,
   weights: { router: ArrayLike<number>; experts: readonly HostMlp[] },
   sizes: { M: number; F: number; topK: number },
+  options: RefOptions = {},
 ): { output: Float64Array; routing: MoeRouting } {
   const { M, F, topK } = sizes;
+  const r = rounderFor(options);
   const E = weights.experts.length;
   const logits = new Float64Array(tokens * E);
   for (let t = 0; t < tokens; t++)
-    logits.set(matvec(weights.router, Array.prototype.slice.call(x, t * M, (t + 1) * M), M, 0, E), t * E);
+    logits.set(
+      matvec(weights.router, Array.prototype.slice.call(x, t * M, (t + 1) * M), M, 0, E, undefined, r),
+      t * E,
+    );
   const routing = routeTokens(logits, tokens, E, topK);
   const output = new Float64Array(tokens * M);
   for (let t = 0; t < tokens; t++) {
     const row = Array.prototype.slice.call(x, t * M, (t + 1) * M) as number[];
     for (let j = 0; j < topK; j++) {
-      const y = swigluRef(weights.experts[routing.experts[t * topK + j]!]!, row, M, F);
-      const w = routing.weights[t * topK + j]!;
-      for (let m = 0; m < M; m++) output[t * M + m]! += w * y[m]!;
+      const y = swigluRef(weights.experts[routing.experts[t * topK + j]!]!, row, M, F, r);
+      const w = r(routing.weights[t * topK + j]!);
+      for (let m = 0; m < M; m++) output[t * M + m] = r(output[t * M + m]! + r(w * y[m]!));
     }
   }
   return { output, routing };

@@ -1,0 +1,100 @@
+import { loadCheckpoint, nodeFileSource } from '@longseq/nn';
+import { describeEachBackend } from '@longseq/test-harness';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JambaModel, argmaxOf, jambaCheckpointReader, jambaConfigFromHf, jambaRef } from './imports';
+import { GOLDEN, REL_TOL, goldenConfig, maxRelativeError, readGolden } from './helpers';
+
+const golden = readGolden();
+const vocab = 128;
+
+describe('jambaRef on jamba-tiny', () => {
+  it("the float64 reference reproduces transformers' logits and greedy ids", async () => {
+    const config = jambaConfigFromHf(goldenConfig());
+    const read = jambaCheckpointReader(await loadCheckpoint(nodeFileSource(GOLDEN)));
+    const { logits } = jambaRef(config, read, golden.input_ids);
+    const err = maxRelativeError(
+      Float64Array.from(logits.flatMap((l) => Array.from(l))),
+      golden.logits.flat(2),
+      vocab,
+    );
+    // float64 against float64, apart from transformers' float32 exp(A_log): ~1e-7
+    expect(err).toBeLessThan(1e-6);
+    let { logits: pl, state } = jambaRef(config, read, [golden.generate.prompt_ids]);
+    const ids: number[] = [];
+    let last = pl[0]!.subarray(pl[0]!.length - vocab);
+    for (let i = 0; i < golden.generate.new_ids.length; i++) {
+      expect(maxRelativeError(last, golden.generate.step_logits[i]!, vocab)).toBeLessThan(1e-6);
+      const id = argmaxOf(last);
+      ids.push(id);
+      ({ logits: pl, state } = jambaRef(config, read, [[id]], { state }));
+      last = pl[0]!;
+    }
+    expect(ids).toEqual(golden.generate.new_ids);
+  });
+});
+
+describeEachBackend('JambaModel on jamba-tiny', (ctx) => {
+  let model: JambaModel;
+  beforeAll(async () => {
+    model = await JambaModel.load(ctx.backend, GOLDEN);
+  });
+  afterAll(() => model?.dispose());
+
+  it('loads the config and the layer plan of transformers (mamba+MoE, attention+MLP, ...)', () => {
+    expect(model.config).toMatchObject({
+      dModel: 64,
+      nLayer: 4,
+      vocabSize: 128,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 16,
+      numExperts: 4,
+      topK: 2,
+      dState: 8,
+      dConv: 4,
+      dInner: 128,
+      dtRank: 8,
+      layerTypes: ['mamba', 'attention', 'mamba', 'attention'],
+      layerExperts: [4, 1, 4, 1],
+    });
+    expect(model.weights.layers.map((l) => `${l.mixer.kind}+${l.feedForward.kind}`)).toEqual([
+      'mamba+moe',
+      'attention+mlp',
+      'mamba+moe',
+      'attention+mlp',
+    ]);
+  });
+
+  it('forward logits [2, 20, 128] match transformers within the relative tolerance', async () => {
+    const { logits } = await model.forward(golden.input_ids);
+    expect(logits.shape).toEqual([2, 20, vocab]);
+    const err = maxRelativeError(await logits.read(), golden.logits.flat(2), vocab);
+    logits.dispose();
+    expect(err, `max relative error ${err}`).toBeLessThan(REL_TOL);
+  });
+
+  it('forward with lastOnly gives the last position of each sequence, [B, 1, V]', async () => {
+    const { logits } = await model.forward(golden.input_ids, { lastOnly: true });
+    expect(logits.shape).toEqual([2, 1, vocab]);
+    const got = await logits.read();
+    logits.dispose();
+    for (let b = 0; b < 2; b++) {
+      const err = maxRelativeError(got.subarray(b * vocab, (b + 1) * vocab), golden.logits[b]![19]!, vocab);
+      expect(err).toBeLessThan(REL_TOL);
+    }
+  });
+
+  it("greedy generation through the hybrid cache gives transformers' ids exactly and each step's logits", async () => {
+    const g = golden.generate;
+    const result = await model.generate(g.prompt_ids, { maxNewTokens: g.new_ids.length, returnLogits: true });
+    expect(result.ids).toEqual([g.new_ids]);
+    expect(result.logits).toHaveLength(g.step_logits.length);
+    for (let t = 0; t < g.step_logits.length; t++) {
+      const err = maxRelativeError(result.logits![t]!, g.step_logits[t]!, vocab);
+      expect(err, `step ${t}: max relative error ${err}`).toBeLessThan(REL_TOL);
+    }
+    // ids only: greedy through stepGreedy (the argmax on the GPU where it can)
+    const idsOnly = await model.generate(g.prompt_ids, { maxNewTokens: g.new_ids.length });
+    expect(idsOnly.ids).toEqual([g.new_ids]);
+  });
+});

@@ -1,0 +1,2 @@
+export { argmax as argmaxOf } from '@longseq/mamba';
+export * from '../src';

@@ -1,0 +1,207 @@
+import type { Backend, Program, Tensor } from '@longseq/backend';
+import { describeEachBackend, expectClose, freshSeed, randomFloats, rng } from '@longseq/test-harness';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import {
+  JambaModel,
+  type JambaMoeWeights,
+  type MoeRouting,
+  jambaCheckpointReader,
+  jambaRef,
+  moeAccumulate,
+  moeForward,
+  moeRef,
+  routeTokens,
+} from './imports';
+import { loadCheckpoint, nodeFileSource } from '@longseq/nn';
+import { GOLDEN, readGolden } from './helpers';
+
+const seed = freshSeed();
+
+/** Random MoE weights: M, F not multiples of any tile; E experts. */
+function randomMoe(backend: Backend, M: number, F: number, E: number, s: number) {
+  const random = rng(s);
+  const host = {
+    router: randomFloats(E * M, random, -1, 1),
+    experts: Array.from({ length: E }, () => ({
+      gate: randomFloats(F * M, random, -0.5, 0.5),
+      up: randomFloats(F * M, random, -0.5, 0.5),
+      down: randomFloats(M * F, random, -0.5, 0.5),
+    })),
+  };
+  const device: JambaMoeWeights = {
+    kind: 'moe',
+    router: backend.tensor(host.router, [E, M]),
+    experts: host.experts.map((e) => ({
+      kind: 'mlp' as const,
+      gateProj: backend.tensor(e.gate, [F, M]),
+      upProj: backend.tensor(e.up, [F, M]),
+      downProj: backend.tensor(e.down, [M, F]),
+    })),
+  };
+  const dispose = () => {
+    device.router.dispose();
+    for (const e of device.experts) for (const t of [e.gateProj, e.upProj, e.downProj]) t.dispose();
+  };
+  return { host, device, dispose };
+}
+
+/** Every device allocation a program binds. */
+function boundHandles(program: Program): unknown[] {
+  if (program.kind === 'webgpu') return [...program.inputs, ...program.outputs].map((b) => b.tensor.handle);
+  return [...program.inputs, program.output].map((t) => t.handle);
+}
+
+describeEachBackend('moeAccumulate', (ctx) => {
+  for (const hasAcc of [true, false]) {
+    it(`adds one expert's rows into their tokens with routing weights (${hasAcc ? 'onto acc' : 'first expert'}), T = 7, M = 13`, async () => {
+      const random = rng(seed ^ (hasAcc ? 1 : 2));
+      const T = 7;
+      const M = 13;
+      const rowOf = Int32Array.from([2, -1, 0, -1, 1, -1, 3]);
+      const n = 4;
+      const acc = randomFloats(T * M, random);
+      const y = randomFloats(n * M, random);
+      const w = randomFloats(T, random, 0, 1);
+      const ref = new Float64Array(T * M);
+      const ref32 = new Float32Array(T * M);
+      for (let t = 0; t < T; t++)
+        for (let m = 0; m < M; m++) {
+          const base = hasAcc ? acc[t * M + m]! : 0;
+          const add = rowOf[t]! >= 0 ? w[t]! * y[rowOf[t]! * M + m]! : 0;
+          ref[t * M + m] = base + add;
+          ref32[t * M + m] = Math.fround(base + Math.fround(add));
+        }
+      const b = ctx.backend;
+      const tensors = [
+        b.tensor(acc, [T, M]),
+        b.tensor(y, [n, M]),
+        b.tensor(rowOf, [T], 'i32'),
+        b.tensor(w, [T]),
+      ];
+      const out = await moeAccumulate(hasAcc ? tensors[0] : undefined, tensors[1]!, tensors[2]!, tensors[3]!);
+      expect(out.shape).toEqual([T, M]);
+      expectClose(await out.read(), ref, ref32, { seed, label: 'moeAccumulate' });
+      out.dispose();
+      for (const t of tensors) t.dispose();
+    });
+  }
+
+  it('refuses bad shapes and dtypes before any GPU work, naming the argument', async () => {
+    const b = ctx.backend;
+    const y = b.tensor(new Float32Array(6).fill(1), [2, 3]);
+    const rowOf = b.tensor([0, 1, -1], [3], 'i32');
+    const w = b.tensor([0.5, 0.5, 0.5], [3]);
+    const badW = b.tensor([0.5, 0.5], [2]);
+    const badAcc = b.tensor(new Float32Array(6), [2, 3]);
+    const floatRows = b.tensor([0, 1, 0], [3]);
+    const run = vi.spyOn(b, 'run');
+    try {
+      await expect(moeAccumulate(undefined, y, rowOf, badW)).rejects.toMatchObject({
+        name: 'ShapeError',
+        argument: 'weight',
+      });
+      await expect(moeAccumulate(badAcc, y, rowOf, w)).rejects.toMatchObject({
+        name: 'ShapeError',
+        argument: 'acc',
+      });
+      await expect(moeAccumulate(undefined, y, floatRows, w)).rejects.toMatchObject({
+        name: 'DTypeError',
+        argument: 'rowOf',
+      });
+      expect(run).not.toHaveBeenCalled();
+    } finally {
+      run.mockRestore();
+      for (const t of [y, rowOf, w, badW, badAcc, floatRows]) t.dispose();
+    }
+  });
+});
+
+describeEachBackend('moeForward (grouped experts)', (ctx) => {
+  it('equals the float64 MoE reference: the same routing (softmax top-k, not renormalized) and outputs', async () => {
+    const [T, M, F, E, k] = [9, 19, 27, 5, 2];
+    const moe = randomMoe(ctx.backend, M, F, E, seed);
+    const x = randomFloats(T * M, rng(seed + 7));
+    const xt = ctx.backend.tensor(x, [T, M]);
+    try {
+      const { output, routing } = await moeForward(xt, moe.device, k);
+      const ref = moeRef(x, T, moe.host, { M, F, topK: k });
+      const ref32 = moeRef(x, T, moe.host, { M, F, topK: k }, { precision: 'f32' });
+      expect(Array.from(routing.experts)).toEqual(Array.from(ref.routing.experts));
+      for (let i = 0; i < T * k; i++) expect(routing.weights[i]).toBeCloseTo(ref.routing.weights[i]!, 5);
+      // the weights of a token's choices are softmax probabilities: they sum to less than 1
+      expect(routing.weights[0]! + routing.weights[1]!).toBeLessThan(1);
+      expectClose(await output.read(), ref.output, ref32.output, { seed, label: 'moeForward' });
+      output.dispose();
+    } finally {
+      xt.dispose();
+      moe.dispose();
+    }
+  });
+
+  it('an expert that no token chose launches no work: its weights are never bound', async () => {
+    const [T, M, F, E, k] = [2, 11, 16, 6, 2];
+    const moe = randomMoe(ctx.backend, M, F, E, seed + 3);
+    const xt = ctx.backend.tensor(randomFloats(T * M, rng(seed + 4)), [T, M]);
+    const bound = new Set<unknown>();
+    const names: string[] = [];
+    const original = ctx.backend.run.bind(ctx.backend);
+    const run = vi.spyOn(ctx.backend, 'run').mockImplementation((program: Program) => {
+      for (const h of boundHandles(program)) bound.add(h);
+      names.push(program.name);
+      return original(program);
+    });
+    try {
+      const { output, routing } = await moeForward(xt, moe.device, k);
+      output.dispose();
+      const used = routing.tokensOf.map((list) => list.length > 0);
+      expect(used.filter(Boolean).length).toBeLessThanOrEqual(T * k);
+      expect(used.filter((u) => !u).length).toBeGreaterThanOrEqual(E - T * k);
+      moe.device.experts.forEach((e, i) => {
+        for (const t of [e.gateProj, e.upProj, e.downProj] as Tensor[])
+          expect(bound.has(t.handle), `expert ${i} (${used[i] ? 'used' : 'unused'})`).toBe(used[i]);
+      });
+      // one combine per expert with tokens
+      expect(names.filter((n) => n === 'jamba_moe_accumulate')).toHaveLength(used.filter(Boolean).length);
+    } finally {
+      run.mockRestore();
+      xt.dispose();
+      moe.dispose();
+    }
+  });
+
+  it('routeTokens refuses a top-k above the experts', () => {
+    expect(() => routeTokens([0, 1, 2], 1, 3, 4)).toThrow(/topK/);
+  });
+});
+
+describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
+  let model: JambaModel;
+  beforeAll(async () => {
+    model = await JambaModel.load(ctx.backend, GOLDEN);
+  });
+  afterAll(() => model?.dispose());
+
+  it("the model's routing of every token in every MoE layer equals the float64 reference's", async () => {
+    const ids = readGolden().input_ids.map((row) => row.slice(0, 6));
+    const got = new Map<number, MoeRouting>();
+    const { logits } = await model.forward(ids, { onRouting: (layer, r) => got.set(layer, r) });
+    logits.dispose();
+    expect([...got.keys()]).toEqual([0, 2]);
+    const read = jambaCheckpointReader(await loadCheckpoint(nodeFileSource(GOLDEN)));
+    const expected = new Map<string, number[]>();
+    jambaRef(model.config, read, ids, {
+      onRouting: (layer, b, r) => {
+        const key = `${layer}/${b}`;
+        expected.set(key, [...(expected.get(key) ?? []), ...r.experts]);
+      },
+    });
+    for (const [layer, r] of got) {
+      for (let b = 0; b < 2; b++) {
+        expect(
+          Array.from(r.experts.subarray(b * 6 * 2, (b + 1) * 6 * 2)),
+          `layer ${layer} sequence ${b}`,
+        ).toEqual(expected.get(`${layer}/${b}`));
+      }
+    }
+  });
+});
