@@ -58,6 +58,13 @@ Usage:
       convolution (with and without computing K by the Vandermonde kernel) against the direct
       recurrence, the crossover L, a check against the float64 recurrence; --svg plots time
       vs L with an L log L guide. PyTorch reference: apps/cli/reference/torch_ssm_conv.py.
+  longseq bench jamba-memory [--contexts 1024,...,262144] [--block-size 16] [--layers 32]
+                             [--hidden 4096] [--kv-heads 8] [--head-dim 128] [--attn-period 8]
+                             [--attn-offset 4] [--d-state 16] [--d-conv 4] [--expand 2]
+                             [--dtype-bytes 2] [--json] [--svg out.svg]
+      Cache bytes of one sequence, Jamba (attention 1 in 8, fixed Mamba states) against a
+      Transformer of the same depth and width, from the paged-kv block accounting (CPU only);
+      defaults: Jamba v0.1 against Mixtral-8x7B's attention in bf16. --svg plots bytes vs context.
   longseq verify <golden file or folder> [--backend NAME] [--json]
       Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
       Exits 1 if any case fails.

@@ -1,6 +1,7 @@
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
 import { benchAttentionCommand } from '../bench/attention';
+import { benchJambaMemoryCommand } from '../bench/jamba-memory';
 import { benchMambaDecodeCommand } from '../bench/mamba-decode';
 import {
   adapterName,
@@ -34,6 +35,7 @@ const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = 
   scan: benchScanCommand,
   attention: benchAttentionCommand,
   'ssm-conv': benchSsmConvCommand,
+  'jamba-memory': benchJambaMemoryCommand,
 };
 
 export async function benchCommand(args: string[], io: Io): Promise<number> {
