@@ -113,7 +113,8 @@ export function vimConfigFromJson(config: HfConfig): VimConfig {
       throw new ConfigError(field, 'a value (required)', undefined);
   }
   const bimamba = config.bimamba_type ?? 'v2';
-  if (bimamba !== 'v2') throw new ConfigError('bimamba_type', "'v2' (the only bidirectional mixer supported)", bimamba);
+  if (bimamba !== 'v2')
+    throw new ConfigError('bimamba_type', "'v2' (the only bidirectional mixer supported)", bimamba);
   requireFalse(config, 'if_rope', 'rotary position embedding is not supported');
   requireFalse(config, 'if_rope_residual', 'rotary position embedding is not supported');
   requireFalse(config, 'use_double_cls_token', 'one class token is supported');
@@ -121,7 +122,8 @@ export function vimConfigFromJson(config: HfConfig): VimConfig {
   const imgSize = configInt(config, ['img_size']);
   const patchSize = configInt(config, ['patch_size']);
   const stride = configInt(config, ['stride'], patchSize);
-  if (patchSize > imgSize) throw new ConfigError('patch_size', `an integer <= img_size (${imgSize})`, patchSize);
+  if (patchSize > imgSize)
+    throw new ConfigError('patch_size', `an integer <= img_size (${imgSize})`, patchSize);
   const embedDim = configInt(config, ['embed_dim']);
   const expand = configInt(config, ['expand'], 2);
   const dtRankRaw = config.dt_rank;

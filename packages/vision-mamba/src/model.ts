@@ -31,7 +31,14 @@ import {
   scope,
   silu,
 } from '@longseq/backend';
-import { type FileSource, causalConv1d, linear, loadCheckpoint, loadConfig, nodeFileSource } from '@longseq/nn';
+import {
+  type FileSource,
+  causalConv1d,
+  linear,
+  loadCheckpoint,
+  loadConfig,
+  nodeFileSource,
+} from '@longseq/nn';
 import { selectiveScan } from '@longseq/selective-scan';
 import { type VimConfig, vimConfigFromJson } from './config';
 import { vimGather, vimScanMerge, vimTokens } from './ops';
@@ -46,7 +53,10 @@ import {
 } from './weights';
 
 /** Images for the model: a tensor `[B, C, H, W]`, or host data with its shape, or a flat array of B images. */
-export type VimImages = Tensor | { readonly data: ArrayLike<number>; readonly shape: readonly number[] } | Float32Array;
+export type VimImages =
+  | Tensor
+  | { readonly data: ArrayLike<number>; readonly shape: readonly number[] }
+  | Float32Array;
 
 export class VisionMamba {
   private disposed = false;
@@ -66,7 +76,11 @@ export class VisionMamba {
     const files = typeof source === 'string' ? nodeFileSource(source) : source;
     const config = vimConfigFromJson(await loadConfig(files));
     const checkpoint = await loadCheckpoint(files);
-    return new VisionMamba(backend, config, uploadVimWeights(backend, config, (n, s) => checkpoint.read(n, s)));
+    return new VisionMamba(
+      backend,
+      config,
+      uploadVimWeights(backend, config, (n, s) => checkpoint.read(n, s)),
+    );
   }
 
   /** A model from a config and a reader of its tensors by checkpoint name. */
@@ -157,7 +171,9 @@ export class VisionMamba {
   async tokenStates(images: VimImages): Promise<Tensor> {
     const { tensor, owned } = this.toTensor(images);
     try {
-      return await scope(async () => this.norm(await this.backbone(tensor), this.weights.normF, this.weights.normFBias));
+      return await scope(async () =>
+        this.norm(await this.backbone(tensor), this.weights.normF, this.weights.normFBias),
+      );
     } finally {
       if (owned) tensor.dispose();
     }
@@ -243,7 +259,11 @@ export class VisionMamba {
       deltaBias: layer.dtBias,
       deltaSoftplus: true,
     });
-    const merged = await vimScanMerge(y.reshape([batch, K, D, L]), weights.scanInverse, config.divideOut ? 1 / K : 1);
+    const merged = await vimScanMerge(
+      y.reshape([batch, K, D, L]),
+      weights.scanInverse,
+      config.divideOut ? 1 / K : 1,
+    );
     // merged [B, D, L] transposed against out_proj [M, D]: [B, L, M].
     return matmul(merged, layer.outProj, { transposeA: true, transposeB: true });
   }

@@ -82,7 +82,11 @@ export interface VimTokensOptions {
  * token inserted at `clsIndex`, plus the position embedding. Returns `[B, L, M]`,
  * L = P + 1 with a class token, else P.
  */
-export async function vimTokens(patches: Tensor, bias: Tensor, options: VimTokensOptions = {}): Promise<Tensor> {
+export async function vimTokens(
+  patches: Tensor,
+  bias: Tensor,
+  options: VimTokensOptions = {},
+): Promise<Tensor> {
   checkTensor(patches, 'patches');
   checkDType(patches, 'patches', ['f32']);
   checkRank(patches, 'patches', 3, 3, '[B, P, M]');
@@ -104,7 +108,11 @@ export async function vimTokens(patches: Tensor, bias: Tensor, options: VimToken
     checkTensor(options.pos, 'options.pos');
     checkDType(options.pos, 'options.pos', ['f32']);
     if (options.pos.size !== length * embed || options.pos.shape[options.pos.rank - 1] !== embed)
-      throw new ShapeError('options.pos', `[${length}, ${embed}] (or [1, ${length}, ${embed}])`, options.pos.shape);
+      throw new ShapeError(
+        'options.pos',
+        `[${length}, ${embed}] (or [1, ${length}, ${embed}])`,
+        options.pos.shape,
+      );
   }
   checkSameBackend(patches.backend, {
     bias,
@@ -122,7 +130,12 @@ export async function vimTokens(patches: Tensor, bias: Tensor, options: VimToken
     length,
   };
   return first(
-    runKernel(VimTokens, patches.backend, [patches, bias, options.cls ?? patches, options.pos ?? patches], attrs),
+    runKernel(
+      VimTokens,
+      patches.backend,
+      [patches, bias, options.cls ?? patches, options.pos ?? patches],
+      attrs,
+    ),
   );
 }
 

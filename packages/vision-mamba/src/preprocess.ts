@@ -34,7 +34,12 @@ export interface PreprocessOptions {
   readonly invert?: boolean;
 }
 
-function perChannel(v: number | readonly number[] | undefined, fallback: number, channels: number, name: string) {
+function perChannel(
+  v: number | readonly number[] | undefined,
+  fallback: number,
+  channels: number,
+  name: string,
+) {
   if (v === undefined) return new Array<number>(channels).fill(fallback);
   const list = typeof v === 'number' ? new Array<number>(channels).fill(v) : [...v];
   if (list.length !== channels || list.some((x) => typeof x !== 'number' || !Number.isFinite(x)))
@@ -45,16 +50,27 @@ function perChannel(v: number | readonly number[] | undefined, fallback: number,
 /** One image to a planar `[C, size, size]` Float32Array. */
 export function preprocessImage(image: RawImage, options: PreprocessOptions): Float32Array {
   if (image === null || typeof image !== 'object' || image.data === undefined)
-    throw new ArgumentError('image', 'an object with data, width and height (raw pixels or ImageData)', image);
+    throw new ArgumentError(
+      'image',
+      'an object with data, width and height (raw pixels or ImageData)',
+      image,
+    );
   const { width, height } = image;
   if (!Number.isInteger(width) || width < 1) throw new ArgumentError('image.width', 'an integer >= 1', width);
-  if (!Number.isInteger(height) || height < 1) throw new ArgumentError('image.height', 'an integer >= 1', height);
+  if (!Number.isInteger(height) || height < 1)
+    throw new ArgumentError('image.height', 'an integer >= 1', height);
   const pixels = width * height;
   const inChannels = image.channels ?? image.data.length / pixels;
   if (![1, 2, 3, 4].includes(inChannels))
-    throw new ShapeError('image.data', `${pixels} x 1, 2, 3 or 4 values (width x height x channels)`, [image.data.length]);
+    throw new ShapeError('image.data', `${pixels} x 1, 2, 3 or 4 values (width x height x channels)`, [
+      image.data.length,
+    ]);
   if (image.data.length !== pixels * inChannels)
-    throw new ShapeError('image.data', `${pixels * inChannels} values (${width} x ${height} x ${inChannels})`, [image.data.length]);
+    throw new ShapeError(
+      'image.data',
+      `${pixels * inChannels} values (${width} x ${height} x ${inChannels})`,
+      [image.data.length],
+    );
   const size = options.size;
   if (!Number.isInteger(size) || size < 1) throw new ArgumentError('options.size', 'an integer >= 1', size);
   const outChannels = options.channels ?? 3;
@@ -81,7 +97,8 @@ export function preprocessImage(image: RawImage, options: PreprocessOptions): Fl
       const a = at(inChannels - 1);
       rgb = rgb.map((v) => v * a + bg * (1 - a));
     }
-    if (outChannels === 1) src[i] = colors === 1 ? rgb[0]! : 0.299 * rgb[0]! + 0.587 * rgb[1]! + 0.114 * rgb[2]!;
+    if (outChannels === 1)
+      src[i] = colors === 1 ? rgb[0]! : 0.299 * rgb[0]! + 0.587 * rgb[1]! + 0.114 * rgb[2]!;
     else for (let c = 0; c < 3; c++) src[c * pixels + i] = rgb[c]!;
   }
 
@@ -117,6 +134,8 @@ export function preprocessImages(images: readonly RawImage[], options: Preproces
     throw new ArgumentError('images', 'a non-empty array of images', images);
   const parts = images.map((img) => preprocessImage(img, options));
   const out = new Float32Array(parts.length * parts[0]!.length);
-  parts.forEach((p, i) => out.set(p, i * p.length));
+  parts.forEach((p, i) => {
+    out.set(p, i * p.length);
+  });
   return out;
 }

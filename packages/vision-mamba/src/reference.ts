@@ -51,7 +51,12 @@ export function vimTokensRef(
 }
 
 /** out[b, c, l] = scale * sum_k y[b, k, c, inverse[k, l]]. */
-export function vimScanMergeRef(y: HostTensor, inverse: HostTensor, scale = 1, ref: RefOptions = {}): RefResult {
+export function vimScanMergeRef(
+  y: HostTensor,
+  inverse: HostTensor,
+  scale = 1,
+  ref: RefOptions = {},
+): RefResult {
   const r = rounderFor(ref);
   const [B, K, D, L] = y.shape as [number, number, number, number];
   const data = new Float64Array(B * D * L);
@@ -59,7 +64,8 @@ export function vimScanMergeRef(y: HostTensor, inverse: HostTensor, scale = 1, r
     for (let c = 0; c < D; c++)
       for (let l = 0; l < L; l++) {
         let acc = 0;
-        for (let k = 0; k < K; k++) acc = r(acc + y.data[((b * K + k) * D + c) * L + inverse.data[k * L + l]!]!);
+        for (let k = 0; k < K; k++)
+          acc = r(acc + y.data[((b * K + k) * D + c) * L + inverse.data[k * L + l]!]!);
         data[(b * D + c) * L + l] = r(acc * scale);
       }
   return { shape: [B, D, L], data };
@@ -75,7 +81,14 @@ export interface VimRefResult {
 }
 
 /** sum_i w[i] x[i] in order, rounded by r after each step. */
-function dot(w: ArrayLike<number>, wOff: number, x: ArrayLike<number>, xOff: number, n: number, r: Rounder): number {
+function dot(
+  w: ArrayLike<number>,
+  wOff: number,
+  x: ArrayLike<number>,
+  xOff: number,
+  n: number,
+  r: Rounder,
+): number {
   let acc = 0;
   for (let i = 0; i < n; i++) acc = r(acc + r(w[wOff + i]! * x[xOff + i]!));
   return acc;
@@ -132,7 +145,16 @@ export function vimRef(
   const r = rounderFor(options);
   const shapes = vimTensorShapes(config);
   const w = (name: string) => read(name, shapes.get(name)!);
-  const { embedDim: M, dInner: D, dState: N, dConv: kw, dtRank: R, channels: Ch, patchSize: p, stride: s } = config;
+  const {
+    embedDim: M,
+    dInner: D,
+    dState: N,
+    dConv: kw,
+    dtRank: R,
+    channels: Ch,
+    patchSize: p,
+    stride: s,
+  } = config;
   const S = config.imgSize;
   const order = scanOrder(config);
   const { grid: g, length: L, clsIndex } = order;
@@ -198,10 +220,16 @@ export function vimRef(
     }
     let hidden: Float64Array[] | undefined;
     for (const layer of layers) {
-      if (hidden) for (let t = 0; t < L; t++) for (let m = 0; m < M; m++) residual[t]![m] = r(residual[t]![m]! + hidden[t]![m]!);
+      if (hidden)
+        for (let t = 0; t < L; t++)
+          for (let m = 0; m < M; m++) residual[t]![m] = r(residual[t]![m]! + hidden[t]![m]!);
       const h = residual.map((row) => normRow(row, layer.norm, layer.normBias, config.eps, r));
-      const x = h.map((row) => Float64Array.from({ length: D }, (_, c) => dot(layer.inProj, c * M, row, 0, M, r)));
-      const z = h.map((row) => Float64Array.from({ length: D }, (_, c) => dot(layer.inProj, (D + c) * M, row, 0, M, r)));
+      const x = h.map((row) =>
+        Float64Array.from({ length: D }, (_, c) => dot(layer.inProj, c * M, row, 0, M, r)),
+      );
+      const z = h.map((row) =>
+        Float64Array.from({ length: D }, (_, c) => dot(layer.inProj, (D + c) * M, row, 0, M, r)),
+      );
       const merged = Array.from({ length: L }, () => new Float64Array(D));
       for (const dir of layer.dirs) {
         const xk = dir.order.map((tok) => x[tok]!);
@@ -220,7 +248,9 @@ export function vimRef(
         const state = new Float64Array(D * N);
         const yk: Float64Array[] = [];
         for (let t = 0; t < L; t++) {
-          const dbl = Float64Array.from({ length: R + 2 * N }, (_, o) => dot(dir.xProj, o * D, u[t]!, 0, D, r));
+          const dbl = Float64Array.from({ length: R + 2 * N }, (_, o) =>
+            dot(dir.xProj, o * D, u[t]!, 0, D, r),
+          );
           const y = new Float64Array(D);
           for (let c = 0; c < D; c++) {
             const delta = softplus(r(dot(dir.dtProj, c * R, dbl, 0, R, r) + dir.dtBias[c]!), r);
@@ -246,9 +276,13 @@ export function vimRef(
         return Float64Array.from({ length: M }, (_, m) => dot(layer.outProj, m * D, scaled, 0, D, r));
       });
     }
-    if (hidden) for (let t = 0; t < L; t++) for (let m = 0; m < M; m++) residual[t]![m] = r(residual[t]![m]! + hidden[t]![m]!);
+    if (hidden)
+      for (let t = 0; t < L; t++)
+        for (let m = 0; m < M; m++) residual[t]![m] = r(residual[t]![m]! + hidden[t]![m]!);
     const normed = residual.map((row) => normRow(row, normF, normFBias, config.eps, r));
-    normed.forEach((row, t) => tokensOut.set(row, (b * L + t) * M));
+    normed.forEach((row, t) => {
+      tokensOut.set(row, (b * L + t) * M);
+    });
     let feat: Float64Array;
     if (clsIndex >= 0) feat = normed[clsIndex]!;
     else if (config.finalPool === 'none') feat = normed[L - 1]!;

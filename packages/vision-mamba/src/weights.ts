@@ -92,7 +92,8 @@ export function patchIndices(config: VimConfig): Int32Array {
   for (let r = 0; r < g; r++)
     for (let q = 0; q < g; q++)
       for (let c = 0; c < C; c++)
-        for (let i = 0; i < p; i++) for (let j = 0; j < p; j++) out[o++] = (c * S + r * s + i) * S + q * s + j;
+        for (let i = 0; i < p; i++)
+          for (let j = 0; j < p; j++) out[o++] = (c * S + r * s + i) * S + q * s + j;
   return out;
 }
 
@@ -162,10 +163,38 @@ export function uploadVimWeights(backend: Backend, config: VimConfig, read: Tens
         inProjZ: up(inProj.subarray(D * M), [D, M]),
         convWeight: up(concat(dirs.map((d) => d.conv)), [K * D, Kc]),
         convBias: up(concat(dirs.map((d) => d.convBias)), [K * D]),
-        xProjDt: up(blockDiagonal(dirs.map((d) => d.xDt), R, D), [K * R, K * D]),
-        xProjB: up(blockDiagonal(dirs.map((d) => d.xB), N, D), [K * N, K * D]),
-        xProjC: up(blockDiagonal(dirs.map((d) => d.xC), N, D), [K * N, K * D]),
-        dtProj: up(blockDiagonal(dirs.map((d) => d.dtProj), D, R), [K * D, K * R]),
+        xProjDt: up(
+          blockDiagonal(
+            dirs.map((d) => d.xDt),
+            R,
+            D,
+          ),
+          [K * R, K * D],
+        ),
+        xProjB: up(
+          blockDiagonal(
+            dirs.map((d) => d.xB),
+            N,
+            D,
+          ),
+          [K * N, K * D],
+        ),
+        xProjC: up(
+          blockDiagonal(
+            dirs.map((d) => d.xC),
+            N,
+            D,
+          ),
+          [K * N, K * D],
+        ),
+        dtProj: up(
+          blockDiagonal(
+            dirs.map((d) => d.dtProj),
+            D,
+            R,
+          ),
+          [K * D, K * R],
+        ),
         dtBias: up(concat(dirs.map((d) => d.dtBias)), [K * D]),
         A: up(concat(dirs.map((d) => d.A)), [K * D, N]),
         D: up(concat(dirs.map((d) => d.D)), [K * D]),
@@ -212,23 +241,27 @@ export function vimWeightTensors(weights: VimWeights): Tensor[] {
 }
 
 /**
- * A reader that draws every tensor at random from a seed, close to Vim's initialization for
- * benchmarks and tests: small uniform weights scaled by fan-in, A_log = log(1..N), D = 1,
- * dt bias = softplus^-1 of a dt in [1e-3, 1e-1], norms 1 (+ a little noise, so a test that
- * confuses two norms fails).
+ * A reader that draws every tensor at random, from its own stream seeded by (seed, name), so
+ * a tensor's values do not depend on the order tensors are read in (the model and vimRef read
+ * in different orders). Close to Vim's initialization for benchmarks and tests: small uniform
+ * weights scaled by fan-in, A_log = log(1..N), D = 1, dt bias = softplus^-1 of a dt in
+ * [1e-3, 1e-1], norms 1 (each with a little noise, so a test that mixes two up fails).
  */
 export function vimRandomReader(config: VimConfig, seed: number): TensorReader {
-  let a = seed >>> 0;
-  const random = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const uniform = (count: number, scale: number, center = 0) =>
-    Float32Array.from({ length: count }, () => center + (2 * random() - 1) * scale);
   return (name, shape) => {
+    // FNV-1a of the name, mixed with the seed: the stream of this tensor.
+    let h = 0x811c9dc5 ^ (seed >>> 0);
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+    let a = h >>> 0;
+    const random = () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const uniform = (count: number, scale: number, center = 0) =>
+      Float32Array.from({ length: count }, () => center + (2 * random() - 1) * scale);
     const count = shape.reduce((x, y) => x * y, 1);
     if (name.endsWith('norm.weight') || name.endsWith('norm_f.weight')) return uniform(count, 0.1, 1);
     if (/\.D(_\w+)?$/.test(name)) return uniform(count, 0.1, 1);

@@ -8,7 +8,7 @@ const golden = readGolden();
 const images = { data: golden.images.flat(3), shape: [golden.images.length, 3, 32, 32] };
 
 describe('vimRef on vim-tiny', () => {
-  it("the float64 reference reproduces the golden features and logits", async () => {
+  it('the float64 reference reproduces the golden features and logits', async () => {
     const config = vimConfigFromJson(goldenConfig());
     const checkpoint = await loadCheckpoint(nodeFileSource(GOLDEN));
     const { features, logits } = vimRef(config, (n, s) => checkpoint.read(n, s), images);
@@ -26,7 +26,14 @@ describeEachBackend('VisionMamba on vim-tiny', (ctx) => {
   afterAll(() => model?.dispose());
 
   it('reads the config: bimamba v2, middle class token, 4 x 4 patches', () => {
-    expect(model.config).toMatchObject({ imgSize: 32, patchSize: 8, embedDim: 32, depth: 2, dInner: 64, dtRank: 2 });
+    expect(model.config).toMatchObject({
+      imgSize: 32,
+      patchSize: 8,
+      embedDim: 32,
+      depth: 2,
+      dInner: 64,
+      dtRank: 2,
+    });
     expect(model.order).toMatchObject({ grid: 4, patches: 16, length: 17, clsIndex: 8 });
   });
 

@@ -31,7 +31,10 @@ export function goldenTensors(): Record<string, SafetensorsTensorInput> {
 
 const dirs: string[] = [];
 /** A temp checkpoint folder with this config and these tensors (removed by cleanTempDirs). */
-export function writeCheckpoint(config: Record<string, unknown>, tensors: Record<string, SafetensorsTensorInput>): string {
+export function writeCheckpoint(
+  config: Record<string, unknown>,
+  tensors: Record<string, SafetensorsTensorInput>,
+): string {
   const dir = mkdtempSync(join(tmpdir(), 'longseq-vim-'));
   dirs.push(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
@@ -47,7 +50,11 @@ export function cleanTempDirs(): void {
  * The golden README's rule for float32 kernels against a float64 model: relative error about
  * 1e-4 against the scale of each row (its largest |value|). Returns the worst over the rows.
  */
-export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>, row: number): number {
+export function maxRelativeError(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  row: number,
+): number {
   let worst = 0;
   for (let start = 0; start < expected.length; start += row) {
     let scale = 0;

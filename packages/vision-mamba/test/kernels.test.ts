@@ -1,4 +1,11 @@
-import { caseSeed, describeEachBackend, expectClose, freshSeed, randomFloats, rng } from '@longseq/test-harness';
+import {
+  caseSeed,
+  describeEachBackend,
+  expectClose,
+  freshSeed,
+  randomFloats,
+  rng,
+} from '@longseq/test-harness';
 import { expect, it } from 'vitest';
 import {
   SCAN_DIRECTIONS,
@@ -38,7 +45,9 @@ describeEachBackend('Vim kernels against their float64 references', (ctx) => {
     const x = ctx.backend.tensor(xs.data, xs.shape);
     const i = ctx.backend.tensor(idx, [11], 'i32');
     const out = await vimGather(x, i);
-    expect(Array.from(await out.read())).toEqual(Array.from(vimGatherRef(xs, { data: idx, shape: [11] }).data));
+    expect(Array.from(await out.read())).toEqual(
+      Array.from(vimGatherRef(xs, { data: idx, shape: [11] }).data),
+    );
     for (const t of [x, i, out]) t.dispose();
   });
 
@@ -67,11 +76,19 @@ describeEachBackend('Vim kernels against their float64 references', (ctx) => {
         ...(variant.pos ? { pos: t.pos } : {}),
       });
       expect(out.shape).toEqual([B, L, M]);
-      const opts = { ...(variant.cls ? { cls, clsIndex: variant.clsIndex } : {}), ...(variant.pos ? { pos } : {}) };
-      expectClose(await out.read(), vimTokensRef(patches, bias, opts).data, vimTokensRef(patches, bias, opts, { precision: 'f32' }).data, {
-        label: variant.name,
-        seed: s,
-      });
+      const opts = {
+        ...(variant.cls ? { cls, clsIndex: variant.clsIndex } : {}),
+        ...(variant.pos ? { pos } : {}),
+      };
+      expectClose(
+        await out.read(),
+        vimTokensRef(patches, bias, opts).data,
+        vimTokensRef(patches, bias, opts, { precision: 'f32' }).data,
+        {
+          label: variant.name,
+          seed: s,
+        },
+      );
       out.dispose();
       for (const x of Object.values(t)) x.dispose();
     });
@@ -89,10 +106,15 @@ describeEachBackend('Vim kernels against their float64 references', (ctx) => {
       const it_ = ctx.backend.tensor(inv.data, inv.shape, 'i32');
       const out = await vimScanMerge(yt, it_, 1 / K);
       expect(out.shape).toEqual([B, D, L]);
-      expectClose(await out.read(), vimScanMergeRef(y, inv, 1 / K).data, vimScanMergeRef(y, inv, 1 / K, { precision: 'f32' }).data, {
-        label: scan,
-        seed: s,
-      });
+      expectClose(
+        await out.read(),
+        vimScanMergeRef(y, inv, 1 / K).data,
+        vimScanMergeRef(y, inv, 1 / K, { precision: 'f32' }).data,
+        {
+          label: scan,
+          seed: s,
+        },
+      );
       for (const t of [yt, it_, out]) t.dispose();
     });
   }

@@ -1,4 +1,11 @@
-import { caseSeed, describeEachBackend, expectClose, freshSeed, randomFloats, rng } from '@longseq/test-harness';
+import {
+  caseSeed,
+  describeEachBackend,
+  expectClose,
+  freshSeed,
+  randomFloats,
+  rng,
+} from '@longseq/test-harness';
 import { expect, it } from 'vitest';
 import { type VimConfig, VisionMamba, vimConfig, vimRandomReader, vimRef } from '../src';
 
@@ -45,16 +52,34 @@ const CASES: { name: string; config: Partial<VimConfig>; batch: number }[] = [
   },
   {
     name: 'no class token, max pooling, depth 1, one image',
-    config: { imgSize: 9, patchSize: 3, embedDim: 4, depth: 1, numClasses: 2, dState: 2, clsToken: false, finalPool: 'max' },
+    config: {
+      imgSize: 9,
+      patchSize: 3,
+      embedDim: 4,
+      depth: 1,
+      numClasses: 2,
+      dState: 2,
+      clsToken: false,
+      finalPool: 'max',
+    },
     batch: 1,
   },
   {
     name: "no class token, pooling 'none' (the last token), depth 0",
-    config: { imgSize: 8, patchSize: 4, embedDim: 4, depth: 0, numClasses: 3, dState: 2, clsToken: false, finalPool: 'none' },
+    config: {
+      imgSize: 8,
+      patchSize: 4,
+      embedDim: 4,
+      depth: 0,
+      numClasses: 3,
+      dState: 2,
+      clsToken: false,
+      finalPool: 'none',
+    },
     batch: 2,
   },
   {
-    name: "cross4 scan over a 3x3 grid with the middle class token, depth 2",
+    name: 'cross4 scan over a 3x3 grid with the middle class token, depth 2',
     config: { imgSize: 9, patchSize: 3, embedDim: 8, depth: 2, numClasses: 4, dState: 4, scan: 'cross4' },
     batch: 2,
   },
@@ -68,7 +93,13 @@ describeEachBackend('VisionMamba against vimRef (random weights and images)', (c
       const config = vimConfig({ ...c.config, dtRank: Math.ceil((c.config.embedDim ?? 8) / 4) });
       const read = vimRandomReader(config, s);
       const shape = [c.batch, config.channels, config.imgSize, config.imgSize];
-      const images = { data: randomFloats(shape.reduce((a, b) => a * b, 1), random), shape };
+      const images = {
+        data: randomFloats(
+          shape.reduce((a, b) => a * b, 1),
+          random,
+        ),
+        shape,
+      };
       const ref64 = vimRef(config, read, images);
       const ref32 = vimRef(config, read, images, { precision: 'f32' });
       const model = VisionMamba.fromReader(ctx.backend, config, read);
@@ -79,7 +110,11 @@ describeEachBackend('VisionMamba against vimRef (random weights and images)', (c
         expect(features.shape).toEqual([c.batch, config.embedDim]);
         expect(logits.shape).toEqual([c.batch, config.numClasses]);
         expect(tokens.shape).toEqual([c.batch, model.order.length, config.embedDim]);
-        const got = { features: await features.read(), logits: await logits.read(), tokens: await tokens.read() };
+        const got = {
+          features: await features.read(),
+          logits: await logits.read(),
+          tokens: await tokens.read(),
+        };
         features.dispose();
         logits.dispose();
         tokens.dispose();
@@ -91,4 +126,16 @@ describeEachBackend('VisionMamba against vimRef (random weights and images)', (c
       }
     });
   }
+});
+
+it('vimRandomReader gives each tensor the same values whatever order they are read in', () => {
+  const config = vimConfig({ imgSize: 8, patchSize: 4, embedDim: 4, depth: 1 });
+  const a = vimRandomReader(config, 5);
+  const b = vimRandomReader(config, 5);
+  const first = a('layers.0.mixer.x_proj_b.weight', [6, 8]);
+  b('patch_embed.proj.weight', [4, 3, 4, 4]);
+  expect(Array.from(b('layers.0.mixer.x_proj_b.weight', [6, 8]))).toEqual(Array.from(first));
+  expect(Array.from(vimRandomReader(config, 6)('layers.0.mixer.x_proj_b.weight', [6, 8]))).not.toEqual(
+    Array.from(first),
+  );
 });

@@ -9,7 +9,10 @@ const close = (a: ArrayLike<number>, b: readonly number[]) => {
 describe('preprocessImage', () => {
   it('bilinear upscaling uses half-pixel centres (PyTorch align_corners=False): [0, 1] -> [0, .25, .75, 1]', () => {
     // A 2 x 2 gray float image, columns 0 and 1.
-    const out = preprocessImage({ data: new Float32Array([0, 1, 0, 1]), width: 2, height: 2, channels: 1 }, { size: 4, channels: 1 });
+    const out = preprocessImage(
+      { data: new Float32Array([0, 1, 0, 1]), width: 2, height: 2, channels: 1 },
+      { size: 4, channels: 1 },
+    );
     close(out, [0, 0.25, 0.75, 1, 0, 0.25, 0.75, 1, 0, 0.25, 0.75, 1, 0, 0.25, 0.75, 1]);
   });
 
@@ -42,7 +45,13 @@ describe('preprocessImage', () => {
   });
 
   it('invert gives 1 - value (white strokes on black from a black-on-white drawing)', () => {
-    close(preprocessImage({ data: Uint8Array.from([0, 255]), width: 2, height: 1 }, { size: 2, channels: 1, invert: true }).subarray(0, 2), [1, 0]);
+    close(
+      preprocessImage(
+        { data: Uint8Array.from([0, 255]), width: 2, height: 1 },
+        { size: 2, channels: 1, invert: true },
+      ).subarray(0, 2),
+      [1, 0],
+    );
   });
 
   it('preprocessImages stacks a batch [B, C, size, size]', () => {
@@ -56,18 +65,18 @@ describe('preprocessImage', () => {
     expect(() => preprocessImage({ data: new Uint8Array(7), width: 2, height: 2 }, { size: 4 })).toThrow(
       expect.objectContaining({ name: 'ShapeError', argument: 'image.data' }),
     );
-    expect(() => preprocessImage({ data: new Uint8Array(12), width: 2, height: 2, channels: 4 }, { size: 4 })).toThrow(
-      expect.objectContaining({ name: 'ShapeError', argument: 'image.data' }),
-    );
+    expect(() =>
+      preprocessImage({ data: new Uint8Array(12), width: 2, height: 2, channels: 4 }, { size: 4 }),
+    ).toThrow(expect.objectContaining({ name: 'ShapeError', argument: 'image.data' }));
     expect(() => preprocessImage({ data: new Uint8Array(4), width: 0, height: 2 }, { size: 4 })).toThrow(
       expect.objectContaining({ argument: 'image.width' }),
     );
-    expect(() => preprocessImage({ data: new Uint8Array(4), width: 2, height: 2 }, { size: 4, channels: 2 })).toThrow(
-      expect.objectContaining({ argument: 'options.channels' }),
-    );
-    expect(() => preprocessImage({ data: new Uint8Array(4), width: 2, height: 2 }, { size: 4, mean: [0, 0] })).toThrow(
-      expect.objectContaining({ argument: 'options.mean' }),
-    );
+    expect(() =>
+      preprocessImage({ data: new Uint8Array(4), width: 2, height: 2 }, { size: 4, channels: 2 }),
+    ).toThrow(expect.objectContaining({ argument: 'options.channels' }));
+    expect(() =>
+      preprocessImage({ data: new Uint8Array(4), width: 2, height: 2 }, { size: 4, mean: [0, 0] }),
+    ).toThrow(expect.objectContaining({ argument: 'options.mean' }));
     expect(() => preprocessImages([], { size: 4 })).toThrow(expect.objectContaining({ argument: 'images' }));
   });
 });

@@ -44,7 +44,9 @@ describe('scan orders (VMamba cross-scan) on a 3 x 2 patch grid', () => {
       for (const d of gridScanOrder(3, 2, cls, ALL).directions) {
         expect([...d.order].sort((a, b) => a - b)).toEqual([...d.order.keys()]);
         const inv = inverseOrder(d.order);
-        d.order.forEach((token, t) => expect(inv[token]).toBe(t));
+        d.order.forEach((token, t) => {
+          expect(inv[token]).toBe(t);
+        });
       }
     }
   });
