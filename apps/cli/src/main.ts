@@ -58,6 +58,12 @@ Usage:
       convolution (with and without computing K by the Vandermonde kernel) against the direct
       recurrence, the crossover L, a check against the float64 recurrence; --svg plots time
       vs L with an L log L guide. PyTorch reference: apps/cli/reference/torch_ssm_conv.py.
+  longseq bench vim [--backend NAME] [--batch 1,64] [--img-size 224] [--patch 16] [--embed 192]
+                    [--depth 24] [--d-state 16] [--scan bi|cross4] [--repeats 5] [--warmup 2]
+                    [--seed S] [--torch torch_vim.json] [--json]
+      Vision Mamba of Vim-tiny's shape with seeded random weights: images/s of classify at
+      each batch (logits read back), after a check of a small Vim against the float64
+      reference; --torch puts apps/cli/reference/torch_vim.py's numbers beside them.
   longseq bench jamba-memory [--contexts 1024,...,262144] [--block-size 16] [--layers 32]
                              [--hidden 4096] [--kv-heads 8] [--head-dim 128] [--attn-period 8]
                              [--attn-offset 4] [--d-state 16] [--d-conv 4] [--expand 2]
@@ -66,7 +72,8 @@ Usage:
       Transformer of the same depth and width, from the paged-kv block accounting (CPU only);
       defaults: Jamba v0.1 against Mixtral-8x7B's attention in bf16. --svg plots bytes vs context.
   longseq verify <golden file or folder> [--backend NAME] [--json]
-      Checks a golden file (e.g. golden/attention.json) on a backend by the test rule.
+      Checks a golden file (e.g. golden/attention.json) or a checkpoint folder with its
+      expected.json (golden/mamba-tiny, golden/vim-tiny) on a backend by the test rule.
       Exits 1 if any case fails.
   longseq run <checkpoint-dir> --ids 3,17,42 [--generate N] [--backend NAME] [--json]
               [--all-logits] [--temperature T] [--top-k K] [--top-p P] [--seed S]
@@ -74,6 +81,11 @@ Usage:
       MambaForCausalLM), prints the last position's logits (every position with
       --all-logits) and N generated ids (greedy unless --temperature is given).
       --json prints {"logits": [[...per position...]], "generated": [...]}.
+  longseq run <vim-dir> --image file.png | --random [--seed S] [--top K] [--mean M[,M,M]]
+              [--std S[,S,S]] [--backend NAME] [--json]
+      An image classifier folder (VisionMamba): classifies a PNG (8-bit gray, gray+alpha,
+      RGB or RGBA; resized to the model's input) or a seeded random image and prints the
+      top classes. --json prints {"logits": [...], "top": [...]}.
 
 Backends: webgpu, gpujs-webgpu, gpujs-webasm, gpujs-cpu (all = every one of them).
 Exit codes: 0 ok, 1 a check or run failed, 2 bad usage or unavailable backend.

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend, Tensor } from '@longseq/backend';
 import { MambaModel } from '@longseq/mamba';
+import { VisionMamba } from '@longseq/vision-mamba';
 import { UnsupportedFormatError } from './errors';
 
 /** What the CLI needs of a causal language model. */
@@ -29,11 +30,41 @@ export interface CausalLm {
   dispose(): void;
 }
 
-export interface ModelEntry {
-  readonly architecture: string;
-  readonly kind: 'causal-lm';
-  readonly package: string;
-  load(backend: Backend, folder: string): Promise<CausalLm>;
+/** What the CLI needs of an image classifier (e.g. Vision Mamba). */
+export interface ImageClassifier {
+  /** `[C, H, W]` of one input image. */
+  readonly imageShape: readonly [number, number, number];
+  readonly numClasses: number;
+  /** Logits `[B, classes]` for images `[B, C, H, W]` (flat). */
+  classify(images: Float32Array): Promise<Tensor>;
+  /** Final features `[B, embed]`. */
+  features(images: Float32Array): Promise<Tensor>;
+  dispose(): void;
+}
+
+export type ModelEntry =
+  | {
+      readonly architecture: string;
+      readonly kind: 'causal-lm';
+      readonly package: string;
+      load(backend: Backend, folder: string): Promise<CausalLm>;
+    }
+  | {
+      readonly architecture: string;
+      readonly kind: 'image-classifier';
+      readonly package: string;
+      load(backend: Backend, folder: string): Promise<ImageClassifier>;
+    };
+
+async function loadVisionMamba(backend: Backend, folder: string): Promise<ImageClassifier> {
+  const model = await VisionMamba.load(backend, folder);
+  return {
+    imageShape: model.imageShape,
+    numClasses: model.config.numClasses,
+    classify: (images) => model.classify(images),
+    features: (images) => model.features(images),
+    dispose: () => model.dispose(),
+  };
 }
 
 async function loadMamba(backend: Backend, folder: string): Promise<CausalLm> {
@@ -48,6 +79,12 @@ async function loadMamba(backend: Backend, folder: string): Promise<CausalLm> {
 
 export const MODELS: readonly ModelEntry[] = [
   { architecture: 'MambaForCausalLM', kind: 'causal-lm', package: '@longseq/mamba', load: loadMamba },
+  {
+    architecture: 'VisionMamba',
+    kind: 'image-classifier',
+    package: '@longseq/vision-mamba',
+    load: loadVisionMamba,
+  },
 ];
 
 /** Architectures the project knows of but whose package has not landed in the CLI yet. */

@@ -19,6 +19,7 @@ import {
   countSteps,
 } from '../bench/softmax';
 import { benchSsmConvCommand } from '../bench/ssm-conv';
+import { benchVimCommand } from '../bench/vim';
 import { dashPerKey, groupSeries, type PlotSeries, plotSvg } from '../bench/svg';
 import { UsageError } from '../errors';
 import type { Io } from '../io';
@@ -35,6 +36,7 @@ const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = 
   scan: benchScanCommand,
   attention: benchAttentionCommand,
   'ssm-conv': benchSsmConvCommand,
+  vim: benchVimCommand,
   'jamba-memory': benchJambaMemoryCommand,
 };
 

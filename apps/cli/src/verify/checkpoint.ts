@@ -14,6 +14,7 @@ import path from 'node:path';
 import { UnsupportedFormatError } from '../errors';
 import { modelEntryFor, readFolderConfig } from '../models';
 import type { CaseResult, CheckResult, GoldenFormat, GoldenTarget, VerifyContext } from './types';
+import { verifyImageClassifier } from './vim';
 
 /** Relative tolerance for float32 logits against a float64 model (golden/README.md). */
 export const LOGITS_RELATIVE_TOLERANCE = 1e-4;
@@ -59,7 +60,7 @@ function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>, r
   return worst;
 }
 
-function logitsCheck(
+export function logitsCheck(
   name: string,
   actual: ArrayLike<number>,
   expected: ArrayLike<number>,
@@ -79,6 +80,9 @@ function logitsCheck(
 
 async function verifyCheckpoint(target: GoldenTarget, context: VerifyContext): Promise<CaseResult[]> {
   const entry = modelEntryFor(await readFolderConfig(target.path), target.path);
+  if (entry.kind === 'image-classifier') {
+    return verifyImageClassifier(target, context, () => entry.load(context.backend, target.path));
+  }
   const expectedFile = path.join(target.path, 'expected.json');
   let raw: unknown;
   try {
