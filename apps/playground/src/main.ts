@@ -5,9 +5,10 @@ import { pagedKvPage } from './pages/paged-kv';
 import { scanPage } from './pages/scan';
 import { softmaxPage } from './pages/softmax';
 import { ssmPage } from './pages/ssm';
+import { vimPage } from './pages/vim';
 
 /** Every page, in nav order. A new package's page is one import and one entry here. */
-const PAGES: readonly Page[] = [softmaxPage, pagedKvPage, scanPage, ssmPage, attentionPage];
+const PAGES: readonly Page[] = [softmaxPage, pagedKvPage, scanPage, ssmPage, attentionPage, vimPage];
 
 const nav = document.getElementById('nav')!;
 const root = document.getElementById('page')!;
