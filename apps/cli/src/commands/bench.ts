@@ -1,6 +1,7 @@
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { parseBackends } from '../backends';
 import { benchAttentionCommand } from '../bench/attention';
+import { benchJambaCommand } from '../bench/jamba';
 import { benchJambaMemoryCommand } from '../bench/jamba-memory';
 import { benchMambaDecodeCommand } from '../bench/mamba-decode';
 import {
@@ -37,6 +38,7 @@ const BENCHMARKS: Record<string, (args: string[], io: Io) => Promise<number>> = 
   attention: benchAttentionCommand,
   'ssm-conv': benchSsmConvCommand,
   vim: benchVimCommand,
+  jamba: benchJambaCommand,
   'jamba-memory': benchJambaMemoryCommand,
 };
 
