@@ -6,8 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend, Tensor } from '@longseq/backend';
+import { JambaModel } from '@longseq/jamba';
 import { MambaModel } from '@longseq/mamba';
-import { VisionMamba } from '@longseq/vision-mamba';
 import { UnsupportedFormatError } from './errors';
 
 /** What the CLI needs of a causal language model. */
@@ -30,39 +30,19 @@ export interface CausalLm {
   dispose(): void;
 }
 
-/** What the CLI needs of an image classifier (e.g. Vision Mamba). */
-export interface ImageClassifier {
-  /** `[C, H, W]` of one input image. */
-  readonly imageShape: readonly [number, number, number];
-  readonly numClasses: number;
-  /** Logits `[B, classes]` for images `[B, C, H, W]` (flat). */
-  classify(images: Float32Array): Promise<Tensor>;
-  /** Final features `[B, embed]`. */
-  features(images: Float32Array): Promise<Tensor>;
-  dispose(): void;
+export interface ModelEntry {
+  readonly architecture: string;
+  readonly kind: 'causal-lm';
+  readonly package: string;
+  load(backend: Backend, folder: string): Promise<CausalLm>;
 }
 
-export type ModelEntry =
-  | {
-      readonly architecture: string;
-      readonly kind: 'causal-lm';
-      readonly package: string;
-      load(backend: Backend, folder: string): Promise<CausalLm>;
-    }
-  | {
-      readonly architecture: string;
-      readonly kind: 'image-classifier';
-      readonly package: string;
-      load(backend: Backend, folder: string): Promise<ImageClassifier>;
-    };
-
-async function loadVisionMamba(backend: Backend, folder: string): Promise<ImageClassifier> {
-  const model = await VisionMamba.load(backend, folder);
+async function loadJamba(backend: Backend, folder: string): Promise<CausalLm> {
+  const model = await JambaModel.load(backend, folder);
   return {
-    imageShape: model.imageShape,
-    numClasses: model.config.numClasses,
-    classify: (images) => model.classify(images),
-    features: (images) => model.features(images),
+    vocabSize: model.config.vocabSize,
+    forward: async (ids) => (await model.forward(ids)).logits,
+    generate: (prompt, options) => model.generate(prompt, options),
     dispose: () => model.dispose(),
   };
 }
@@ -79,17 +59,11 @@ async function loadMamba(backend: Backend, folder: string): Promise<CausalLm> {
 
 export const MODELS: readonly ModelEntry[] = [
   { architecture: 'MambaForCausalLM', kind: 'causal-lm', package: '@longseq/mamba', load: loadMamba },
-  {
-    architecture: 'VisionMamba',
-    kind: 'image-classifier',
-    package: '@longseq/vision-mamba',
-    load: loadVisionMamba,
-  },
+  { architecture: 'JambaForCausalLM', kind: 'causal-lm', package: '@longseq/jamba', load: loadJamba },
 ];
 
 /** Architectures the project knows of but whose package has not landed in the CLI yet. */
 const PLANNED: Record<string, string> = {
-  JambaForCausalLM: '@longseq/jamba',
   VisionMamba: '@longseq/vision-mamba',
 };
 
