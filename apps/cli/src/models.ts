@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Backend, Tensor } from '@longseq/backend';
 import { JambaModel } from '@longseq/jamba';
 import { MambaModel } from '@longseq/mamba';
+import { VisionMamba } from '@longseq/vision-mamba';
 import { UnsupportedFormatError } from './errors';
 
 /** What the CLI needs of a causal language model. */
@@ -30,11 +31,41 @@ export interface CausalLm {
   dispose(): void;
 }
 
-export interface ModelEntry {
-  readonly architecture: string;
-  readonly kind: 'causal-lm';
-  readonly package: string;
-  load(backend: Backend, folder: string): Promise<CausalLm>;
+/** What the CLI needs of an image classifier (e.g. Vision Mamba). */
+export interface ImageClassifier {
+  /** `[C, H, W]` of one input image. */
+  readonly imageShape: readonly [number, number, number];
+  readonly numClasses: number;
+  /** Logits `[B, classes]` for images `[B, C, H, W]` (flat). */
+  classify(images: Float32Array): Promise<Tensor>;
+  /** Final features `[B, embed]`. */
+  features(images: Float32Array): Promise<Tensor>;
+  dispose(): void;
+}
+
+export type ModelEntry =
+  | {
+      readonly architecture: string;
+      readonly kind: 'causal-lm';
+      readonly package: string;
+      load(backend: Backend, folder: string): Promise<CausalLm>;
+    }
+  | {
+      readonly architecture: string;
+      readonly kind: 'image-classifier';
+      readonly package: string;
+      load(backend: Backend, folder: string): Promise<ImageClassifier>;
+    };
+
+async function loadVisionMamba(backend: Backend, folder: string): Promise<ImageClassifier> {
+  const model = await VisionMamba.load(backend, folder);
+  return {
+    imageShape: model.imageShape,
+    numClasses: model.config.numClasses,
+    classify: (images) => model.classify(images),
+    features: (images) => model.features(images),
+    dispose: () => model.dispose(),
+  };
 }
 
 async function loadJamba(backend: Backend, folder: string): Promise<CausalLm> {
@@ -60,12 +91,16 @@ async function loadMamba(backend: Backend, folder: string): Promise<CausalLm> {
 export const MODELS: readonly ModelEntry[] = [
   { architecture: 'MambaForCausalLM', kind: 'causal-lm', package: '@longseq/mamba', load: loadMamba },
   { architecture: 'JambaForCausalLM', kind: 'causal-lm', package: '@longseq/jamba', load: loadJamba },
+  {
+    architecture: 'VisionMamba',
+    kind: 'image-classifier',
+    package: '@longseq/vision-mamba',
+    load: loadVisionMamba,
+  },
 ];
 
 /** Architectures the project knows of but whose package has not landed in the CLI yet. */
-const PLANNED: Record<string, string> = {
-  VisionMamba: '@longseq/vision-mamba',
-};
+const PLANNED: Record<string, string> = {};
 
 /** The architecture a config.json names, if any. */
 export function architectureOf(config: Record<string, unknown>): string | undefined {

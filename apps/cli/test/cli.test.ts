@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { jambaCheckpointReader, jambaConfigFromHf, jambaRef } from '@longseq/jamba';
 import { loadCheckpoint, nodeFileSource } from '@longseq/nn';
-import { describe, expect, it } from 'vitest';
+import { preprocessImage, vimConfigFromJson, vimRef } from '@longseq/vision-mamba';
+import { afterAll, describe, expect, it } from 'vitest';
+import { encodePng } from '../src/png';
 import { ensureBuilt, goldenDir, repoRoot, runCli } from './helpers';
 
 describe('longseq info', () => {
@@ -154,6 +156,119 @@ describe('longseq bench softmax', () => {
       expect(r.samplesMs.length).toBe(2);
       expect(r.wallMedianMs).toBeGreaterThan(0);
       if (r.kernel === 'softmax') expect(r.check.pass).toBe(true);
+    }
+  });
+});
+
+describe('longseq with a Vision Mamba folder (golden/vim-tiny)', () => {
+  const vimDir = path.join(goldenDir, 'vim-tiny');
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('verify passes its features and logits on webgpu', async () => {
+    const { code, stdout, stderr } = await runCli(['verify', vimDir, '--backend', 'webgpu', '--json']);
+    const doc = JSON.parse(stdout || '{}');
+    expect({ code, pass: doc.pass }, stderr).toEqual({ code: 0, pass: true });
+    expect(doc.format).toBe('checkpoint');
+    const cases = doc.results[0].cases;
+    expect(cases.map((c: { name: string }) => c.name)).toEqual(['features [2, 32]', 'logits [2, 10]']);
+    for (const c of cases) {
+      expect(Number.isFinite(c.checks[0].maxError)).toBe(true);
+      expect(c.checks[0].maxError).toBeLessThanOrEqual(1e-4);
+    }
+  });
+
+  it('run --image classifies a PNG written here, as the float64 reference does', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'longseq-cli-vim-'));
+    dirs.push(dir);
+    // A 40 x 28 RGBA picture with a pattern, resized by the CLI to the model's 32 x 32.
+    const [width, height] = [40, 28];
+    const data = Uint8Array.from({ length: width * height * 4 }, (_, i) =>
+      i % 4 === 3 ? 255 : (i * 37 + (i >> 6)) % 256,
+    );
+    const file = path.join(dir, 'picture.png');
+    writeFileSync(file, encodePng({ width, height, channels: 4, data }));
+    const { code, stdout, stderr } = await runCli([
+      'run',
+      vimDir,
+      '--image',
+      file,
+      '--backend',
+      'webgpu',
+      '--json',
+    ]);
+    expect(code, stderr).toBe(0);
+    const doc = JSON.parse(stdout);
+    expect(doc.logits).toHaveLength(10);
+    const image = preprocessImage({ width, height, channels: 4, data }, { size: 32, channels: 3 });
+    const checkpoint = await loadCheckpoint(nodeFileSource(vimDir));
+    const config = vimConfigFromJson(JSON.parse(readFileSync(path.join(vimDir, 'config.json'), 'utf8')));
+    const ref = vimRef(config, (n, s) => checkpoint.read(n, s), {
+      data: image,
+      shape: [1, 3, 32, 32],
+    }).logits;
+    const scale = Math.max(...Array.from(ref, Math.abs));
+    for (let i = 0; i < 10; i++) expect(Math.abs(doc.logits[i] - ref[i]!) / scale).toBeLessThan(1e-4);
+    expect(doc.top[0].class).toBe(Array.from(ref).indexOf(Math.max(...ref)));
+
+    const text = await runCli(['run', vimDir, '--image', file, '--backend', 'webgpu', '--top', '3']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/picture\.png \(40 x 28, 4 channels\) resized to 32 x 32, 3 channels/);
+    expect(text.stdout).toMatch(/top 3 of 10 classes:/);
+    expect(text.stdout.match(/^ {2}class /gm)).toHaveLength(3);
+  });
+
+  it('run --random prints the top classes of a seeded random image (the same for the same seed)', async () => {
+    const a = await runCli(['run', vimDir, '--random', '--seed', '7', '--backend', 'webgpu', '--json']);
+    const b = await runCli(['run', vimDir, '--random', '--seed', '7', '--backend', 'webgpu', '--json']);
+    const c = await runCli(['run', vimDir, '--random', '--seed', '8', '--backend', 'webgpu', '--json']);
+    expect(a.code, a.stderr).toBe(0);
+    const [la, lb, lc] = [a, b, c].map((r) => JSON.parse(r.stdout).logits as number[]);
+    expect(la).toHaveLength(10);
+    expect(la!.every(Number.isFinite)).toBe(true);
+    expect(lb).toEqual(la);
+    expect(lc).not.toEqual(la);
+  });
+
+  it('run without --image or --random, with --ids, or with a PNG it cannot read exits 2', async () => {
+    const none = await runCli(['run', vimDir]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/--image file\.png or --random/);
+    const ids = await runCli(['run', vimDir, '--ids', '1,2']);
+    expect(ids.code).toBe(2);
+    expect(ids.stderr).toMatch(/--ids is for language models/);
+    const dir = mkdtempSync(path.join(tmpdir(), 'longseq-cli-vim-'));
+    dirs.push(dir);
+    const bad = path.join(dir, 'not.png');
+    writeFileSync(bad, 'GIF89a not a png');
+    const r = await runCli(['run', vimDir, '--image', bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/not a PNG file/);
+  });
+
+  it('bench vim with tiny sizes: images/s at two batches, checks passed', async () => {
+    const args = ['bench', 'vim', '--img-size', '32', '--patch', '8', '--embed', '16', '--depth', '2'];
+    const { code, stdout, stderr } = await runCli([
+      ...args,
+      '--batch',
+      '1,3',
+      '--repeats',
+      '2',
+      '--warmup',
+      '1',
+      '--json',
+    ]);
+    expect(code, stderr + stdout).toBe(0);
+    const doc = JSON.parse(stdout);
+    expect(doc.sanity.pass).toBe(true);
+    expect(doc.tokens).toBe(17);
+    expect(doc.results.map((r: { batch: number }) => r.batch)).toEqual([1, 3]);
+    for (const r of doc.results) {
+      expect(r.check.pass, r.check.reason).toBe(true);
+      expect(r.samplesMs).toHaveLength(2);
+      expect(r.imagesPerS).toBeCloseTo((1000 * r.batch) / r.ms, 6);
     }
   });
 });
