@@ -44,7 +44,8 @@ export interface VimTokensAttrs {
 
 /**
  * inputs `[y [B, K, D, L], inverse i32 [K, L]]`:
- * `out[b, c, l] = scale * sum_k y[b, k, c, inverse[k, l]]`. Out `[B, D, L]`.
+ * `out[b, c, l] = scale * sum_k y[b, k, c, inverse[k, l]]`. Out `[B, D, L]`, or with
+ * `tokenMajor` `[B, L, D]` (the same values transposed, ready for out_proj as one GEMM).
  * Merges the scans of K directions back into token order.
  */
 export const VimScanMerge = 'VimScanMerge';
@@ -54,6 +55,7 @@ export interface VimScanMergeAttrs {
   readonly channels: number;
   readonly length: number;
   readonly scale: number;
+  readonly tokenMajor: boolean;
 }
 
 /** A kernel with one output of a fixed shape, from the function that writes it. */
@@ -78,4 +80,5 @@ export function singleOutputKernel<A>(
 
 export const gatherShape = (a: VimGatherAttrs) => a.outShape;
 export const tokensShape = (a: VimTokensAttrs) => [a.batch, a.length, a.embed];
-export const mergeShape = (a: VimScanMergeAttrs) => [a.batch, a.channels, a.length];
+export const mergeShape = (a: VimScanMergeAttrs) =>
+  a.tokenMajor ? [a.batch, a.length, a.channels] : [a.batch, a.channels, a.length];

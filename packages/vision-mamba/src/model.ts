@@ -62,6 +62,16 @@ export class VisionMamba {
   private disposed = false;
   /** The token sequence and the orders the scans visit it in (for visualisations). */
   readonly order: ScanOrder;
+  /**
+   * How the mixer's projections run (the results agree within float32 rounding):
+   * - 'channels' (default): in_proj x and z as two matmuls straight into channels-first
+   *   [B, D, L], a gather per direction, out_proj reading the merged [B, D, L] transposed;
+   * - 'tokens': in_proj as one GEMM over all B*L tokens into [B, L, 2D], the gathers transpose
+   *   while they reorder, the merge writes [B, L, D] and out_proj is one GEMM again.
+   */
+  layout: 'channels' | 'tokens' = 'channels';
+  /** The selective scan's algorithm (see @longseq/selective-scan); 'auto' picks by shape. */
+  scanAlgorithm: 'auto' | 'sequential' | 'parallel' = 'auto';
 
   private constructor(
     readonly backend: Backend,
@@ -240,12 +250,22 @@ export class VisionMamba {
     const L = order.length;
     const K = order.directions.length;
     const { dInner: D, dState: N } = config;
-    // in_proj [D, M] against normed [B, L, M] transposed: [B, D, L], channels-first.
-    const x = await matmul(layer.inProjX, normed, { transposeB: true });
-    const z = await matmul(layer.inProjZ, normed, { transposeB: true });
-    // Each direction's sequence, stacked along the channels: [B, K*D, L].
-    const xs = (await vimGather(x, weights.scanIndex)).reshape([batch, K * D, L]);
-    const zs = (await vimGather(z, weights.scanIndex)).reshape([batch, K * D, L]);
+    const tokens = this.layout === 'tokens';
+    let xs: Tensor;
+    let zs: Tensor;
+    if (tokens) {
+      // One GEMM over every token: [B, L, 2D]; the gathers reorder and transpose to [B, K*D, L].
+      const xz = await linear(normed, layer.inProj);
+      xs = (await vimGather(xz, weights.scanIndexX)).reshape([batch, K * D, L]);
+      zs = (await vimGather(xz, weights.scanIndexZ)).reshape([batch, K * D, L]);
+    } else {
+      // in_proj [D, M] against normed [B, L, M] transposed: [B, D, L], channels-first.
+      const x = await matmul(layer.inProjX, normed, { transposeB: true });
+      const z = await matmul(layer.inProjZ, normed, { transposeB: true });
+      // Each direction's sequence, stacked along the channels: [B, K*D, L].
+      xs = (await vimGather(x, weights.scanIndex)).reshape([batch, K * D, L]);
+      zs = (await vimGather(z, weights.scanIndex)).reshape([batch, K * D, L]);
+    }
     const conv = await causalConv1d(xs, layer.convWeight, { bias: layer.convBias });
     const u = await silu(conv.output);
     // Block-diagonal projections: each direction's x_proj / dt_proj on its own channels.
@@ -258,13 +278,14 @@ export class VisionMamba {
       z: zs,
       deltaBias: layer.dtBias,
       deltaSoftplus: true,
+      algorithm: this.scanAlgorithm,
     });
-    const merged = await vimScanMerge(
-      y.reshape([batch, K, D, L]),
-      weights.scanInverse,
-      config.divideOut ? 1 / K : 1,
-    );
-    // merged [B, D, L] transposed against out_proj [M, D]: [B, L, M].
+    const scale = config.divideOut ? 1 / K : 1;
+    const merged = await vimScanMerge(y.reshape([batch, K, D, L]), weights.scanInverse, scale, {
+      tokenMajor: tokens,
+    });
+    // [B, L, D] through out_proj as one GEMM, or merged [B, D, L] read transposed: [B, L, M].
+    if (tokens) return linear(merged, layer.outProj);
     return matmul(merged, layer.outProj, { transposeA: true, transposeB: true });
   }
 }

@@ -142,9 +142,15 @@ export async function vimTokens(
 /**
  * Merges the scans of K directions: y `[B, K, D, L]`, inverse i32 `[K, L]` (the step at which
  * direction k read each token, `inverseOrder`); returns `[B, D, L]` with
- * `out[b, c, l] = scale * sum_k y[b, k, c, inverse[k, l]]`.
+ * `out[b, c, l] = scale * sum_k y[b, k, c, inverse[k, l]]`, or with `tokenMajor` the same
+ * values as `[B, L, D]`.
  */
-export async function vimScanMerge(y: Tensor, inverse: Tensor, scale = 1): Promise<Tensor> {
+export async function vimScanMerge(
+  y: Tensor,
+  inverse: Tensor,
+  scale = 1,
+  options: { readonly tokenMajor?: boolean } = {},
+): Promise<Tensor> {
   checkTensor(y, 'y');
   checkTensor(inverse, 'inverse');
   checkDType(y, 'y', ['f32']);
@@ -157,6 +163,13 @@ export async function vimScanMerge(y: Tensor, inverse: Tensor, scale = 1): Promi
   checkSameBackend(y.backend, { inverse });
   checkBindingSize(y.backend, 'y', y.size, y.shape);
   registerVimKernels();
-  const attrs: VimScanMergeAttrs = { batch, directions, channels, length, scale };
+  const attrs: VimScanMergeAttrs = {
+    batch,
+    directions,
+    channels,
+    length,
+    scale,
+    tokenMajor: options.tokenMajor === true,
+  };
   return first(runKernel(VimScanMerge, y.backend, [y, inverse], attrs));
 }

@@ -50,12 +50,12 @@ export function vimTokensRef(
   return { shape: [B, L, M], data };
 }
 
-/** out[b, c, l] = scale * sum_k y[b, k, c, inverse[k, l]]. */
+/** out[b, c, l] = scale * sum_k y[b, k, c, inverse[k, l]] ([B, D, L]; with tokenMajor [B, L, D]). */
 export function vimScanMergeRef(
   y: HostTensor,
   inverse: HostTensor,
   scale = 1,
-  ref: RefOptions = {},
+  ref: RefOptions & { tokenMajor?: boolean } = {},
 ): RefResult {
   const r = rounderFor(ref);
   const [B, K, D, L] = y.shape as [number, number, number, number];
@@ -66,9 +66,9 @@ export function vimScanMergeRef(
         let acc = 0;
         for (let k = 0; k < K; k++)
           acc = r(acc + y.data[((b * K + k) * D + c) * L + inverse.data[k * L + l]!]!);
-        data[(b * D + c) * L + l] = r(acc * scale);
+        data[ref.tokenMajor ? (b * L + l) * D + c : (b * D + c) * L + l] = r(acc * scale);
       }
-  return { shape: [B, D, L], data };
+  return { shape: ref.tokenMajor ? [B, L, D] : [B, D, L], data };
 }
 
 export interface VimRefResult {

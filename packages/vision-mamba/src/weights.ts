@@ -49,6 +49,8 @@ export interface VimLayerWeights {
   readonly normBias?: Tensor; // [M] (LayerNorm)
   readonly inProjX: Tensor; // [D, M]
   readonly inProjZ: Tensor; // [D, M]
+  /** in_proj whole, [2D, M] (the 'tokens' layout's one GEMM). */
+  readonly inProj: Tensor;
   readonly convWeight: Tensor; // [K*D, dConv]
   readonly convBias: Tensor; // [K*D]
   /** Block-diagonal over directions: [K*R, K*D], [K*N, K*D], [K*N, K*D]. */
@@ -81,6 +83,12 @@ export interface VimWeights {
   readonly scanIndex: Tensor;
   /** i32 [K, L]: the inverse orders, for the merge. */
   readonly scanInverse: Tensor;
+  /**
+   * i32 [K, D, L]: order_k[t] * 2D + c (+ D for z): each direction's channels-first sequence
+   * gathered from in_proj's token-major output [L, 2D] (the 'tokens' layout).
+   */
+  readonly scanIndexX: Tensor;
+  readonly scanIndexZ: Tensor;
 }
 
 /** im2col indices of one image [C, H, W]: feature (c, i, j) of patch (r, q) reads pixel (c, r*s+i, q*s+j). */
@@ -161,6 +169,7 @@ export function uploadVimWeights(backend: Backend, config: VimConfig, read: Tens
         ...(config.rmsNorm ? {} : { normBias: up(get(`${l}norm.bias`), [M]) }),
         inProjX: up(inProj.subarray(0, D * M), [D, M]),
         inProjZ: up(inProj.subarray(D * M), [D, M]),
+        inProj: up(inProj, [2 * D, M]),
         convWeight: up(concat(dirs.map((d) => d.conv)), [K * D, Kc]),
         convBias: up(concat(dirs.map((d) => d.convBias)), [K * D]),
         xProjDt: up(
@@ -202,8 +211,16 @@ export function uploadVimWeights(backend: Backend, config: VimConfig, read: Tens
       });
     }
     const scanIdx = new Int32Array(K * D * L);
+    const scanIdxX = new Int32Array(K * D * L);
+    const scanIdxZ = new Int32Array(K * D * L);
     order.directions.forEach(({ order: o }, k) => {
-      for (let c = 0; c < D; c++) for (let t = 0; t < L; t++) scanIdx[(k * D + c) * L + t] = c * L + o[t]!;
+      for (let c = 0; c < D; c++)
+        for (let t = 0; t < L; t++) {
+          const i = (k * D + c) * L + t;
+          scanIdx[i] = c * L + o[t]!;
+          scanIdxX[i] = o[t]! * 2 * D + c;
+          scanIdxZ[i] = o[t]! * 2 * D + D + c;
+        }
     });
     return {
       patchWeight: up(get('patch_embed.proj.weight'), [M, channels * p * p]),
@@ -217,6 +234,8 @@ export function uploadVimWeights(backend: Backend, config: VimConfig, read: Tens
       headBias: up(get('head.bias'), [config.numClasses]),
       patchIndex: up(patchIndices(config), [order.patches, channels * p * p], 'i32'),
       scanIndex: up(scanIdx, [K, D, L], 'i32'),
+      scanIndexX: up(scanIdxX, [K, D, L], 'i32'),
+      scanIndexZ: up(scanIdxZ, [K, D, L], 'i32'),
       scanInverse: up(
         order.directions.flatMap(({ order: o }) => inverseOrder(o)),
         [K, L],

@@ -94,8 +94,12 @@ describeEachBackend('Vim kernels against their float64 references', (ctx) => {
     });
   }
 
-  for (const scan of ['bi', 'cross4'] as const) {
-    it(`vimScanMerge: the ${scan} directions of a 3 x 3 grid with the middle class token merged into token order`, async () => {
+  for (const [scan, tokenMajor] of [
+    ['bi', false],
+    ['cross4', false],
+    ['cross4', true],
+  ] as const) {
+    it(`vimScanMerge: the ${scan} directions of a 3 x 3 grid with the middle class token merged into token order${tokenMajor ? ', token-major [B, L, D]' : ''}`, async () => {
       const s = caseSeed(seed, scan);
       const random = rng(s);
       const order = gridScanOrder(3, 3, 4, SCAN_DIRECTIONS[scan]);
@@ -104,12 +108,12 @@ describeEachBackend('Vim kernels against their float64 references', (ctx) => {
       const inv = { data: order.directions.flatMap((d) => inverseOrder(d.order)), shape: [K, L] };
       const yt = ctx.backend.tensor(y.data, y.shape);
       const it_ = ctx.backend.tensor(inv.data, inv.shape, 'i32');
-      const out = await vimScanMerge(yt, it_, 1 / K);
-      expect(out.shape).toEqual([B, D, L]);
+      const out = await vimScanMerge(yt, it_, 1 / K, { tokenMajor });
+      expect(out.shape).toEqual(tokenMajor ? [B, L, D] : [B, D, L]);
       expectClose(
         await out.read(),
-        vimScanMergeRef(y, inv, 1 / K).data,
-        vimScanMergeRef(y, inv, 1 / K, { precision: 'f32' }).data,
+        vimScanMergeRef(y, inv, 1 / K, { tokenMajor }).data,
+        vimScanMergeRef(y, inv, 1 / K, { precision: 'f32', tokenMajor }).data,
         {
           label: scan,
           seed: s,

@@ -12,7 +12,13 @@ import { type VimConfig, VisionMamba, vimConfig, vimRandomReader, vimRef } from 
 const seed = freshSeed();
 
 /** Small shapes (SwiftShader): odd patch grids, depth 0..2, one or three channels, every pooling. */
-const CASES: { name: string; config: Partial<VimConfig>; batch: number }[] = [
+const CASES: {
+  name: string;
+  config: Partial<VimConfig>;
+  batch: number;
+  layout?: 'channels' | 'tokens';
+  scanAlgorithm?: 'sequential' | 'parallel';
+}[] = [
   {
     name: 'odd 3x3 grid, middle class token, depth 2, 3 channels',
     config: { imgSize: 12, patchSize: 4, embedDim: 8, depth: 2, numClasses: 5, dState: 4 },
@@ -79,6 +85,20 @@ const CASES: { name: string; config: Partial<VimConfig>; batch: number }[] = [
     batch: 2,
   },
   {
+    name: "odd 3x3 grid, 'tokens' layout (one in_proj GEMM, transposing gathers and merge), sequential scan",
+    config: { imgSize: 12, patchSize: 4, embedDim: 8, depth: 2, numClasses: 5, dState: 4 },
+    batch: 3,
+    layout: 'tokens',
+    scanAlgorithm: 'sequential',
+  },
+  {
+    name: "cross4 over a 3x3 grid, 'tokens' layout, parallel scan",
+    config: { imgSize: 9, patchSize: 3, embedDim: 8, depth: 1, numClasses: 4, dState: 4, scan: 'cross4' },
+    batch: 2,
+    layout: 'tokens',
+    scanAlgorithm: 'parallel',
+  },
+  {
     name: 'cross4 scan over a 3x3 grid with the middle class token, depth 2',
     config: { imgSize: 9, patchSize: 3, embedDim: 8, depth: 2, numClasses: 4, dState: 4, scan: 'cross4' },
     batch: 2,
@@ -103,6 +123,8 @@ describeEachBackend('VisionMamba against vimRef (random weights and images)', (c
       const ref64 = vimRef(config, read, images);
       const ref32 = vimRef(config, read, images, { precision: 'f32' });
       const model = VisionMamba.fromReader(ctx.backend, config, read);
+      if (c.layout) model.layout = c.layout;
+      if (c.scanAlgorithm) model.scanAlgorithm = c.scanAlgorithm;
       try {
         const features = await model.features(images);
         const logits = await model.classify(images);

@@ -51,10 +51,20 @@ const tokens = /* js */ `function vimTokens(patches, bias, cls, pos, embed, seqL
 
 const merge = /* js */ `function vimScanMerge(y, inverse, seqLen, chans, dirs, scale) {
   const i = this.thread.x;
-  const bc = Math.floor(i / seqLen);
-  const l = i - bc * seqLen;
-  const b = Math.floor(bc / chans);
-  const c = bc - b * chans;
+  let l = 0;
+  let c = 0;
+  let b = 0;
+  if (this.constants.tokenMajor > 0) {
+    const bl = Math.floor(i / chans);
+    c = i - bl * chans;
+    b = Math.floor(bl / seqLen);
+    l = bl - b * seqLen;
+  } else {
+    const bc = Math.floor(i / seqLen);
+    l = i - bc * seqLen;
+    b = Math.floor(bc / chans);
+    c = bc - b * chans;
+  }
   let acc = 0;
   for (let k = 0; k < dirs; k++) {
     const t = inverse[k * seqLen + l];
@@ -99,7 +109,9 @@ async function writeTokens(backend: Backend, inputs: readonly Tensor[], a: VimTo
 async function writeMerge(backend: Backend, inputs: readonly Tensor[], a: VimScanMergeAttrs, out: Tensor) {
   const [y, inverse] = inputs as [Tensor, Tensor];
   await backend.run(
-    program('vim_scan_merge', merge, [y, inverse], [a.length, a.channels, a.directions, a.scale], out),
+    program('vim_scan_merge', merge, [y, inverse], [a.length, a.channels, a.directions, a.scale], out, {
+      tokenMajor: a.tokenMajor ? 1 : 0,
+    }),
   );
 }
 

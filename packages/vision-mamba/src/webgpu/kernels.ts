@@ -59,10 +59,20 @@ const MERGE = /* wgsl */ `${INDEX}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = thread_index(gid, nwg);
   if (i >= u.total) { return; }
-  let l = i % u.length;
-  let bc = i / u.length;
-  let c = bc % u.channels;
-  let b = bc / u.channels;
+  var l: u32;
+  var c: u32;
+  var b: u32;
+  if (u.token_major == 1u) {
+    c = i % u.channels;
+    let bl = i / u.channels;
+    l = bl % u.length;
+    b = bl / u.length;
+  } else {
+    l = i % u.length;
+    let bc = i / u.length;
+    c = bc % u.channels;
+    b = bc / u.channels;
+  }
   var acc = 0.0;
   for (var k = 0u; k < u.directions; k++) {
     let t = u32(inverse[k * u.length + l]);
@@ -140,6 +150,7 @@ async function writeMerge(backend: Backend, inputs: readonly Tensor[], a: VimSca
       { name: 'channels', type: 'u32', value: a.channels },
       { name: 'directions', type: 'u32', value: a.directions },
       { name: 'scale', type: 'f32', value: a.scale },
+      { name: 'token_major', type: 'u32', value: a.tokenMajor ? 1 : 0 },
     ],
     source: MERGE,
     dispatch: grid(backend, out.size),
