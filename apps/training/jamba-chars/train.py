@@ -163,7 +163,11 @@ def expected_of(model, chars, device):
         return expected_in(cpu, chars, torch.device("cpu"), "float64, CPU")
     except Exception as e:
         log(f"float64 CPU forward failed ({type(e).__name__}: {e}); expected.json in float32 on {device}")
-        return expected_in(copy.deepcopy(model).to(device, torch.float32), chars, device, f"float32, {device}")
+        torch.backends.cuda.matmul.allow_tf32 = False  # plain float32, not TF32, for the stored logits
+        try:
+            return expected_in(copy.deepcopy(model).to(device, torch.float32), chars, device, f"float32, {device}")
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def expected_in(model, chars, device, how):
