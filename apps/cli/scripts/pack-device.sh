@@ -12,6 +12,8 @@ bash ../shared/device/pack.sh packages/backend-webgpu/node_modules/webgpu >/dev/
 rm -rf .devcarry/cli
 cp -r apps/cli/dist .devcarry/cli
 cp apps/cli/reference/*.py .devcarry/
+# torch_vim.py times the training script's PyTorch Vim; it imports vim_model.py from its own directory.
+if [ -f apps/training/vim-mnist/vim_model.py ]; then cp apps/training/vim-mnist/vim_model.py .devcarry/; fi
 cp ../shared/golden/attention.json ../shared/golden/discretize.json .devcarry/
 rm -rf .devcarry/golden && mkdir -p .devcarry/golden && cp -r ../shared/golden/mamba-tiny ../shared/golden/vim-tiny ../shared/golden/jamba-tiny .devcarry/golden/
 du -sh .devcarry

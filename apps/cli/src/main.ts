@@ -59,7 +59,8 @@ Usage:
       recurrence, the crossover L, a check against the float64 recurrence; --svg plots time
       vs L with an L log L guide. PyTorch reference: apps/cli/reference/torch_ssm_conv.py.
   longseq bench vim [--backend NAME] [--batch 1,64] [--img-size 224] [--patch 16] [--embed 192]
-                    [--depth 24] [--d-state 16] [--scan bi|cross4] [--repeats 5] [--warmup 2]
+                    [--depth 24] [--d-state 16] [--scan bi|cross4] [--layout channels,tokens]
+                    [--algorithm auto,sequential,parallel] [--repeats 5] [--warmup 2]
                     [--seed S] [--torch torch_vim.json] [--json]
       Vision Mamba of Vim-tiny's shape with seeded random weights: images/s of classify at
       each batch (logits read back), after a check of a small Vim against the float64

@@ -39,19 +39,25 @@ export interface VimBenchConfig {
   readonly depth: number;
   readonly dState: number;
   readonly scan: VimScan;
+  /** Mixer layouts to time (VisionMamba.layout). */
+  readonly layouts: readonly ('channels' | 'tokens')[];
+  /** Selective-scan algorithms to time (VisionMamba.scanAlgorithm). */
+  readonly algorithms: readonly ('auto' | 'sequential' | 'parallel')[];
   readonly repeats: number;
   readonly warmup: number;
   readonly seed: number;
 }
 
 export interface VimBenchResult {
+  readonly layout: 'channels' | 'tokens';
+  readonly algorithm: 'auto' | 'sequential' | 'parallel';
   readonly batch: number;
   readonly imagesPerS: number;
   readonly ms: number;
   readonly samplesMs: number[];
   /** The GPU's kernel time of one call (timestamp queries; WebGPU only). */
   readonly gpuKernelMs?: number;
-  /** Logits all finite, and image 0's logits the same alone as in the batch (relative 1e-4). */
+  /** Logits all finite, and image 0's logits the same in every batch and variant (relative 1e-4). */
   readonly check: { readonly pass: boolean; readonly reason?: string };
 }
 
@@ -141,8 +147,15 @@ export async function benchVim(
     const results: VimBenchResult[] = [];
     const perImage = 3 * model.imgSize * model.imgSize;
     let single: Float32Array | undefined;
+    const variants = config.layouts.flatMap((layout) =>
+      config.algorithms.flatMap((algorithm) =>
+        [...config.batches].sort((a, b) => a - b).map((batch) => ({ layout, algorithm, batch })),
+      ),
+    );
     try {
-      for (const batch of [...config.batches].sort((a, b) => a - b)) {
+      for (const { layout, algorithm, batch } of variants) {
+        vim.layout = layout;
+        vim.scanAlgorithm = algorithm;
         const images = backend.tensor(seededImages(batch * perImage, config.seed), [
           batch,
           3,
@@ -160,7 +173,7 @@ export async function benchVim(
             const ms = performance.now() - start;
             logits.dispose();
             if (i >= config.warmup) samples.push(ms);
-            onStep(`batch ${batch} ${i + 1}/${config.warmup + config.repeats}`);
+            onStep(`${layout} ${algorithm} batch ${batch} ${i + 1}/${config.warmup + config.repeats}`);
           }
           let gpuKernelMs: number | undefined;
           if (timing) {
@@ -177,9 +190,11 @@ export async function benchVim(
           if (!last!.every(Number.isFinite)) reason = 'non-finite logits';
           if (single === undefined) single = Float32Array.from(row);
           else if (relativeError(row, single) > 1e-4)
-            reason = `image 0's logits differ from batch ${config.batches[0]} (relative ${relativeError(row, single).toExponential(2)})`;
+            reason = `image 0's logits differ from the first run's (relative ${relativeError(row, single).toExponential(2)})`;
           const ms = median(samples);
           results.push({
+            layout,
+            algorithm,
             batch,
             imagesPerS: (1000 * batch) / ms,
             ms,
@@ -234,6 +249,8 @@ export async function benchVimCommand(args: string[], io: Io): Promise<number> {
       depth: { type: 'string' },
       'd-state': { type: 'string' },
       scan: { type: 'string' },
+      layout: { type: 'string' },
+      algorithm: { type: 'string' },
       repeats: { type: 'string' },
       warmup: { type: 'string' },
       seed: { type: 'string' },
@@ -248,6 +265,14 @@ export async function benchVimCommand(args: string[], io: Io): Promise<number> {
   const scan = stringFlag(p, 'scan') ?? 'bi';
   if (scan !== 'bi' && scan !== 'cross4')
     throw new UsageError(`--scan: expected bi or cross4, got '${scan}'`);
+  const list = <T extends string>(name: string, allowed: readonly T[], fallback: readonly T[]): T[] => {
+    const v = stringFlag(p, name);
+    if (v === undefined) return [...fallback];
+    const items = v.split(',').map((s) => s.trim());
+    if (items.some((s) => !(allowed as readonly string[]).includes(s)))
+      throw new UsageError(`--${name}: expected a comma-separated list of ${allowed.join(', ')}, got '${v}'`);
+    return items as T[];
+  };
   const config: VimBenchConfig = {
     backend: backends[0]!,
     batches: intListFlag(p, 'batch', DEFAULTS.batches),
@@ -257,6 +282,8 @@ export async function benchVimCommand(args: string[], io: Io): Promise<number> {
     depth: intFlag(p, 'depth', DEFAULTS.depth, 0),
     dState: intFlag(p, 'd-state', DEFAULTS.dState),
     scan,
+    layouts: list('layout', ['channels', 'tokens'] as const, ['channels']),
+    algorithms: list('algorithm', ['auto', 'sequential', 'parallel'] as const, ['auto']),
     repeats: intFlag(p, 'repeats', DEFAULTS.repeats),
     warmup: intFlag(p, 'warmup', DEFAULTS.warmup, 0),
     seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
@@ -272,7 +299,12 @@ export async function benchVimCommand(args: string[], io: Io): Promise<number> {
       throw new UsageError(`--torch: cannot read ${torchFile}: ${err instanceof Error ? err.message : err}`);
     }
   }
-  const steps = 1 + config.batches.length * (config.warmup + config.repeats);
+  const steps =
+    1 +
+    config.layouts.length *
+      config.algorithms.length *
+      config.batches.length *
+      (config.warmup + config.repeats);
   const report = await withProgress(io, steps, (tick) => benchVim(config, tick));
   const full: VimBenchReport = torch ? { ...report, torch } : report;
   const failed = full.results.filter((r) => !r.check.pass).length + (full.sanity.pass ? 0 : 1);
@@ -295,6 +327,8 @@ function renderTable(report: VimBenchReport): string {
     '',
     table(
       [
+        'layout',
+        'scan',
         'batch',
         ' images/s',
         ' ms',
@@ -307,6 +341,8 @@ function renderTable(report: VimBenchReport): string {
       report.results.map((r) => {
         const t = torchAt(r.batch);
         return [
+          r.layout,
+          r.algorithm,
           String(r.batch),
           r.imagesPerS.toFixed(1),
           r.ms.toFixed(2),
