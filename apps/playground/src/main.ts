@@ -1,6 +1,7 @@
 import './style.css';
 import { h, type Page } from './page';
 import { attentionPage } from './pages/attention';
+import { jambaPage } from './pages/jamba';
 import { pagedKvPage } from './pages/paged-kv';
 import { scanPage } from './pages/scan';
 import { softmaxPage } from './pages/softmax';
@@ -8,7 +9,15 @@ import { ssmPage } from './pages/ssm';
 import { vimPage } from './pages/vim';
 
 /** Every page, in nav order. A new package's page is one import and one entry here. */
-const PAGES: readonly Page[] = [softmaxPage, pagedKvPage, scanPage, ssmPage, attentionPage, vimPage];
+const PAGES: readonly Page[] = [
+  softmaxPage,
+  pagedKvPage,
+  scanPage,
+  ssmPage,
+  attentionPage,
+  vimPage,
+  jambaPage,
+];
 
 const nav = document.getElementById('nav')!;
 const root = document.getElementById('page')!;
