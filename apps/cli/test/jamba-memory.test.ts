@@ -1,7 +1,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { JambaCache, jambaConfig } from '@longseq/jamba';
 import { describe, expect, it } from 'vitest';
+import { createBackend } from '../src/backends';
 import { JAMBA_V01, jambaMemory } from '../src/bench/jamba-memory';
 import { runCli } from './helpers';
 
@@ -44,6 +46,49 @@ describe('longseq bench jamba-memory', () => {
     expect(jamba.map((r) => r.kvBlocks)).toEqual([1, 1, 2, 8]);
     expect(jamba[0]!.attentionLayers).toBe(2);
     expect(jamba[0]!.blockBytes).toBe(2 * 2 * 7 * 8 * 128 * 2);
+  });
+
+  it("agrees with @longseq/jamba's JambaCache accounting (f32) as a sequence grows", async () => {
+    const model = jambaConfig({
+      dModel: 64,
+      nLayer: 6,
+      numHeads: 4,
+      numKvHeads: 2,
+      attnLayerPeriod: 3,
+      attnLayerOffset: 2,
+    });
+    const contexts = [5, 16, 17, 40];
+    const report = jambaMemory({
+      layers: 6,
+      hidden: 64,
+      kvHeads: 2,
+      headDim: 16,
+      attnPeriod: 3,
+      attnOffset: 2,
+      dState: model.dState,
+      dConv: model.dConv,
+      expand: model.expand,
+      dtypeBytes: 4,
+      blockSize: 16,
+      contexts,
+    });
+    const backend = await createBackend('gpujs-cpu');
+    const cache = new JambaCache(backend, model, { maxSequences: 1, blockSize: 16, maxTokens: 40 });
+    try {
+      const { seqId } = await cache.add(Array.from({ length: contexts[0]! }, (_, i) => i));
+      for (const context of contexts) {
+        while (cache.length(seqId) < context) await cache.append([seqId], [cache.length(seqId)]);
+        const mem = cache.memory();
+        const row = report.rows.find((r) => r.model === 'jamba' && r.context === context)!;
+        expect(mem.kvBlocksInUse).toBe(row.kvBlocks);
+        expect(mem.kvBytesInUse).toBe(row.kvBytes);
+        expect(mem.mambaStateBytesInUse).toBe(row.stateBytes);
+        expect(mem.bytesInUse).toBe(row.totalBytes);
+      }
+    } finally {
+      cache.dispose();
+      backend.dispose();
+    }
   });
 
   it('prints the table, --json and --svg', async () => {
