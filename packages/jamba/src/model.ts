@@ -48,7 +48,8 @@ import { copyBlocks } from '@longseq/paged-kv';
 import { selectiveScan } from '@longseq/selective-scan';
 import { JambaCache, type JambaCacheOptions } from './cache';
 import { type JambaConfig, jambaConfigFromHf } from './config';
-import { type MoeRouting, moeForward, swiglu } from './moe';
+import { type MoeRouting, moeForward, registerJambaKernels, swiglu } from './moe';
+import { type JambaMambaDecodeAttrs, JambaMambaDecodeLayer, JambaNormMatvec } from './webgpu/fused-decode';
 import {
   type JambaAttentionWeights,
   type JambaLayerWeights,
@@ -151,6 +152,20 @@ export class JambaModel {
     for (const t of jambaWeightTensors(this.weights)) t.dispose();
     this.identityN.dispose();
   }
+
+  /**
+   * How `step()` runs the Mamba layers and the LM head: 'auto' (default) takes WebGPU's fused
+   * decode kernels where the backend has them (three dispatches per Mamba layer, states updated
+   * in place; the final norm and LM head in one), else 'composed' (the primitive ops, the conv
+   * step and the SSM step kernel, on every backend).
+   */
+  decodePath: 'auto' | 'composed' = 'auto';
+
+  /**
+   * WebGPU fused decode: threads per matrix row (a power of two, 8..256); 0 (default) picks by
+   * device (8 on CPU-emulated devices, 32 or 64 on GPUs). For tuning and tests.
+   */
+  decodeLanes = 0;
 
   /** A hybrid cache for this model (see JambaCache). */
   createCache(options: JambaCacheOptions = {}): JambaCache {
@@ -436,11 +451,19 @@ export class JambaModel {
     const { backend, weights, config } = this;
     const batch = seqIds.length;
     registerMambaKernels();
+    registerJambaKernels();
+    const fused = this.decodePath === 'auto' && hasKernel(JambaMambaDecodeLayer, backend.kind);
     return scope(async () => {
       let hidden = await gather(weights.embeddings, backend.tensor(ids, [batch], 'i32')); // [B, M]
       for (let l = 0; l < weights.layers.length; l++) {
         const layer = weights.layers[l]!;
         const next = await scope(async () => {
+          if (fused && layer.mixer.kind === 'mamba') {
+            // the residual stream is updated in place: h = hidden + mixer(norm(hidden))
+            await this.fusedMambaStep(layer, hidden, cache, cache.mambaIndex[l]!, stateSlots);
+            const ff = await this.feedForward(layer, hidden, batch, l, undefined);
+            return add(hidden, ff);
+          }
           const normed = await rmsNorm(hidden, layer.inputNorm, { eps: config.eps });
           let mixed: Tensor;
           if (layer.mixer.kind === 'attention') {
@@ -463,8 +486,64 @@ export class JambaModel {
         hidden.dispose();
         hidden = next;
       }
-      return this.head(hidden);
+      if (!fused) return this.head(hidden);
+      const out = (await runKernel(JambaNormMatvec, backend, [hidden, weights.finalNorm, weights.lmHead], {
+        batch,
+        width: config.dModel,
+        rows: config.vocabSize,
+        eps: config.eps,
+        lanes: this.decodeLanes,
+      })) as Tensor[];
+      return out[0]!;
     });
+  }
+
+  /** WebGPU's fused decode of one Mamba layer: `hidden` [B, M] and the states updated in place. */
+  private async fusedMambaStep(
+    layer: JambaLayerWeights,
+    hidden: Tensor,
+    cache: JambaCache,
+    m: number,
+    stateSlots: readonly number[],
+  ): Promise<void> {
+    const w = layer.mixer as JambaMambaWeights;
+    const { config } = this;
+    const direct = stateSlots.length === cache.maxSequences && stateSlots.every((s, i) => s === i);
+    const states = await this.loadStates(cache, m, stateSlots);
+    const attrs: JambaMambaDecodeAttrs = {
+      batch: stateSlots.length,
+      dModel: config.dModel,
+      dInner: config.dInner,
+      dState: config.dState,
+      dtRank: config.dtRank,
+      dConv: config.dConv,
+      eps: config.eps,
+      hasInBias: w.inProjBiasX !== undefined,
+      hasConvBias: w.convBias !== undefined,
+      hasOutBias: w.outProjBias !== undefined,
+      lanes: this.decodeLanes,
+    };
+    await runKernel(
+      JambaMambaDecodeLayer,
+      this.backend,
+      [
+        hidden,
+        layer.inputNorm,
+        w.inProjX,
+        w.inProjZ,
+        states.conv,
+        w.decodeParams,
+        w.xProjDt,
+        w.xProjB,
+        w.xProjC,
+        w.dtProj,
+        states.ssm,
+        w.outProj,
+        w.outProjBias ?? layer.inputNorm,
+      ],
+      attrs,
+    );
+    if (!direct) await this.storeStates(cache, m, stateSlots, states.conv, states.ssm);
   }
 
   /** One token of the Mamba mixer: normed `[B, M]` -> `[B, M]`, states advanced in the cache. */

@@ -29,13 +29,23 @@ import { linear } from '@longseq/nn';
 import { JambaMoeAccumulate, type JambaMoeAccumulateAttrs } from './contract';
 import { moeAccumulateGpuJsKernel } from './gpujs/moe';
 import type { JambaMlpWeights, JambaMoeWeights } from './weights';
+import { jambaMambaDecodeWebGpuKernel, jambaNormMatvecWebGpuKernel } from './webgpu/fused-decode';
 import { moeAccumulateWebGpuKernel } from './webgpu/moe';
 
 let registered = false;
-/** Registers the Jamba kernels for both backend kinds (done on first use). */
+/**
+ * Registers the Jamba kernels (done on first use): the MoE combine for both backend kinds,
+ * and WebGPU's fused Mamba decode layer and norm + LM head (gpu.js decodes through the
+ * composed ops).
+ */
 export function registerJambaKernels(): void {
   if (registered) return;
-  registerKernelsOnce([moeAccumulateWebGpuKernel, moeAccumulateGpuJsKernel] as never[]);
+  registerKernelsOnce([
+    moeAccumulateWebGpuKernel,
+    moeAccumulateGpuJsKernel,
+    jambaMambaDecodeWebGpuKernel,
+    jambaNormMatvecWebGpuKernel,
+  ] as never[]);
   registered = true;
 }
 

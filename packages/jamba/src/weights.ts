@@ -9,6 +9,7 @@ import type { Backend, Tensor } from '@longseq/backend';
 import { seededRandom } from '@longseq/mamba';
 import type { Checkpoint } from '@longseq/nn';
 import type { JambaConfig } from './config';
+import { jambaParamsOffsets } from './webgpu/fused-decode';
 
 /** Host arrays of one checkpoint tensor, by hub name and expected shape (throws MissingTensorError / ShapeError). */
 export type JambaTensorReader = (name: string, shape: readonly number[]) => Float32Array;
@@ -35,6 +36,12 @@ export interface JambaMambaWeights {
   readonly D: Tensor; // [D]
   readonly outProj: Tensor; // [M, D]
   readonly outProjBias?: Tensor; // [M]
+  /**
+   * The small per-channel parameters packed for WebGPU's fused decode (one binding instead of
+   * eight): conv weight [D, K], conv bias [D], dt bias [D], D [D], A [D, N], in_proj bias [2D],
+   * dt/B/C norm weights [R], [N], [N] (see jambaParamsOffsets).
+   */
+  readonly decodeParams: Tensor;
 }
 
 export interface JambaAttentionWeights {
@@ -123,6 +130,26 @@ export function uploadJambaWeights(
         const inProj = read(`${m}in_proj.weight`, [2 * D, M]);
         const inBias = config.projBias ? read(`${m}in_proj.bias`, [2 * D]) : undefined;
         const xProj = read(`${m}x_proj.weight`, [R + 2 * N, D]);
+        const convW = read(`${m}conv1d.weight`, [D, 1, K]);
+        const convB = config.convBias ? read(`${m}conv1d.bias`, [D]) : undefined;
+        const dtNorm = read(`${m}dt_layernorm.weight`, [R]);
+        const bNorm = read(`${m}b_layernorm.weight`, [N]);
+        const cNorm = read(`${m}c_layernorm.weight`, [N]);
+        const dtB = read(`${m}dt_proj.bias`, [D]);
+        const dSkip = read(`${m}D`, [D]);
+        // -exp(A_log) in float64, rounded once to f32
+        const A = Float32Array.from(read(`${m}A_log`, [D, N]), (v) => -Math.exp(v));
+        const off = jambaParamsOffsets(D, K, N, R);
+        const packed = new Float32Array(off.size);
+        packed.set(convW, off.convW);
+        if (convB) packed.set(convB, off.convB);
+        packed.set(dtB, off.dtB);
+        packed.set(dSkip, off.dSkip);
+        packed.set(A, off.a);
+        if (inBias) packed.set(inBias, off.inB);
+        packed.set(dtNorm, off.dtNorm);
+        packed.set(bNorm, off.bNorm);
+        packed.set(cNorm, off.cNorm);
         mixer = {
           kind: 'mamba',
           inProjX: up(rows(inProj, M, 0, D), [D, M]),
@@ -130,24 +157,21 @@ export function uploadJambaWeights(
           ...(inBias
             ? { inProjBiasX: up(inBias.slice(0, D), [D]), inProjBiasZ: up(inBias.slice(D), [D]) }
             : {}),
-          convWeight: up(read(`${m}conv1d.weight`, [D, 1, K]), [D, K]),
-          ...(config.convBias ? { convBias: load(`${m}conv1d.bias`, [D]) } : {}),
+          convWeight: up(convW, [D, K]),
+          ...(convB ? { convBias: up(convB, [D]) } : {}),
           xProjDt: up(rows(xProj, D, 0, R), [R, D]),
           xProjB: up(rows(xProj, D, R, R + N), [N, D]),
           xProjC: up(rows(xProj, D, R + N, R + 2 * N), [N, D]),
-          dtNorm: load(`${m}dt_layernorm.weight`, [R]),
-          bNorm: load(`${m}b_layernorm.weight`, [N]),
-          cNorm: load(`${m}c_layernorm.weight`, [N]),
+          dtNorm: up(dtNorm, [R]),
+          bNorm: up(bNorm, [N]),
+          cNorm: up(cNorm, [N]),
           dtProj: load(`${m}dt_proj.weight`, [D, R]),
-          dtBias: load(`${m}dt_proj.bias`, [D]),
-          // -exp(A_log) in float64, rounded once to f32
-          A: up(
-            Float32Array.from(read(`${m}A_log`, [D, N]), (v) => -Math.exp(v)),
-            [D, N],
-          ),
-          D: load(`${m}D`, [D]),
+          dtBias: up(dtB, [D]),
+          A: up(A, [D, N]),
+          D: up(dSkip, [D]),
           outProj: load(`${m}out_proj.weight`, [M, D]),
           ...(config.projBias ? { outProjBias: load(`${m}out_proj.bias`, [M]) } : {}),
+          decodeParams: up(packed, [packed.length]),
         };
       }
       const f = `${p}feed_forward.`;

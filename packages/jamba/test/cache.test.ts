@@ -40,30 +40,34 @@ describeEachBackend('JambaModel through the hybrid cache', (ctx) => {
     expect(a.ids).toEqual(b.ids);
   });
 
-  it('prefill then step: each step equals a forward over the whole sequence, across block boundaries', async () => {
-    const cache = model.createCache({ maxSequences: 2, blockSize: 4, maxTokens: 16 });
-    try {
-      const { seqIds, logits } = await model.prefill([promptA.slice(0, 3), promptB.slice(0, 3)], cache);
-      const first = await logits.read();
-      logits.dispose();
-      const full = [promptA.slice(0, 3), promptB.slice(0, 3)];
-      expect(maxRelativeError(first, await lastLogits(full), vocab)).toBeLessThan(REL_TOL);
-      for (let t = 3; t < 9; t++) {
-        const next = [golden.input_ids[0]![t]!, golden.input_ids[1]![t]!];
-        const stepped = await model.step(seqIds, next, cache);
-        expect(stepped.shape).toEqual([2, vocab]);
-        const got = await stepped.read();
-        stepped.dispose();
-        full[0]!.push(next[0]!);
-        full[1]!.push(next[1]!);
-        expect(maxRelativeError(got, await lastLogits(full), vocab), `position ${t}`).toBeLessThan(REL_TOL);
+  const paths: ('auto' | 'composed')[] = ctx.name === 'webgpu' ? ['auto', 'composed'] : ['auto'];
+  for (const path of paths)
+    it(`prefill then step (decode path ${path}): each step equals a forward over the whole sequence, across block boundaries`, async () => {
+      const cache = model.createCache({ maxSequences: 2, blockSize: 4, maxTokens: 16 });
+      model.decodePath = path;
+      try {
+        const { seqIds, logits } = await model.prefill([promptA.slice(0, 3), promptB.slice(0, 3)], cache);
+        const first = await logits.read();
+        logits.dispose();
+        const full = [promptA.slice(0, 3), promptB.slice(0, 3)];
+        expect(maxRelativeError(first, await lastLogits(full), vocab)).toBeLessThan(REL_TOL);
+        for (let t = 3; t < 9; t++) {
+          const next = [golden.input_ids[0]![t]!, golden.input_ids[1]![t]!];
+          const stepped = await model.step(seqIds, next, cache);
+          expect(stepped.shape).toEqual([2, vocab]);
+          const got = await stepped.read();
+          stepped.dispose();
+          full[0]!.push(next[0]!);
+          full[1]!.push(next[1]!);
+          expect(maxRelativeError(got, await lastLogits(full), vocab), `position ${t}`).toBeLessThan(REL_TOL);
+        }
+        expect(seqIds.map((s) => cache.length(s))).toEqual([9, 9]);
+        expect(cache.kv!.blockTable(cache.kvSequence(seqIds[0]!))).toHaveLength(3);
+      } finally {
+        model.decodePath = 'auto';
+        cache.dispose();
       }
-      expect(seqIds.map((s) => cache.length(s))).toEqual([9, 9]);
-      expect(cache.kv!.blockTable(cache.kvSequence(seqIds[0]!))).toHaveLength(3);
-    } finally {
-      cache.dispose();
-    }
-  });
+    });
 
   it('fork shares the KV blocks and copies the Mamba states; appending copies the shared partial block', async () => {
     const cache = model.createCache({ maxSequences: 3, blockSize: 4, maxTokens: 12 });

@@ -84,17 +84,49 @@ describeEachBackend('JambaModel on jamba-tiny', (ctx) => {
     }
   });
 
-  it("greedy generation through the hybrid cache gives transformers' ids exactly and each step's logits", async () => {
-    const g = golden.generate;
-    const result = await model.generate(g.prompt_ids, { maxNewTokens: g.new_ids.length, returnLogits: true });
-    expect(result.ids).toEqual([g.new_ids]);
-    expect(result.logits).toHaveLength(g.step_logits.length);
-    for (let t = 0; t < g.step_logits.length; t++) {
-      const err = maxRelativeError(result.logits![t]!, g.step_logits[t]!, vocab);
-      expect(err, `step ${t}: max relative error ${err}`).toBeLessThan(REL_TOL);
+  // WebGPU decodes the Mamba layers through its fused kernels by default ('auto') and can be
+  // made to take the composed path that gpu.js always takes; both are checked there.
+  // The GPU shapes of the fused matrix-vector kernels (32..256 threads per row) are what a real
+  // GPU runs; forced here so they are checked on every machine.
+  if (ctx.name === 'webgpu') {
+    for (const lanes of [32, 256]) {
+      it(`fused decode with ${lanes} threads per row gives transformers' greedy ids and step logits`, async () => {
+        model.decodeLanes = lanes;
+        try {
+          const g = golden.generate;
+          const result = await model.generate(g.prompt_ids, { maxNewTokens: 4, returnLogits: true });
+          expect(result.ids[0]).toEqual(g.new_ids.slice(0, 4));
+          for (let t = 0; t < 4; t++)
+            expect(maxRelativeError(result.logits![t]!, g.step_logits[t]!, vocab)).toBeLessThan(REL_TOL);
+        } finally {
+          model.decodeLanes = 0;
+        }
+      });
     }
-    // ids only: greedy through stepGreedy (the argmax on the GPU where it can)
-    const idsOnly = await model.generate(g.prompt_ids, { maxNewTokens: g.new_ids.length });
-    expect(idsOnly.ids).toEqual([g.new_ids]);
-  });
+  }
+
+  const paths: ('auto' | 'composed')[] = ctx.name === 'webgpu' ? ['auto', 'composed'] : ['auto'];
+  for (const path of paths) {
+    it(`greedy generation through the hybrid cache (decode path ${path}) gives transformers' ids exactly and each step's logits`, async () => {
+      model.decodePath = path;
+      try {
+        const g = golden.generate;
+        const result = await model.generate(g.prompt_ids, {
+          maxNewTokens: g.new_ids.length,
+          returnLogits: true,
+        });
+        expect(result.ids).toEqual([g.new_ids]);
+        expect(result.logits).toHaveLength(g.step_logits.length);
+        for (let t = 0; t < g.step_logits.length; t++) {
+          const err = maxRelativeError(result.logits![t]!, g.step_logits[t]!, vocab);
+          expect(err, `step ${t}: max relative error ${err}`).toBeLessThan(REL_TOL);
+        }
+        // ids only: greedy through stepGreedy (the argmax on the GPU where it can)
+        const idsOnly = await model.generate(g.prompt_ids, { maxNewTokens: g.new_ids.length });
+        expect(idsOnly.ids).toEqual([g.new_ids]);
+      } finally {
+        model.decodePath = 'auto';
+      }
+    });
+  }
 });
