@@ -33,7 +33,8 @@ try {
   const chapters = parseChapters(raw);
   const train = [];
   const valid = [];
-  chapters.forEach((verses, i) => (i % VALID_EVERY === 0 ? valid : train).push(verses.join('\n')));
+  for (const [i, verses] of chapters.entries())
+    (i % VALID_EVERY === 0 ? valid : train).push(verses.join('\n'));
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'train.txt'), `${train.join('\n\n')}\n`);
   writeFileSync(join(outDir, 'valid.txt'), `${valid.join('\n\n')}\n`);
