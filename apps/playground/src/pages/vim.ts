@@ -115,7 +115,10 @@ export interface DigitRun {
   /** Softmax of the logits. */
   readonly probs: number[];
   readonly predicted: number;
-  /** Per patch (row-major): probability of the predicted class without it minus with it blanked. */
+  /**
+   * Per patch (row-major): probability of the predicted class without it minus with it
+   * blanked; empty when occlusion was off.
+   */
   readonly contribution: number[];
   readonly order: ScanOrder;
   readonly patchSize: number;
@@ -135,11 +138,15 @@ function softmax(row: ArrayLike<number>): number[] {
  * Classifies the digit and measures each patch's contribution by occlusion, in one batched
  * call: image 0 is the digit, image 1 + p the digit with patch p blanked (set to background).
  */
-export async function classifyDigit(name: BackendChoice, input: Float32Array): Promise<DigitRun> {
+export async function classifyDigit(
+  name: BackendChoice,
+  input: Float32Array,
+  occlusion = true,
+): Promise<DigitRun> {
   const model = await getModel(name);
   const { patchSize, stride } = model.config;
   const order = model.order;
-  const P = order.patches;
+  const P = occlusion ? order.patches : 0;
   const per = SIDE * SIDE;
   const batch = new Float32Array((P + 1) * per);
   // preprocessImage checks the input and gives the model's [C, H, W] layout (1 gray channel,
@@ -404,7 +411,20 @@ function mount(root: HTMLElement): () => void {
   const clearButton = h('button', { type: 'button', 'data-testid': 'clear' }, 'Clear');
   const panel = runPanel('Draw a digit (0-9) in the black square, one digit filling most of it.');
   const { status, result } = panel;
-  const form = h('form', { class: 'controls' }, field('Backend', backendPicker), classifyButton, clearButton);
+  const occlusionBox = h('input', {
+    type: 'checkbox',
+    name: 'occlusion',
+    'data-testid': 'occlusion',
+    checked: true,
+  });
+  const form = h(
+    'form',
+    { class: 'controls' },
+    field('Backend', backendPicker),
+    field('Patch contributions', occlusionBox, 'occlusion: 49 blanked copies in the same batch'),
+    classifyButton,
+    clearButton,
+  );
 
   const classify = async () => {
     const backend = backendPicker.value as BackendChoice;
@@ -412,15 +432,21 @@ function mount(root: HTMLElement): () => void {
       classifyButton,
       `Classifying on ${backend}…`,
       async () => {
+        // Let the browser paint the status and finish the click before the GPU work (gpu.js
+        // compiles its kernels synchronously on first use).
+        await new Promise((resolve) => setTimeout(resolve, 0));
         const input = mnistFromGray(grayOf(ctx.getImageData(0, 0, CANVAS, CANVAS)), CANVAS, CANVAS);
         if (!input) {
           result.hidden = true;
           delete result.dataset.predicted;
           return 'The canvas is empty: draw a digit first.';
         }
-        const run = await classifyDigit(backend, input);
+        const run = await classifyDigit(backend, input, occlusionBox.checked);
         show(result, run);
-        return `Done on ${run.backend}: ${run.order.patches + 1} images (the digit and ${run.order.patches} occlusions) in ${run.ms.toFixed(0)} ms.`;
+        const images = run.contribution.length
+          ? `${run.contribution.length + 1} images (the digit and ${run.contribution.length} occlusions)`
+          : '1 image';
+        return `Done on ${run.backend}: ${images} in ${run.ms.toFixed(0)} ms.`;
       },
       `Failed on ${backend}.`,
     );
@@ -482,7 +508,7 @@ function mount(root: HTMLElement): () => void {
       'Vision Mamba (Vim) reads an image as a sequence: the 28 x 28 digit is cut into 7 x 7 patches of 4 x 4 pixels, ' +
         'each patch becomes a token, and a class token is put in the middle of the sequence. Every block runs a ' +
         'selective scan (Mamba) over the tokens twice, forward and backward, so both directions reach the class ' +
-        'token; its final features give the 10 class scores. The weights here (a 4-block Vim, about 140k parameters) ' +
+        'token; its final features give the 10 class scores. The weights here (4 blocks of width 64, 144k parameters) ' +
         'were trained by apps/training/vim-mnist on 9,000 MNIST digits; they run on your GPU with the backend you pick. ' +
         'Your drawing is scaled and centred the way MNIST digits were before it goes in.',
     ),
@@ -504,6 +530,9 @@ function show(el: HTMLElement, run: DigitRun): void {
   el.dataset.probs = JSON.stringify(run.probs.map((p) => Number(p.toFixed(6))));
   el.dataset.backend = run.backend;
   const top = run.probs[run.predicted]!;
+  const { order } = run;
+  const clsSteps = order.directions.map((d) => inverseOrder(d.order)[order.clsIndex]! + 1);
+  const occluded = run.contribution.length > 0;
   el.replaceChildren(
     h(
       'p',
@@ -519,16 +548,20 @@ function show(el: HTMLElement, run: DigitRun): void {
       { style: 'display: flex; gap: 1rem; flex-wrap: wrap' },
       scanPicture(run, 0),
       scanPicture(run, 1),
-      contributionPicture(run),
+      ...(occluded ? [contributionPicture(run)] : []),
     ),
     h(
       'p',
       { class: 'caption' },
-      `Left and middle: the order in which the forward and backward scans read the ${run.order.patches} patches ` +
-        `(numbers are steps; the dot marks the first). The star is the class token at step ` +
-        `${run.order.clsIndex + 1} of ${run.order.length} in both directions. Right: what each patch contributed: ` +
-        `red where blanking the patch lowers the probability of ${run.predicted}, blue where it raises it ` +
-        `(occlusion, all ${run.order.patches} blanked images classified in the same batch as your digit).`,
+      `The order in which the forward and backward scans read the ${order.patches} patches (numbers are steps; ` +
+        `the dot marks the first). The star is the class token, in the middle of the sequence: step ` +
+        `${clsSteps[0]} of ${order.length} forward and ${clsSteps[1]} backward, so both scans have read half ` +
+        `the image when they reach it. ` +
+        (occluded
+          ? `Right: what each patch contributed: red where blanking the patch lowers the probability of ` +
+            `${run.predicted}, blue where it raises it (occlusion: all ${order.patches} blanked copies of your ` +
+            'digit were classified in the same batch as the digit).'
+          : 'Tick "Patch contributions" to see what each patch contributed.'),
     ),
   );
 }
