@@ -23,7 +23,7 @@ interface LayerData {
 
 const layers = (): Promise<LayerData[]> =>
   page.evaluate(() =>
-    [...document.querySelectorAll('[data-testid=cache] g.layer')].map((g) => {
+    Array.from(document.querySelectorAll('[data-testid=cache] g.layer'), (g) => {
       const d = (g as SVGGElement).dataset;
       return { kind: d.kind!, blocks: Number(d.blocks), fill: Number(d.fill), bytes: Number(d.bytes) };
     }),
