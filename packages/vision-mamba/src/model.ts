@@ -70,8 +70,14 @@ export class VisionMamba {
    *   while they reorder, the merge writes [B, L, D] and out_proj is one GEMM again.
    */
   layout: 'channels' | 'tokens' = 'channels';
-  /** The selective scan's algorithm (see @longseq/selective-scan); 'auto' picks by shape. */
-  scanAlgorithm: 'auto' | 'sequential' | 'parallel' = 'auto';
+  /**
+   * The selective scan's algorithm (see @longseq/selective-scan). Default 'parallel': Vim's
+   * sequences are short (197 tokens at 224 px / patch 16), and on an H100 the parallel kernel
+   * beat the sequential one at Vim-tiny's shape at batch 1 (GPU time 11.5 vs 18.4 ms) and at
+   * batch 64 (41.4 vs 45.0 ms), although 'auto' would pick sequential for 64 x 768 channels
+   * (BENCHMARKS.md, "Vision Mamba").
+   */
+  scanAlgorithm: 'auto' | 'sequential' | 'parallel' = 'parallel';
 
   private constructor(
     readonly backend: Backend,
