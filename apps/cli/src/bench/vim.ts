@@ -283,7 +283,8 @@ export async function benchVimCommand(args: string[], io: Io): Promise<number> {
     dState: intFlag(p, 'd-state', DEFAULTS.dState),
     scan,
     layouts: list('layout', ['channels', 'tokens'] as const, ['channels']),
-    algorithms: list('algorithm', ['auto', 'sequential', 'parallel'] as const, ['auto']),
+    // Default: the model's own choice ('parallel').
+    algorithms: list('algorithm', ['auto', 'sequential', 'parallel'] as const, ['parallel']),
     repeats: intFlag(p, 'repeats', DEFAULTS.repeats),
     warmup: intFlag(p, 'warmup', DEFAULTS.warmup, 0),
     seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
