@@ -542,6 +542,12 @@ function show(el: HTMLElement, run: DigitRun): void {
     ),
     h('h2', {}, 'Class probabilities'),
     probsChart(run),
+    h(
+      'p',
+      { class: 'caption' },
+      'Softmax of the logits. The model was trained with label smoothing 0.1, so a confident answer shows ' +
+        'about 90% and every other class about 1%.',
+    ),
     h('h2', {}, 'The scan'),
     h(
       'div',
@@ -558,7 +564,7 @@ function show(el: HTMLElement, run: DigitRun): void {
         `${clsSteps[0]} of ${order.length} forward and ${clsSteps[1]} backward, so both scans have read half ` +
         `the image when they reach it. ` +
         (occluded
-          ? `Right: what each patch contributed: red where blanking the patch lowers the probability of ` +
+          ? `The last picture: what each patch contributed: red where blanking the patch lowers the probability of ` +
             `${run.predicted}, blue where it raises it (occlusion: all ${order.patches} blanked copies of your ` +
             'digit were classified in the same batch as the digit).'
           : 'Tick "Patch contributions" to see what each patch contributed.'),
