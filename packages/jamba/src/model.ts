@@ -48,12 +48,19 @@ import { copyBlocks } from '@longseq/paged-kv';
 import { selectiveScan } from '@longseq/selective-scan';
 import { JambaCache, type JambaCacheOptions } from './cache';
 import { type JambaConfig, jambaConfigFromHf } from './config';
-import { type MoeRouting, moeForward, registerJambaKernels, swiglu } from './moe';
-import { type JambaMambaDecodeAttrs, JambaMambaDecodeLayer, JambaNormMatvec } from './webgpu/fused-decode';
+import { type MoeRouting, moeForward, registerJambaKernels, routeTokens, swiglu } from './moe';
+import {
+  type JambaMambaDecodeAttrs,
+  JambaMambaDecodeLayer,
+  JambaNormMatvec,
+  JambaSwigluDecode,
+  type JambaSwigluDecodeAttrs,
+} from './webgpu/fused-decode';
 import {
   type JambaAttentionWeights,
   type JambaLayerWeights,
   type JambaMambaWeights,
+  type JambaMlpWeights,
   type JambaTensorReader,
   type JambaWeights,
   jambaCheckpointReader,
@@ -454,37 +461,31 @@ export class JambaModel {
     registerJambaKernels();
     const fused = this.decodePath === 'auto' && hasKernel(JambaMambaDecodeLayer, backend.kind);
     return scope(async () => {
-      let hidden = await gather(weights.embeddings, backend.tensor(ids, [batch], 'i32')); // [B, M]
+      const idTensor = backend.tensor(ids, [batch], 'i32');
+      let hidden = await gather(weights.embeddings, idTensor); // [B, M]
       for (let l = 0; l < weights.layers.length; l++) {
         const layer = weights.layers[l]!;
         const next = await scope(async () => {
+          let h: Tensor;
           if (fused && layer.mixer.kind === 'mamba') {
             // the residual stream is updated in place: h = hidden + mixer(norm(hidden))
             await this.fusedMambaStep(layer, hidden, cache, cache.mambaIndex[l]!, stateSlots);
-            const ff = await this.feedForward(layer, hidden, batch, l, undefined);
-            return add(hidden, ff);
-          }
-          const normed = await rmsNorm(hidden, layer.inputNorm, { eps: config.eps });
-          let mixed: Tensor;
-          if (layer.mixer.kind === 'attention') {
-            const w = layer.mixer;
-            const { numHeads: H, numKvHeads: Hkv, headDim: d } = config;
-            const q = (await matmul(normed, w.qProj, { transposeB: true })).reshape([batch, H, d]);
-            const k = (await matmul(normed, w.kProj, { transposeB: true })).reshape([batch, Hkv, d]);
-            const v = (await matmul(normed, w.vProj, { transposeB: true })).reshape([batch, Hkv, d]);
-            const a = cache.attentionIndex[l]!;
-            await cache.kv!.write(a, slots, k, v);
-            const o = await cache.kv!.attention(a, q, kvSeqs);
-            mixed = await matmul(o.reshape([batch, H * d]), w.oProj, { transposeB: true });
+            h = hidden;
           } else {
-            mixed = await this.mambaStep(layer.mixer, normed, cache, cache.mambaIndex[l]!, stateSlots);
+            h = await add(hidden, await this.mixerStep(layer, hidden, cache, l, slots, kvSeqs, stateSlots));
           }
-          const h = await add(hidden, mixed);
+          if (fused) {
+            // h += feedForward(norm(h)), in place
+            await this.fusedFeedForward(layer, h, batch, idTensor);
+            return h;
+          }
           const ff = await this.feedForward(layer, h, batch, l, undefined);
           return add(h, ff);
         });
-        hidden.dispose();
-        hidden = next;
+        if (next !== hidden) {
+          hidden.dispose();
+          hidden = next;
+        }
       }
       if (!fused) return this.head(hidden);
       const out = (await runKernel(JambaNormMatvec, backend, [hidden, weights.finalNorm, weights.lmHead], {
@@ -496,6 +497,132 @@ export class JambaModel {
       })) as Tensor[];
       return out[0]!;
     });
+  }
+
+  /** The composed mixer of one decode step: normed attention (paged) or Mamba, `[B, M]` -> `[B, M]`. */
+  private async mixerStep(
+    layer: JambaLayerWeights,
+    hidden: Tensor,
+    cache: JambaCache,
+    l: number,
+    slots: readonly number[],
+    kvSeqs: readonly number[],
+    stateSlots: readonly number[],
+  ): Promise<Tensor> {
+    const { config } = this;
+    const batch = stateSlots.length;
+    const normed = await rmsNorm(hidden, layer.inputNorm, { eps: config.eps });
+    let mixed: Tensor;
+    if (layer.mixer.kind === 'attention') {
+      const w = layer.mixer;
+      const { numHeads: H, numKvHeads: Hkv, headDim: d } = config;
+      const q = (await matmul(normed, w.qProj, { transposeB: true })).reshape([batch, H, d]);
+      const k = (await matmul(normed, w.kProj, { transposeB: true })).reshape([batch, Hkv, d]);
+      const v = (await matmul(normed, w.vProj, { transposeB: true })).reshape([batch, Hkv, d]);
+      const a = cache.attentionIndex[l]!;
+      await cache.kv!.write(a, slots, k, v);
+      const o = await cache.kv!.attention(a, q, kvSeqs);
+      mixed = await matmul(o.reshape([batch, H * d]), w.oProj, { transposeB: true });
+    } else {
+      mixed = await this.mambaStep(layer.mixer, normed, cache, cache.mambaIndex[l]!, stateSlots);
+    }
+    return mixed;
+  }
+
+  /**
+   * WebGPU's fused feed-forward of a decode step, `h` [B, M] updated in place: a dense MLP in
+   * two dispatches (norm + gate/up + SiLU product; down + residual), or the MoE: the router
+   * (norm + product) read back and routed on the host, then each expert with tokens runs its
+   * gate/up on its rows, and after all of them (they read h) each adds its down product
+   * times the routing weight into its rows. Experts without tokens launch nothing.
+   */
+  private async fusedFeedForward(
+    layer: JambaLayerWeights,
+    h: Tensor,
+    batch: number,
+    ids: Tensor,
+  ): Promise<void> {
+    const { backend, config } = this;
+    const ff = layer.feedForward;
+    const base = {
+      batch,
+      dModel: config.dModel,
+      intermediate: config.intermediateSize,
+      eps: config.eps,
+      lanes: this.decodeLanes,
+    };
+    const gateUp = async (w: JambaMlpWeights, rows: Tensor, a: JambaSwigluDecodeAttrs) =>
+      (
+        (await runKernel(
+          `${JambaSwigluDecode}GateUp`,
+          backend,
+          [h, layer.preFfNorm, w.gateProj, w.upProj, rows],
+          a,
+        )) as Tensor[]
+      )[0]!;
+    const down = (
+      w: JambaMlpWeights,
+      act: Tensor,
+      rows: Tensor,
+      weights: Tensor,
+      a: JambaSwigluDecodeAttrs,
+    ) => runKernel(`${JambaSwigluDecode}Down`, backend, [act, w.downProj, rows, weights, h], a);
+    if (ff.kind === 'mlp') {
+      const a = { ...base, tokens: batch, indexed: false, rowOffset: 0 };
+      // ids and the norm weight stand in for the unread rows and weights
+      const act = await gateUp(ff, ids, a);
+      try {
+        await down(ff, act, ids, layer.preFfNorm, a);
+      } finally {
+        act.dispose();
+      }
+      return;
+    }
+    const E = ff.experts.length;
+    const logitsT = (
+      (await runKernel(JambaNormMatvec, backend, [h, layer.preFfNorm, ff.router], {
+        batch,
+        width: config.dModel,
+        rows: E,
+        eps: config.eps,
+        lanes: this.decodeLanes,
+      })) as Tensor[]
+    )[0]!;
+    const logits = await logitsT.read().finally(() => logitsT.dispose());
+    const routing = routeTokens(logits, batch, E, config.topK);
+    const rowList: number[] = [];
+    const weightList: number[] = [];
+    const offsets: number[] = [];
+    for (let e = 0; e < E; e++) {
+      offsets.push(rowList.length);
+      for (const t of routing.tokensOf[e]!) {
+        rowList.push(t);
+        for (let j = 0; j < config.topK; j++)
+          if (routing.experts[t * config.topK + j] === e)
+            weightList.push(routing.weights[t * config.topK + j]!);
+      }
+    }
+    const rows = backend.tensor(rowList, [rowList.length], 'i32');
+    const weights = backend.tensor(Float32Array.from(weightList), [weightList.length]);
+    const acts: Tensor[] = [];
+    try {
+      const used = routing.tokensOf.flatMap((list, e) => (list.length > 0 ? [e] : []));
+      const attrsOf = (e: number) => ({
+        ...base,
+        tokens: routing.tokensOf[e]!.length,
+        indexed: true,
+        rowOffset: offsets[e]!,
+      });
+      for (const e of used) acts.push(await gateUp(ff.experts[e]!, rows, attrsOf(e)));
+      for (let i = 0; i < used.length; i++) {
+        const e = used[i]!;
+        await down(ff.experts[e]!, acts[i]!, rows, weights, attrsOf(e));
+      }
+    } finally {
+      for (const t of acts) t.dispose();
+      rows.dispose();
+      weights.dispose();
+    }
   }
 
   /** WebGPU's fused decode of one Mamba layer: `hidden` [B, M] and the states updated in place. */

@@ -29,7 +29,12 @@ import { linear } from '@longseq/nn';
 import { JambaMoeAccumulate, type JambaMoeAccumulateAttrs } from './contract';
 import { moeAccumulateGpuJsKernel } from './gpujs/moe';
 import type { JambaMlpWeights, JambaMoeWeights } from './weights';
-import { jambaMambaDecodeWebGpuKernel, jambaNormMatvecWebGpuKernel } from './webgpu/fused-decode';
+import {
+  jambaMambaDecodeWebGpuKernel,
+  jambaNormMatvecWebGpuKernel,
+  jambaSwigluDownWebGpuKernel,
+  jambaSwigluGateUpWebGpuKernel,
+} from './webgpu/fused-decode';
 import { moeAccumulateWebGpuKernel } from './webgpu/moe';
 
 let registered = false;
@@ -45,6 +50,8 @@ export function registerJambaKernels(): void {
     moeAccumulateGpuJsKernel,
     jambaMambaDecodeWebGpuKernel,
     jambaNormMatvecWebGpuKernel,
+    jambaSwigluGateUpWebGpuKernel,
+    jambaSwigluDownWebGpuKernel,
   ] as never[]);
   registered = true;
 }

@@ -23,6 +23,7 @@ import { WGSL_EXP_ACC, WGSL_SOFTPLUS_ACC } from '@longseq/backend';
 
 export const JambaMambaDecodeLayer = 'JambaMambaDecodeLayer';
 export const JambaNormMatvec = 'JambaNormMatvec';
+export const JambaSwigluDecode = 'JambaSwigluDecode';
 
 /** Offsets into a Mamba layer's packed decode params. */
 export function jambaParamsOffsets(dInner: number, dConv: number, dState: number, dtRank: number) {
@@ -242,6 +243,82 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   }
 }`;
 
+/** The row-group reduction with four sums at once (the gate and up products and the norm's sum of squares). */
+const reduce4Wgsl = ({ lanes, rows, wg, vec }: MatvecShape) => /* wgsl */ `
+const WG: u32 = ${wg}u;
+const LANES: u32 = ${lanes}u;
+const ROWS: u32 = ${rows}u;
+alias VT = ${vecType(vec)};
+fn dotv(a: VT, b: VT) -> f32 { return ${vec === 4 ? 'dot(a, b)' : 'a * b'}; }
+var<workgroup> partial: array<vec4<f32>, ${wg}>;
+fn group_row(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return (wid.x + wid.z * nwg.x) * ROWS; }
+fn reduce_lanes(li: u32, value: vec4<f32>) {
+  partial[li] = value;
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
+    if (li % LANES < s) { partial[li] = partial[li] + partial[li + s]; }
+    workgroupBarrier();
+  }
+}`;
+
+/**
+ * A SwiGLU's first half on the token rows it serves, with the pre-feed-forward RMSNorm:
+ * out[i, f] = silu(gate_f . n) * (up_f . n), n = rmsNorm(hidden[t]) for t = rows[off + i]
+ * (indexed: an expert's tokens) or t = i (a dense MLP). One row group per (i, f).
+ */
+const normGateUpWgsl = (shape: MatvecShape) => /* wgsl */ `${MATH}${reduce4Wgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = wid.y;
+  var t = i;
+  if (u.indexed == 1u) { t = u32(rows[u.row_off + i]); }
+  let base = t * u.nvec;
+  let lane = li % LANES;
+  let f = group_row(wid, nwg) + li / LANES;
+  var acc = vec4<f32>(0.0, 0.0, 0.0, 0.0);
+  if (f < u.rows) {
+    let row = f * u.nvec;
+    for (var k = lane; k < u.nvec; k = k + LANES) {
+      let h = hidden[base + k];
+      let n = h * norm_w[k];
+      acc = acc + vec4<f32>(dotv(gate[row + k], n), dotv(up[row + k], n), dotv(h, h), 0.0);
+    }
+  }
+  reduce_lanes(li, acc);
+  if (lane == 0u && f < u.rows) {
+    let sums = partial[li];
+    let inv = 1.0 / sqrt(sums.z / f32(u.width) + u.eps);
+    out[i * u.rows + f] = silu_acc(sums.x * inv) * (sums.y * inv);
+  }
+}`;
+
+/**
+ * A SwiGLU's second half added into the residual stream in place: hidden[t, m] +=
+ * w_i * (down_m . act[i]) for t = rows[off + i] and w_i = weights[off + i] (an expert's tokens
+ * and routing weights), or t = i and w = 1 (a dense MLP). The rows of one call are distinct.
+ */
+const downAddWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = wid.y;
+  var t = i;
+  var w = 1.0;
+  if (u.indexed == 1u) {
+    t = u32(rows[u.row_off + i]);
+    w = weights[u.row_off + i];
+  }
+  let lane = li % LANES;
+  let m = group_row(wid, nwg) + li / LANES;
+  var acc = 0.0;
+  if (m < u.width) {
+    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(down[m * u.nvec + k], act[i * u.nvec + k]); }
+  }
+  reduce_lanes(li, vec2<f32>(acc, 0.0));
+  if (lane == 0u && m < u.width) {
+    hidden[t * u.width + m] = hidden[t * u.width + m] + w * partial[li].x;
+  }
+}`;
+
 /** Generated sources by variant (a decode step records dozens of dispatches). */
 const sources = new Map<string, string>();
 function cachedSource(key: string, build: () => string): string {
@@ -448,5 +525,101 @@ export const jambaNormMatvecWebGpuKernel: KernelConfig<{
       throw err;
     }
     return [out];
+  },
+};
+
+/**
+ * One SwiGLU (a dense MLP, or one expert on the tokens routed to it) of a decode step, added
+ * into the residual stream in place. Attributes: `tokens` rows served (n), `batch` rows of
+ * hidden, M, F, eps, `indexed` (rows/weights give the tokens and their routing weights, from
+ * `rowOffset`), lanes.
+ */
+export interface JambaSwigluDecodeAttrs {
+  readonly tokens: number;
+  readonly batch: number;
+  readonly dModel: number;
+  readonly intermediate: number;
+  readonly eps: number;
+  readonly indexed: boolean;
+  readonly rowOffset: number;
+  readonly lanes: number;
+}
+
+/**
+ * The gate/up half of a SwiGLU decode: act [n, F] from hidden (normed) for n token rows. Inputs
+ * (in order): hidden [B, M], pre-FF norm [M], gate [F, M], up [F, M], rows i32. Returns act.
+ */
+export const jambaSwigluGateUpWebGpuKernel: KernelConfig<JambaSwigluDecodeAttrs> = {
+  kernelName: `${JambaSwigluDecode}GateUp`,
+  backendKind: 'webgpu',
+  async run(backend, inputs, a) {
+    const [hidden, norm, gate, up, rows] = inputs as Tensor[];
+    const act = backend.empty([a.tokens, a.intermediate]);
+    const shape = matvecShape(backend, a.dModel, a.intermediate, a.lanes);
+    const v = elementType(shape.vec);
+    try {
+      await backend.run({
+        kind: 'webgpu',
+        name: 'jamba_norm_gate_up',
+        cacheKey: shapeKey(shape),
+        inputs: [
+          { name: 'hidden', tensor: hidden!, ...v },
+          { name: 'norm_w', tensor: norm!, ...v },
+          { name: 'gate', tensor: gate!, ...v },
+          { name: 'up', tensor: up!, ...v },
+          { name: 'rows', tensor: rows! },
+        ],
+        outputs: [{ name: 'out', tensor: act }],
+        uniforms: [
+          u32('width', a.dModel),
+          u32('nvec', a.dModel / shape.vec),
+          u32('rows', a.intermediate),
+          u32('indexed', a.indexed ? 1 : 0),
+          u32('row_off', a.rowOffset),
+          { name: 'eps', type: 'f32', value: a.eps },
+        ],
+        source: cachedSource(`gate_up:${shapeKey(shape)}`, () => normGateUpWgsl(shape)),
+        dispatch: rowGrid(backend, a.intermediate, shape, a.tokens),
+      });
+    } catch (err) {
+      act.dispose();
+      throw err;
+    }
+    return [act];
+  },
+};
+
+/**
+ * The down half: hidden[t] += w * down . act[i] in place. Inputs (in order): act [n, F], down
+ * [M, F], rows i32, weights f32, hidden [B, M] (written). Returns nothing.
+ */
+export const jambaSwigluDownWebGpuKernel: KernelConfig<JambaSwigluDecodeAttrs> = {
+  kernelName: `${JambaSwigluDecode}Down`,
+  backendKind: 'webgpu',
+  async run(backend, inputs, a) {
+    const [act, down, rows, weights, hidden] = inputs as Tensor[];
+    const shape = matvecShape(backend, a.intermediate, a.dModel, a.lanes);
+    const v = elementType(shape.vec);
+    await backend.run({
+      kind: 'webgpu',
+      name: 'jamba_down_add',
+      cacheKey: shapeKey(shape),
+      inputs: [
+        { name: 'act', tensor: act!, ...v },
+        { name: 'down', tensor: down!, ...v },
+        { name: 'rows', tensor: rows! },
+        { name: 'weights', tensor: weights! },
+      ],
+      outputs: [{ name: 'hidden', tensor: hidden! }],
+      uniforms: [
+        u32('width', a.dModel),
+        u32('nvec', a.intermediate / shape.vec),
+        u32('indexed', a.indexed ? 1 : 0),
+        u32('row_off', a.rowOffset),
+      ],
+      source: cachedSource(`down_add:${shapeKey(shape)}`, () => downAddWgsl(shape)),
+      dispatch: rowGrid(backend, a.dModel, shape, a.tokens),
+    });
+    return [];
   },
 };
