@@ -11,6 +11,8 @@
  *   on the GPU with TF32 matmuls on (it now turns TF32 off there): those logits carry about
  *   2e-4 relative error of their own. longseq's float64 reference must match them within
  *   TF32_TOL, and every backend must match longseq's float64 reference within the rule.
+ * - mamba: expected.json is transformers' float64 forward on the CPU; @longseq/mamba's
+ *   MambaModel on every backend matches it within the rule.
  * Greedy ids must be exact everywhere (the smallest top-2 gap is far above these tolerances).
  */
 import { readFileSync } from 'node:fs';
@@ -23,6 +25,7 @@ import {
   jambaRef,
   jambaRefState,
 } from '@longseq/jamba';
+import { MambaModel } from '@longseq/mamba';
 import { loadCheckpoint, nodeFileSource } from '@longseq/nn';
 import { describeEachBackend } from '@longseq/test-harness';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,3 +171,27 @@ for (const name of MODELS) {
     });
   });
 }
+
+describeEachBackend('MambaModel on the shipped mamba char model', (ctx) => {
+  const e = expectedOf('mamba');
+  let model: MambaModel;
+  beforeAll(async () => {
+    model = await MambaModel.load(ctx.backend, join(ROOT, 'mamba'));
+  });
+  afterAll(() => model?.dispose());
+
+  it("forward logits and the greedy continuation match transformers' float64 values", async () => {
+    const V = model.config.vocabSize;
+    const { logits } = await model.forward(e.input_ids);
+    const err = maxRelativeError(await logits.read(), e.logits.flat(2), V);
+    logits.dispose();
+    expect(err, `prompt logits: max relative error ${err}`).toBeLessThan(REL_TOL);
+    const g = e.generate;
+    const result = await model.generate(g.prompt_ids, { maxNewTokens: g.new_ids.length, returnLogits: true });
+    expect(result.ids).toEqual([g.new_ids]);
+    for (let t = 0; t < g.step_logits.length; t++) {
+      const stepErr = maxRelativeError(result.logits![t]!, g.step_logits[t]!, V);
+      expect(stepErr, `step ${t}: max relative error ${stepErr}`).toBeLessThan(REL_TOL);
+    }
+  });
+});
