@@ -181,6 +181,40 @@ describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
   });
   afterAll(() => model?.dispose());
 
+  const paths: ('auto' | 'composed')[] = ctx.name === 'webgpu' ? ['auto', 'composed'] : ['auto'];
+  for (const path of paths) {
+    it(`a decode step (path ${path}) binds exactly top-k experts' weights per MoE layer for one sequence`, async () => {
+      const cache = model.createCache({ maxSequences: 1, blockSize: 4 });
+      model.decodePath = path;
+      const bound = new Set<unknown>();
+      const original = ctx.backend.run.bind(ctx.backend);
+      let run: { mockRestore(): void } | undefined;
+      try {
+        const { seqIds, logits } = await model.prefill([readGolden().generate.prompt_ids], cache);
+        logits.dispose();
+        run = vi.spyOn(ctx.backend, 'run').mockImplementation((program: Program) => {
+          for (const h of boundHandles(program)) bound.add(h);
+          return original(program);
+        });
+        (await model.step(seqIds, [43], cache)).dispose();
+        for (const l of [0, 2]) {
+          const ff = model.weights.layers[l]!.feedForward;
+          if (ff.kind !== 'moe') throw new Error(`layer ${l} has experts`);
+          const used = ff.experts.map((e) => bound.has(e.gateProj.handle));
+          expect(used.filter(Boolean), `layer ${l}`).toHaveLength(2);
+          ff.experts.forEach((e, i) => {
+            expect(bound.has(e.upProj.handle)).toBe(used[i]);
+            expect(bound.has(e.downProj.handle)).toBe(used[i]);
+          });
+        }
+      } finally {
+        run?.mockRestore();
+        model.decodePath = 'auto';
+        cache.dispose();
+      }
+    });
+  }
+
   it("the model's routing of every token in every MoE layer equals the float64 reference's", async () => {
     const ids = readGolden().input_ids.map((row) => row.slice(0, 6));
     const got = new Map<number, MoeRouting>();
