@@ -243,12 +243,14 @@ function memoryChart(history: readonly CacheView[]): SVGSVGElement {
     'data-jamba-bytes': last.jambaBytes,
     'data-transformer-bytes': last.transformerBytes,
     role: 'img',
+    style: 'max-width: 560px',
   }) as SVGSVGElement;
-  const x1 = Math.max(...history.map((v) => v.tokens), 1);
+  const x0 = Math.min(...history.map((v) => v.tokens));
+  const x1 = Math.max(...history.map((v) => v.tokens), x0 + 1);
   const y1 = Math.max(...history.map((v) => Math.max(v.jambaBytes, v.transformerBytes)), 1) * 1.05;
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
-  const X = (x: number) => m.left + (x / x1) * pw;
+  const X = (x: number) => m.left + ((x - x0) / (x1 - x0)) * pw;
   const Y = (y: number) => m.top + ph - (y / y1) * ph;
   svg.append(svgEl('rect', { x: m.left, y: m.top, width: pw, height: ph, fill: 'none', stroke: '#dfe3ea' }));
   for (const [label, v] of [
@@ -257,10 +259,12 @@ function memoryChart(history: readonly CacheView[]): SVGSVGElement {
   ] as const)
     svg.append(svgEl('text', { x: m.left - 4, y: Y(v) + 4, 'text-anchor': 'end', 'font-size': 10 }, label));
   svg.append(
+    svgEl('text', { x: m.left, y: H - 14, 'text-anchor': 'middle', 'font-size': 10 }, String(x0)),
+    svgEl('text', { x: m.left + pw, y: H - 14, 'text-anchor': 'middle', 'font-size': 10 }, String(x1)),
     svgEl(
       'text',
-      { x: m.left + pw / 2, y: H - 6, 'text-anchor': 'middle', 'font-size': 11 },
-      `tokens in the cache (${x1})`,
+      { x: m.left + pw / 2, y: H - 2, 'text-anchor': 'middle', 'font-size': 11 },
+      'tokens in the cache',
     ),
   );
   const lines = [
@@ -364,7 +368,16 @@ function mount(root: HTMLElement): () => void {
               output.dataset.ids = JSON.stringify(ids);
               history.push(view);
               cacheHolder.replaceChildren(cachePicture(view));
-              memoryHolder.replaceChildren(memoryChart(history));
+              memoryHolder.replaceChildren(
+                memoryChart(history),
+                h(
+                  'p',
+                  { class: 'caption', 'data-testid': 'memory-caption' },
+                  `At ${view.tokens} tokens: Jamba ${(view.jambaBytes / 1024).toFixed(1)} KiB (the KV blocks of its ` +
+                    `attention layer and the fixed Mamba states), a Transformer of ${view.layers.length} attention ` +
+                    `layers ${(view.transformerBytes / 1024).toFixed(1)} KiB (the same blocks in every layer).`,
+                ),
+              );
             },
             () => stop || !alive,
           );
