@@ -18,6 +18,20 @@ export interface WebGpuBackendOptions {
   readonly maxPoolBytes?: number;
   /** Dispatches recorded before a submit. Default 48. */
   readonly maxBatch?: number;
+  /**
+   * Opt-in: Dawn's `allow_unsafe_apis` toggle (Node) and the experimental feature
+   * 'chromium-experimental-subgroup-matrix' requested when the adapter offers it. Default
+   * false, or true when the environment has LONGSEQ_WEBGPU_SUBGROUP_MATRIX=1.
+   */
+  readonly subgroupMatrix?: boolean;
+}
+
+const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix';
+
+function wantsSubgroupMatrix(options: WebGpuBackendOptions): boolean {
+  if (options.subgroupMatrix !== undefined) return options.subgroupMatrix;
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return proc?.env?.LONGSEQ_WEBGPU_SUBGROUP_MATRIX === '1';
 }
 
 /** Requested whenever the adapter offers them; kernels check `backend.features`. */
@@ -83,7 +97,11 @@ async function defaultGpu(options: WebGpuBackendOptions): Promise<GPU> {
   if (options.gpu) return options.gpu;
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  if (isNode()) return nodeGpu(options.dawnToggles ?? []);
+  if (isNode()) {
+    const toggles = [...(options.dawnToggles ?? [])];
+    if (wantsSubgroupMatrix(options)) toggles.push('enable-dawn-features=allow_unsafe_apis');
+    return nodeGpu(toggles);
+  }
   throw new BackendUnavailableError('webgpu', 'navigator.gpu is missing: this browser has no WebGPU');
 }
 
@@ -104,6 +122,7 @@ function subgroupMinSize(info: GPUAdapterInfo | undefined): number {
 async function requestDevice(adapter: GPUAdapter, options: WebGpuBackendOptions): Promise<AcquiredDevice> {
   const features = new Set<string>();
   for (const f of OPTIONAL_FEATURES) if (adapter.features.has(f)) features.add(f);
+  if (wantsSubgroupMatrix(options) && adapter.features.has(SUBGROUP_MATRIX)) features.add(SUBGROUP_MATRIX);
   for (const f of options.requiredFeatures ?? []) {
     if (!adapter.features.has(f)) {
       throw new BackendUnavailableError('webgpu', `the adapter lacks required feature '${f}'`);
@@ -125,6 +144,11 @@ async function requestDevice(adapter: GPUAdapter, options: WebGpuBackendOptions)
     });
   } catch (err) {
     throw new BackendUnavailableError('webgpu', `requestDevice failed: ${(err as Error).message}`);
+  }
+  if (features.has(SUBGROUP_MATRIX) && !('adapterInfo' in device)) {
+    // Kernels read the matrix shapes from device.adapterInfo (GPUDevice.adapterInfo); an
+    // implementation without it gets the adapter's info attached.
+    Object.defineProperty(device, 'adapterInfo', { value: adapter.info });
   }
   return {
     device,

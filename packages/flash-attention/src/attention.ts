@@ -38,7 +38,12 @@ import {
 import { flashAttentionBackwardGpuJsKernel, flashAttentionGpuJsKernel } from './gpujs/attention';
 import { type AttentionLayout, packedLayout, paddedLayout } from './layout';
 import { type AttentionMaskOptions, type MaskParams, maskParams } from './reference';
-import { flashAttentionBackwardWebGpuKernel, flashAttentionWebGpuKernel } from './webgpu/attention';
+import {
+  flashAttentionBackwardWebGpuKernel,
+  flashAttentionWebGpuKernel,
+  pickSubgroupMatrixConfig,
+  subgroupMatrixUnavailable,
+} from './webgpu/attention';
 
 /** Smallest and largest head dim the kernels take. */
 export const MIN_HEAD_DIM = 16;
@@ -106,7 +111,7 @@ export function registerAttentionKernels(): void {
 }
 
 const ALGORITHMS: readonly AttentionAlgorithm[] = ['flash', 'naive'];
-const VARIANTS: readonly FlashVariant[] = ['auto', 'tiled', 'split'];
+const VARIANTS: readonly FlashVariant[] = ['auto', 'tiled', 'split', 'subgroup-matrix'];
 
 function checkOptionsObject(options: unknown): void {
   if (options === null || typeof options !== 'object')
@@ -231,6 +236,9 @@ function parseCommon(
       shape.reduce((a, x) => a * x, 1),
       shape,
     );
+  }
+  if (variant === 'subgroup-matrix' && !pickSubgroupMatrixConfig(q.backend)) {
+    throw subgroupMatrixUnavailable(q.backend);
   }
   registerAttentionKernels();
   return {

@@ -29,9 +29,13 @@ export interface FlashTile {
 /**
  * Which WebGPU forward kernel runs: 'tiled' (query tile per workgroup), 'split' (decode:
  * few query rows, keys split across workgroups and merged by the online rule), 'auto'
- * (split when every sequence has at most 4 query rows and the keys are long).
+ * (split when every sequence has at most 4 query rows and the keys are long), or the opt-in
+ * 'subgroup-matrix' (S = Q K^T and P V on the GPU's matrix units through Dawn's
+ * chromium-experimental-subgroup-matrix; f16 inputs where the device offers no f32
+ * configuration, so about 1e-3 relative error; forward only; a typed error on devices
+ * without the feature).
  */
-export type FlashVariant = 'auto' | 'tiled' | 'split';
+export type FlashVariant = 'auto' | 'tiled' | 'split' | 'subgroup-matrix';
 
 export interface FlashAttentionAttrs {
   readonly layout: AttentionLayout;

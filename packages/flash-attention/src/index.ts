@@ -33,4 +33,10 @@ export {
   attentionVarlenRef,
 } from './reference';
 export { type AttentionLayout, type SequenceSpan, packedLayout, paddedLayout, visibleKeys } from './layout';
-export { chooseTile } from './webgpu/attention';
+export {
+  SUBGROUP_MATRIX_FEATURE,
+  type SubgroupMatrixConfig,
+  chooseTile,
+  pickSubgroupMatrixConfig,
+  subgroupMatrixConfigs,
+} from './webgpu/attention';

@@ -49,6 +49,28 @@ const CASES: GradCase[] = [
     d: 16,
     options: { window: [4, 2], softcap: 3, alibiSlopes: [0.25, 0.5], seqlensQ: [12, 5], seqlensK: [15, 8] },
   },
+  // Several key and query blocks in both tiled passes (d 64: 32 x 16 and 16 x 32 blocks),
+  // GQA summed over the group, the causal band skipping blocks, nq != nk.
+  {
+    name: 'tiled: GQA 2/1, causal, d 64, many blocks',
+    b: 1,
+    h: 2,
+    hkv: 1,
+    nq: 45,
+    nk: 71,
+    d: 64,
+    options: { causal: true },
+  },
+  {
+    name: 'tiled: window, lengths, d 24',
+    b: 2,
+    h: 1,
+    hkv: 1,
+    nq: 37,
+    nk: 37,
+    d: 24,
+    options: { window: [9, 3], seqlensQ: [37, 20], seqlensK: [37, 33] },
+  },
 ];
 
 const host = (data: Float32Array, shape: number[]) => ({ data, shape });
@@ -106,7 +128,9 @@ describeEachBackend('attentionBackward', (ctx) => {
       } finally {
         for (const t of tensors) t.dispose();
       }
-    });
+      // The first case of a head-dim class compiles the forward and both tiled backward
+      // passes, tens of seconds each on SwiftShader under load.
+    }, 300_000);
   }
 
   it('varlen backward (packed), causal', async () => {

@@ -198,6 +198,17 @@ describeEachBackend('attention bad input', (ctx) => {
       /^options\.tile\.br: /,
     ],
     [
+      // No backend under test offers chromium-experimental-subgroup-matrix (SwiftShader
+      // does not; gpu.js has no subgroups): the opt-in variant names the missing feature.
+      'subgroup-matrix variant without the device feature',
+      (b) => ({
+        args: [filled(b, [1, 1, 2, 16])],
+        run: ([q]) => attention(q!, q!, q!, { variant: 'subgroup-matrix' }),
+      }),
+      ArgumentError,
+      /^options\.variant: expected 'auto', 'tiled' or 'split' \((the device lacks the WebGPU feature 'chromium-experimental-subgroup-matrix'|the gpujs\S* backend has no subgroup matrices)/,
+    ],
+    [
       'backward: lse of the wrong shape',
       (b) => ({
         args: [filled(b, [1, 1, 3, 16]), filled(b, [1, 1, 2])],

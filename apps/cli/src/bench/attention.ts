@@ -10,9 +10,11 @@ import { type Backend, type Tensor, compareToReference } from '@longseq/backend'
 import {
   type AttentionAlgorithm,
   type FlashTile,
+  type FlashVariant,
   attention,
   attentionBackward,
   attentionRef,
+  subgroupMatrixConfigs,
 } from '@longseq/flash-attention';
 import { boolFlag, intFlag, intListFlag, parseFlags, stringFlag } from '../args';
 import { type BackendName, createBackend, describeAdapter, parseBackends, timeWork } from '../backends';
@@ -61,7 +63,16 @@ interface Config {
   readonly seed: number;
   readonly timer: 'auto' | 'wall';
   readonly tile?: Partial<FlashTile>;
+  /** Flash forward kernels to time: 'auto' (the default choice) and/or the opt-in 'subgroup-matrix'. */
+  readonly variants: readonly FlashVariant[];
 }
+
+/**
+ * Allowed max abs error of the 'subgroup-matrix' forward in the spot check: on devices whose
+ * matrix units take f16 inputs (NVIDIA's Vulkan driver offers no f32 configuration) Q, K, V
+ * and P are rounded to f16, so the float32 rule does not apply; inputs are uniform in [-1, 1].
+ */
+const SUBGROUP_MATRIX_ALLOWED = 1e-3;
 
 /** Forward FLOPs as FlashAttention counts them: 2 matmuls of 2 N^2 d per head, half under a causal mask. */
 export function attentionFlops(
@@ -99,6 +110,7 @@ async function spotCheck(
   n: number,
   d: number,
   causal: boolean,
+  variant: FlashVariant,
 ): Promise<{ maxError: number; allowed: number; pass: boolean }> {
   const rows = Math.min(n, 8);
   const got = (await output.read()).subarray((n - rows) * d, n * d);
@@ -107,6 +119,14 @@ async function spotCheck(
   const vHead = { data: v.subarray(0, n * d), shape: [1, 1, n, d] };
   const ref64 = attentionRef(qTail, kHead, vHead, { causal });
   const ref32 = attentionRef(qTail, kHead, vHead, { causal, precision: 'f32' });
+  if (variant === 'subgroup-matrix') {
+    let maxError = 0;
+    for (let i = 0; i < got.length; i++) {
+      const e = Math.abs(got[i]! - ref64.output.data[i]!);
+      maxError = Number.isNaN(e) ? Number.POSITIVE_INFINITY : Math.max(maxError, e);
+    }
+    return { maxError, allowed: SUBGROUP_MATRIX_ALLOWED, pass: maxError <= SUBGROUP_MATRIX_ALLOWED };
+  }
   const c = compareToReference(got, ref64.output.data, ref32.output.data);
   return { maxError: c.maxError, allowed: c.allowed, pass: c.pass };
 }
@@ -118,12 +138,19 @@ async function benchOne(
   causal: boolean,
   algorithm: AttentionAlgorithm,
   data: { q: Float32Array; k: Float32Array; v: Float32Array },
+  variant: FlashVariant = 'auto',
 ): Promise<AttentionBenchResult[]> {
   const shape = [1, config.batchHeads, n, config.d];
   const q = backend.tensor(data.q, shape);
   const k = backend.tensor(data.k, shape);
   const v = backend.tensor(data.v, shape);
-  const options = { causal, algorithm, ...(config.tile ? { tile: config.tile } : {}) };
+  const options = {
+    causal,
+    algorithm,
+    variant,
+    ...(config.tile ? { tile: config.tile } : {}),
+  };
+  const name = `${algorithm}${variant === 'subgroup-matrix' ? ' sgmat' : ''}`;
   const results: AttentionBenchResult[] = [];
   try {
     const forward = async () => {
@@ -131,7 +158,7 @@ async function benchOne(
       out.dispose();
     };
     const first = await attention(q, k, v, options);
-    const check = await spotCheck(first, data.q, data.k, data.v, n, config.d, causal);
+    const check = await spotCheck(first, data.q, data.k, data.v, n, config.d, causal, variant);
     first.dispose();
     for (let i = 1; i < config.warmup; i++) await forward();
     const measure = async (fn: () => Promise<void>, pass: 'forward' | 'backward') => {
@@ -149,7 +176,7 @@ async function benchOne(
         causal,
         algorithm,
         pass,
-        label: `${algorithm}${pass === 'backward' ? ' bwd' : ''}${causal ? ' causal' : ''}`,
+        label: `${name}${pass === 'backward' ? ' bwd' : ''}${causal ? ' causal' : ''}`,
         medianMs: ms,
         minMs: Math.min(...samples),
         timer,
@@ -158,7 +185,7 @@ async function benchOne(
       });
     };
     await measure(forward, 'forward');
-    if (config.backward && algorithm === 'flash') {
+    if (config.backward && algorithm === 'flash' && variant === 'auto') {
       const { output, lse } = await attention(q, k, v, { ...options, returnLse: true });
       try {
         const backward = async () => {
@@ -223,6 +250,7 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
       seed: { type: 'string' },
       timer: { type: 'string' },
       tile: { type: 'string' },
+      variant: { type: 'string' },
       memory: { type: 'boolean' },
       'max-n': { type: 'string' },
       json: { type: 'boolean' },
@@ -251,6 +279,11 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
       throw new UsageError(`--tile: expected br,bc,tr,tc (four positive integers), got '${tileFlag}'`);
     tile = { br: parts[0]!, bc: parts[1]!, tr: parts[2]!, tc: parts[3]! };
   }
+  const variants = (stringFlag(p, 'variant') ?? 'auto').split(',').map((s) => s.trim());
+  for (const v of variants) {
+    if (v !== 'auto' && v !== 'subgroup-matrix')
+      throw new UsageError(`--variant: expected auto and/or subgroup-matrix, got '${v}'`);
+  }
   const config: Config = {
     backends: parseBackends(stringFlag(p, 'backend'), ['webgpu']),
     batchHeads: intFlag(p, 'batch-heads', DEFAULTS.batchHeads),
@@ -264,6 +297,7 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
     seed: intFlag(p, 'seed', DEFAULTS.seed, 0),
     timer,
     ...(tile ? { tile } : {}),
+    variants: variants as FlashVariant[],
   };
   if (boolFlag(p, 'memory')) return memoryCommand(config, intFlag(p, 'max-n', DEFAULTS.maxN), p, io);
 
@@ -273,6 +307,18 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
   for (const name of config.backends) {
     const backend = await createBackend(name);
     adapter ??= describeAdapter(backend);
+    if (config.variants.includes('subgroup-matrix')) {
+      const configs = subgroupMatrixConfigs(backend);
+      io.stderr.write(
+        `bench attention: ${name} subgroup-matrix configs: ${
+          configs.length === 0
+            ? 'none (set LONGSEQ_WEBGPU_SUBGROUP_MATRIX=1 on a device that offers the feature)'
+            : configs
+                .map((c) => `${c.componentType}->${c.resultComponentType} M${c.M} N${c.N} K${c.K}`)
+                .join(', ')
+        }\n`,
+      );
+    }
     try {
       for (const n of config.ns) {
         const count = config.batchHeads * n * config.d;
@@ -283,11 +329,14 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
         };
         for (const causal of config.causal) {
           for (const algorithm of config.algorithms) {
-            io.stderr.write(`bench attention: ${name} N=${n} ${algorithm}${causal ? ' causal' : ''}\n`);
-            try {
-              results.push(...(await benchOne(backend, config, n, causal, algorithm, data)));
-            } catch (err) {
-              failures.push(`${name} N=${n} ${algorithm}${causal ? ' causal' : ''}: ${messageOf(err)}`);
+            for (const variant of algorithm === 'flash' ? config.variants : ['auto' as const]) {
+              const what = `${algorithm}${variant === 'auto' ? '' : ` ${variant}`}${causal ? ' causal' : ''}`;
+              io.stderr.write(`bench attention: ${name} N=${n} ${what}\n`);
+              try {
+                results.push(...(await benchOne(backend, config, n, causal, algorithm, data, variant)));
+              } catch (err) {
+                failures.push(`${name} N=${n} ${what}: ${messageOf(err)}`);
+              }
             }
           }
         }

@@ -22,17 +22,24 @@
  * key split); each thread folds its keys with the online rule, the workgroup merges (m, l, o)
  * partials, and a second program merges the splits. Extra memory O(rows * splits * d).
  *
+ * Forward, 'subgroup-matrix' (opt-in, Dawn's chromium-experimental-subgroup-matrix): the
+ * tiled loop with S = Q K^T and P V as subgroup-matrix products (f32 or f16 inputs, f32
+ * results) through workgroup memory, the online softmax in scalar code between them.
+ *
  * Backward (FlashAttention-2's recomputation from the saved logsumexp, no stored P):
  *   pass 1: D_i = dO_i . O_i per query row,
- *   pass 2: one thread per key row accumulates dK and dV over the query heads of its group
- *           and the query rows that see it,
- *   pass 3: one thread per query row accumulates dQ over its visible keys.
+ *   pass 2: one workgroup per key block (K, V in workgroup memory, dK, dV in registers)
+ *           streams the query blocks of every head of its group that see the keys
+ *           (Q, dO, lse, D), recomputes P and dS, and accumulates dV += P^T dO, dK += dS^T Q,
+ *   pass 3: one workgroup per query block (Q, dO in workgroup memory, dQ in registers)
+ *           streams its visible key blocks and accumulates dQ += dS K.
  * WGSL has no float atomics, so dQ has its own pass instead of atomic adds.
  *
  * Special values: a NaN or +Infinity score poisons its row (written as NaN); a row with no
  * visible key writes 0 and logsumexp -Infinity.
  */
 import {
+  ArgumentError,
   type Backend,
   DeviceLimitError,
   type Tensor,
@@ -736,6 +743,10 @@ async function writeForward(
     if (layout.form === 'padded' && layout.sequences.some((s) => s.qLen < layout.qShape[2]!)) {
       await writeEmptyRows(backend, attrs, spans, out, lse);
     }
+    if (attrs.variant === 'subgroup-matrix') {
+      await runMatrix(backend, inputs, attrs, spans, out, lse);
+      return;
+    }
     if (useSplit(attrs)) {
       await runSplit(backend, inputs, attrs, spans, out, lse);
       return;
@@ -891,6 +902,341 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   });
 }
 
+// ---------------------------------------------------------------------------------------
+// Forward, 'subgroup-matrix' (opt-in): the two matrix products on the GPU's matrix units
+// through Dawn's chromium-experimental-subgroup-matrix.
+
+/** The WebGPU feature (and, with underscores, the WGSL extension) the variant needs. */
+export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix';
+
+/** One matrix-multiply shape the adapter offers (GPUSubgroupMatrixConfig). */
+export interface SubgroupMatrixConfig {
+  readonly componentType: string;
+  readonly resultComponentType: string;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+}
+
+/** The configurations the backend's device offers; empty without the feature (or off WebGPU). */
+export function subgroupMatrixConfigs(backend: Backend): SubgroupMatrixConfig[] {
+  if (backend.kind !== 'webgpu') return [];
+  const device = (backend as unknown as { device?: GPUDevice }).device;
+  if (!device?.features?.has(SUBGROUP_MATRIX_FEATURE)) return [];
+  const info = (
+    device as unknown as { adapterInfo?: { subgroupMatrixConfigs?: Iterable<SubgroupMatrixConfig> } }
+  ).adapterInfo;
+  return Array.from(info?.subgroupMatrixConfigs ?? [], (c) => ({
+    componentType: c.componentType,
+    resultComponentType: c.resultComponentType,
+    M: c.M,
+    N: c.N,
+    K: c.K,
+  }));
+}
+
+/**
+ * The configuration the variant uses: f32 inputs if offered, else f16 inputs (with the
+ * shader-f16 feature); an f32 result; M, N, K each 8 or 16. Undefined when none fits.
+ */
+export function pickSubgroupMatrixConfig(backend: Backend): SubgroupMatrixConfig | undefined {
+  const usable = subgroupMatrixConfigs(backend).filter(
+    (c) =>
+      c.resultComponentType === 'f32' &&
+      [c.M, c.N, c.K].every((x) => x === 8 || x === 16) &&
+      (c.componentType === 'f32' || (c.componentType === 'f16' && hasFeature(backend, 'shader-f16'))),
+  );
+  const score = (c: SubgroupMatrixConfig) => (c.componentType === 'f32' ? 1000 : 0) + c.M * c.N * c.K;
+  return usable.sort((a, b) => score(b) - score(a))[0];
+}
+
+function hasFeature(backend: Backend, feature: string): boolean {
+  const device = (backend as unknown as { device?: GPUDevice }).device;
+  return device?.features?.has(feature) === true;
+}
+
+interface MatrixTile {
+  readonly cfg: SubgroupMatrixConfig;
+  readonly br: number;
+  readonly bc: number;
+  /** Head dim padded to 16, and the padded strides (elements) of the tiles. */
+  readonly dp: number;
+  readonly qs: number;
+  readonly ps: number;
+  readonly fs: number;
+  readonly wg: number;
+  /** Threads per query row in the scalar (softmax) stage. */
+  readonly tpr: number;
+  /** The device's subgroup size: subgroup sg of the workgroup is invocations sg * sgs ... */
+  readonly sgs: number;
+  readonly bytes: number;
+}
+
+function matrixTile(cfg: SubgroupMatrixConfig, d: number, maxBytes: number, sgs: number): MatrixTile {
+  const el = cfg.componentType === 'f16' ? 2 : 4;
+  const pad = 16 / el;
+  const dp = Math.ceil(d / 16) * 16;
+  const bc = 32;
+  const wg = 128;
+  let best: MatrixTile | undefined;
+  for (const br of [64, 32, 16]) {
+    const qs = dp + pad;
+    const ps = bc + pad;
+    const fs = Math.max(bc, dp) + 4;
+    const bytes = el * (br * qs + 2 * bc * qs + br * ps) + 4 * br * fs + 64;
+    best = { cfg, br, bc, dp, qs, ps, fs, wg, tpr: wg / br, sgs, bytes };
+    if (bytes <= maxBytes) break;
+  }
+  return best!;
+}
+
+function matrixForwardSource(t: MatrixTile): string {
+  const { cfg, br, bc, dp, tpr } = t;
+  const T = cfg.componentType;
+  const { M, N, K } = cfg;
+  const left = `subgroup_matrix_left<${T}, ${K}, ${M}>`;
+  const right = `subgroup_matrix_right<${T}, ${N}, ${K}>`;
+  const result = `subgroup_matrix_result<f32, ${N}, ${M}>`;
+  const cpt = bc / tpr;
+  const oc = dp / tpr;
+  const fsStride = (cols: number) => cols + 4;
+  const nsg = t.wg / t.sgs;
+  // Tiles of a product, dealt to the subgroups with a workgroup-uniform trip count (the
+  // matrices' control flow must be uniform; only their offsets depend on the subgroup).
+  const tiles = (count: number, body: string) => `for (var it = 0u; it < ${Math.ceil(count / nsg)}u; it++) {
+      let tile = sg + it * ${nsg}u;
+      ${count % nsg === 0 ? '{' : `if (tile < ${count}u) {`}
+      ${body}
+      }
+    }`;
+  return /* wgsl */ `
+${commonWgsl()}
+const BR: u32 = ${br}u;
+const BC: u32 = ${bc}u;
+const DP: u32 = ${dp}u;
+const QS: u32 = ${t.qs}u;
+const PS: u32 = ${t.ps}u;
+const SS: u32 = ${fsStride(bc)}u;
+const OS: u32 = ${fsStride(dp)}u;
+const WG: u32 = ${t.wg}u;
+const TPR: u32 = ${tpr}u;
+const LOG2E: f32 = 1.4426950408889634;
+
+// Q of the block, K and V of the key block ([row][DP], padded rows), P ([BR][BC]) in the
+// matrix input type; f_s holds S, then P V, in f32.
+var<workgroup> q_s: array<${T}, ${br * t.qs}>;
+var<workgroup> k_s: array<${T}, ${bc * t.qs}>;
+var<workgroup> v_s: array<${T}, ${bc * t.qs}>;
+var<workgroup> p_s: array<${T}, ${br * t.ps}>;
+var<workgroup> f_s: array<f32, ${br * t.fs}>;
+var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
+
+// Matrix tiles are dealt to the subgroups (subgroup sg takes tiles sg, sg + NSG, ...): their
+// offsets are subgroup-uniform, not workgroup-uniform, values.
+@diagnostic(off, chromium_experimental.subgroup_matrix_uniformity)
+@compute @workgroup_size(${t.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let seq = wid.z;
+  let head = wid.x;
+  if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
+  let q_base_seq = workgroupUniformLoad(&span_shared[0]);
+  let q_len = workgroupUniformLoad(&span_shared[1]);
+  let k_base_seq = workgroupUniformLoad(&span_shared[2]);
+  let k_len = workgroupUniformLoad(&span_shared[3]);
+  let lse_base = workgroupUniformLoad(&span_shared[4]);
+  let i0 = (nwg.y - 1u - wid.y) * BR;
+  if (i0 >= q_len) { return; }
+  let q_head = q_base_seq + head * u.q_head_stride;
+  let k_head = k_base_seq + (head / u.group) * u.k_head_stride;
+  let offset = i32(k_len) - i32(q_len);
+  let last_row = min(i0 + BR, q_len) - 1u;
+  let key_lo = max(0, i32(i0) + offset - u.window_left);
+  let key_hi = min(i32(k_len) - 1, i32(last_row) + offset + u.window_right);
+  var block_lo = 0u;
+  var block_hi = 0u;
+  if (key_hi >= key_lo) {
+    block_lo = u32(key_lo) / BC;
+    block_hi = u32(key_hi) / BC + 1u;
+  }
+  let sg = lid / ${t.sgs}u;
+
+  for (var idx = lid; idx < BR * DP; idx += WG) {
+    let r = idx / DP;
+    let e = idx % DP;
+    var x = 0.0;
+    if (i0 + r < q_len && e < u.d) { x = q[q_head + (i0 + r) * u.q_token_stride + e]; }
+    q_s[r * QS + e] = ${T}(x);
+  }
+
+  // Scalar stage: thread (r, sub) owns row r, score columns sub + k * TPR, output columns sub + k * TPR.
+  let r = lid / TPR;
+  let sub = lid % TPR;
+  let pos = i32(i0 + r) + offset;
+  var m = NO_MAX;
+  var l = 0.0;
+  ${unroll(oc, (k) => `var o_${k} = 0.0;`, ' ')}
+
+  for (var block = block_lo; block < block_hi; block++) {
+    let j0 = block * BC;
+    workgroupBarrier();
+    for (var idx = lid; idx < BC * DP; idx += WG) {
+      let j = idx / DP;
+      let e = idx % DP;
+      var kx = 0.0;
+      var vx = 0.0;
+      if (j0 + j < k_len && e < u.d) {
+        let at = k_head + (j0 + j) * u.k_token_stride + e;
+        kx = k[at];
+        vx = v[at];
+      }
+      k_s[j * QS + e] = ${T}(kx);
+      v_s[j * QS + e] = ${T}(vx);
+    }
+    workgroupBarrier();
+    // S = Q K^T: K^T read column-major from the row-major K tile.
+    ${tiles(
+      (br / M) * (bc / N),
+      `let tm = tile / ${bc / N}u;
+      let tn = tile % ${bc / N}u;
+      var acc = ${result}();
+      for (var e = 0u; e < DP; e += ${K}u) {
+        let a = subgroupMatrixLoad<${left}>(&q_s, tm * ${M}u * QS + e, false, QS);
+        let b = subgroupMatrixLoad<${right}>(&k_s, tn * ${N}u * QS + e, true, QS);
+        acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
+      }
+      subgroupMatrixStore(&f_s, tm * ${M}u * SS + tn * ${N}u, acc, false, SS);`,
+    )}
+    workgroupBarrier();
+    var part = NO_MAX;
+    ${unroll(
+      cpt,
+      (k) => `var s_${k} = 0.0;
+    {
+      let c = sub + ${k}u * TPR;
+      let key = i32(j0 + c);
+      var z = finish_score(f_s[r * SS + c], head, pos, key);
+      if (!(i0 + r < q_len && key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right)) {
+        z = NO_MAX;
+      } else if (poisons(z)) { l = pos_inf(); z = NO_MAX; }
+      s_${k} = z;
+      part = max(part, z);
+    }`,
+      '\n    ',
+    )}
+    ${unroll(Math.log2(tpr), (i) => `part = max(part, subgroupShuffleXor(part, ${tpr >> (i + 1)}u));`, '\n    ')}
+    let m_new = max(m, part);
+    let alpha = select(exp2((m - m_new) * LOG2E), 1.0, m == m_new);
+    var sum = 0.0;
+    ${unroll(
+      cpt,
+      (k) => `{
+      let p = ${T}(select(exp2((s_${k} - m_new) * LOG2E), 0.0, s_${k} == NO_MAX));
+      p_s[r * PS + sub + ${k}u * TPR] = p;
+      sum += f32(p);
+    }`,
+      '\n    ',
+    )}
+    l = l * alpha + sum;
+    m = m_new;
+    workgroupBarrier();
+    // P V into f_s.
+    ${tiles(
+      (br / M) * (dp / N),
+      `let tm = tile / ${dp / N}u;
+      let tn = tile % ${dp / N}u;
+      var acc = ${result}();
+      for (var c0 = 0u; c0 < BC; c0 += ${K}u) {
+        let a = subgroupMatrixLoad<${left}>(&p_s, tm * ${M}u * PS + c0, false, PS);
+        let b = subgroupMatrixLoad<${right}>(&v_s, c0 * QS + tn * ${N}u, false, QS);
+        acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
+      }
+      subgroupMatrixStore(&f_s, tm * ${M}u * OS + tn * ${N}u, acc, false, OS);`,
+    )}
+    workgroupBarrier();
+    ${unroll(oc, (k) => `o_${k} = fma(o_${k}, alpha, f_s[r * OS + sub + ${k}u * TPR]);`, '\n    ')}
+  }
+
+  ${unroll(Math.log2(tpr), (i) => `l += subgroupShuffleXor(l, ${tpr >> (i + 1)}u);`, '\n  ')}
+  let i = i0 + r;
+  if (i < q_len) {
+    let poisoned = !is_finite(l);
+    let empty = l == 0.0;
+    let inv = select(1.0 / l, 0.0, empty);
+    let out_base = q_head + i * u.q_token_stride;
+    ${unroll(
+      oc,
+      (k) => `{
+      let e = sub + ${k}u * TPR;
+      if (e < u.d) { out[out_base + e] = select(o_${k} * inv, nan(), poisoned); }
+    }`,
+      '\n    ',
+    )}
+    if (sub == 0u) {
+      lse[lse_base + head * u.lse_head_stride + i] = select(select(m + log(l), neg_inf(), empty), nan(), poisoned);
+    }
+  }
+}
+`;
+}
+
+async function runMatrix(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  attrs: FlashAttentionAttrs,
+  spans: Tensor,
+  out: Tensor,
+  lse: Tensor,
+): Promise<void> {
+  const layout = attrs.layout;
+  const cfg = pickSubgroupMatrixConfig(backend);
+  if (!cfg) throw subgroupMatrixUnavailable(backend);
+  const t = matrixTile(
+    cfg,
+    layout.d,
+    backend.limits.maxWorkgroupStorageSize,
+    backend.limits.subgroupSize || 32,
+  );
+  if (t.bytes > backend.limits.maxWorkgroupStorageSize) {
+    throw new DeviceLimitError(
+      `head dim ${layout.d} (subgroup-matrix)`,
+      'maxComputeWorkgroupStorageSize (bytes)',
+      t.bytes,
+      backend.limits.maxWorkgroupStorageSize,
+    );
+  }
+  await backend.run({
+    kind: 'webgpu',
+    name: 'flash_attention_forward_matrix',
+    cacheKey: `${cfg.componentType}${cfg.M}x${cfg.N}x${cfg.K}|br${t.br}|dp${t.dp}|sg${t.sgs}`,
+    inputs: baseInputs(inputs, spans, false),
+    outputs: [
+      { name: 'out', tensor: out },
+      { name: 'lse', tensor: lse },
+    ],
+    uniforms: commonUniforms(attrs),
+    source: matrixForwardSource(t),
+    enables: [
+      'subgroups',
+      ...(cfg.componentType === 'f16' ? ['f16'] : []),
+      'chromium_experimental_subgroup_matrix',
+    ],
+    dispatch: [layout.heads, Math.ceil(layout.maxQLen / t.br), layout.sequences.length],
+  });
+}
+
+/** The typed error for `variant: 'subgroup-matrix'` where the device cannot run it. */
+export function subgroupMatrixUnavailable(backend: Backend): ArgumentError {
+  const configs = subgroupMatrixConfigs(backend);
+  const why =
+    backend.kind !== 'webgpu'
+      ? `the ${backend.name} backend has no subgroup matrices`
+      : configs.length === 0
+        ? `the device lacks the WebGPU feature '${SUBGROUP_MATRIX_FEATURE}' (Dawn: the toggle 'enable-dawn-features=allow_unsafe_apis' and the feature requested at device creation, e.g. LONGSEQ_WEBGPU_SUBGROUP_MATRIX=1)`
+        : `none of the device's configurations (${configs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ')}) has f32 or f16 inputs, an f32 result and M, N, K of 8 or 16`;
+  return new ArgumentError('options.variant', `'auto', 'tiled' or 'split' (${why})`, 'subgroup-matrix');
+}
+
 export const flashAttentionWebGpuKernel = flashAttentionKernel('webgpu', writeForward);
 
 // ---------------------------------------------------------------------------------------
@@ -899,8 +1245,11 @@ export const flashAttentionWebGpuKernel = flashAttentionKernel('webgpu', writeFo
 /** Binding numbers read4 takes: 0 q, 1 k, 2 v, 3 o_in, 4 d_out (only those a pass binds). */
 const READ4_NAMES = ['q', 'k', 'v', 'o_in', 'd_out'] as const;
 
-function backwardCommon(d4: number, bound: readonly (typeof READ4_NAMES)[number][]): string {
-  const cap = capacity(d4);
+function backwardCommon(
+  d4: number,
+  bound: readonly (typeof READ4_NAMES)[number][],
+  cap = capacity(d4),
+): string {
   const cases = bound
     .map((name) => `        case ${READ4_NAMES.indexOf(name)}u: { r[comp] = ${name}[at]; }`)
     .join('\n');
@@ -952,120 +1301,329 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 `;
 }
 
-function backwardDqSource(d4: number): string {
+/**
+ * Backward tile shape (FlashAttention-2's loop order). The dK/dV pass: a workgroup owns
+ * `own` keys (K, V and the dK, dV accumulators stay on chip) and streams the query rows of
+ * every head of the group through workgroup memory `stream` at a time. The dQ pass: a
+ * workgroup owns `own` query rows and streams the keys. The product own x d and
+ * stream x d are fixed per head-dim capacity, so each tile is a few KiB and one shape
+ * serves every head dim up to the capacity.
+ */
+interface BackwardTile {
+  /** Rows whose gradients the workgroup accumulates (keys for dK/dV, queries for dQ). */
+  readonly own: number;
+  /** Rows streamed through workgroup memory per step. */
+  readonly stream: number;
+  readonly wg: number;
+  /** vec4s per head row the tiles hold (a power of two) and the padded row stride. */
+  readonly d4cap: number;
+  readonly stride: number;
+  /** Score entries per thread (rows of the stream block), and thread groups along them. */
+  readonly kr: number;
+  readonly nrg: number;
+  /** Accumulator vec4s per thread. */
+  readonly acc: number;
+  readonly bytes: number;
+}
+
+/**
+ * Head-row capacity of the tiled backward passes: at least 8 vec4s, so head dims up to 32
+ * share one program (SwiftShader takes seconds to compile each, and tests run many dims).
+ */
+function backwardCap(d4: number): number {
+  return Math.max(8, capacity(d4));
+}
+
+function backwardTile(d4: number, pass: 'dkdv' | 'dq', maxBytes: number, maxThreads: number): BackwardTile {
+  const d4cap = backwardCap(d4);
+  const stride = d4cap + 1;
+  // dK/dV: 32 keys x 16 query rows at d = 64; dQ: 32 query rows x 16 keys.
+  let own = Math.min(64, 512 / d4cap);
+  let stream = Math.min(32, 256 / d4cap);
+  const shape = (): BackwardTile => {
+    // Scores are computed as [query rows, keys]: for dK/dV the keys are the owned rows.
+    const keys = pass === 'dkdv' ? own : stream;
+    const queries = pass === 'dkdv' ? stream : own;
+    const wg = Math.min(128, maxThreads, keys * queries);
+    const nrg = Math.max(1, wg / keys);
+    const kr = Math.max(1, queries / nrg);
+    const acc = Math.max(1, (own * d4cap) / wg);
+    // Two owned-row tiles (K, V or Q, dO), two streamed, P and dS (dQ needs only dS), lse and D.
+    const bytes =
+      16 * stride * 2 * (own + stream) + 4 * queries * keys * (pass === 'dkdv' ? 2 : 1) + 8 * queries + 64;
+    return { own, stream, wg, d4cap, stride, kr, nrg, acc, bytes };
+  };
+  let t = shape();
+  while (t.bytes > maxBytes && (own > 1 || stream > 1)) {
+    if (own >= stream && own > 1) own /= 2;
+    else stream /= 2;
+    t = shape();
+  }
+  return t;
+}
+
+/** Whether every accumulator of a thread has the same vec4 column (WG a multiple of D4CAP). */
+function sharedCol(t: BackwardTile): boolean {
+  return t.wg % t.d4cap === 0;
+}
+
+/**
+ * The rows and vec4 columns of the accumulators a thread owns: element idx = lid + a * WG
+ * of the [own, D4CAP] block (own_a its row, col_a its column).
+ */
+function ownedDecls(t: BackwardTile): string {
+  return unroll(
+    t.acc,
+    (a) =>
+      sharedCol(t)
+        ? `let own_${a} = lid / D4CAP + ${(a * t.wg) / t.d4cap}u;\n  let col_${a} = lid % D4CAP;`
+        : `let own_${a} = (lid + ${a * t.wg}u) / D4CAP;\n  let col_${a} = (lid + ${a * t.wg}u) % D4CAP;`,
+    '\n  ',
+  );
+}
+
+/** WGSL shared by the two tiled backward passes: the row loaders and the score/gradient step. */
+function backwardTiledCommon(d4: number, t: BackwardTile, queries: number, keys: number): string {
   return /* wgsl */ `
-${backwardCommon(d4, ['q', 'k', 'v', 'd_out'])}
-// One thread per query row: dq_i = sum_j dS_ij k_j over its visible keys.
-@compute @workgroup_size(${ROW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  ${d4Init(d4, capacity(d4))}
-  let seq = wid.z;
-  let head = wid.y;
-  let i = gid.x;
-  let q_len = spans[seq * ${SPAN_FIELDS}u + 1u];
-  if (i >= q_len) { return; }
-  let k_len = spans[seq * ${SPAN_FIELDS}u + 3u];
-  let row = spans[seq * ${SPAN_FIELDS}u] + head * u.q_head_stride + i * u.q_token_stride;
-  let k_head = spans[seq * ${SPAN_FIELDS}u + 2u] + (head / u.group) * u.k_head_stride;
-  let stat = spans[seq * ${SPAN_FIELDS}u + 4u] + head * u.lse_head_stride + i;
-  let row_lse = stats[stat].x;
-  let row_delta = stats[stat].y;
-  var qv: array<vec4<f32>, ${capacity(d4)}>;
-  var gv: array<vec4<f32>, ${capacity(d4)}>;
-  var acc: array<vec4<f32>, ${capacity(d4)}>;
-  for (var c = 0u; c < D4; c++) {
-    qv[c] = read4(0u, row, c);
-    gv[c] = read4(4u, row, c);
-    acc[c] = vec4<f32>(0.0);
-  }
-  let pos = i32(i) + i32(k_len) - i32(q_len);
-  let lo = max(0, pos - u.window_left);
-  let hi = min(i32(k_len) - 1, pos + u.window_right);
-  if (!is_neg_inf(row_lse)) {
-    for (var key = lo; key <= hi; key++) {
-      let k_row = k_head + u32(key) * u.k_token_stride;
-      var qk = 0.0;
-      var dp = 0.0;
-      for (var c = 0u; c < D4; c++) {
-        qk += dot(qv[c], read4(1u, k_row, c));
-        dp += dot(gv[c], read4(2u, k_row, c));
-      }
-      let p = exp(finish_score(qk, head, pos, key) - row_lse);
-      let ds = p * (dp - row_delta) * grad_factor(qk);
-      for (var c = 0u; c < D4; c++) { acc[c] += ds * read4(1u, k_row, c); }
+${backwardCommon(d4, ['q', 'k', 'v', 'd_out'], t.d4cap)}
+const WG: u32 = ${t.wg}u;
+const NRG: u32 = ${t.nrg}u;
+const D4CAP: u32 = ${t.d4cap}u;
+const BQ: u32 = ${queries}u;
+const BK: u32 = ${keys}u;
+// Query-side tiles (Q, dO) and key-side tiles (K, V), rows padded to an odd vec4 stride.
+var<workgroup> q_s: array<array<vec4<f32>, ${t.stride}>, BQ>;
+var<workgroup> do_s: array<array<vec4<f32>, ${t.stride}>, BQ>;
+var<workgroup> k_s: array<array<vec4<f32>, ${t.stride}>, BK>;
+var<workgroup> v_s: array<array<vec4<f32>, ${t.stride}>, BK>;
+var<workgroup> ds_s: array<array<f32, BK>, BQ>;
+var<workgroup> lse_s: array<f32, BQ>;
+var<workgroup> delta_s: array<f32, BQ>;
+var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
+
+// Rows i0.. of the query side (zeros and lse -inf past q_len) into q_s, do_s, lse_s, delta_s.
+fn load_queries(lid: u32, q_head: u32, stat_base: u32, i0: u32, q_len: u32) {
+  for (var idx = lid; idx < BQ * D4CAP; idx += WG) {
+    let r = idx / D4CAP;
+    let c = idx % D4CAP;
+    var qv = vec4<f32>(0.0);
+    var gv = vec4<f32>(0.0);
+    if (i0 + r < q_len) {
+      let row = q_head + (i0 + r) * u.q_token_stride;
+      qv = read4(0u, row, c);
+      gv = read4(4u, row, c);
     }
+    q_s[r][c] = qv;
+    do_s[r][c] = gv;
   }
-  for (var c = 0u; c < D4; c++) {
-    for (var comp = 0u; comp < 4u; comp++) {
-      let e = c * 4u + comp;
-      if (e < u.d) { dq[row + e] = acc[c][comp]; }
+  for (var r = lid; r < BQ; r += WG) {
+    var st = vec2<f32>(neg_inf(), 0.0);
+    if (i0 + r < q_len) { st = stats[stat_base + i0 + r]; }
+    lse_s[r] = st.x;
+    delta_s[r] = st.y;
+  }
+}
+
+// Keys j0.. (zeros past k_len) into k_s, v_s.
+fn load_keys(lid: u32, k_head: u32, j0: u32, k_len: u32) {
+  for (var idx = lid; idx < BK * D4CAP; idx += WG) {
+    let r = idx / D4CAP;
+    let c = idx % D4CAP;
+    var kv = vec4<f32>(0.0);
+    var vv = vec4<f32>(0.0);
+    if (j0 + r < k_len) {
+      let row = k_head + (j0 + r) * u.k_token_stride;
+      kv = read4(1u, row, c);
+      vv = read4(2u, row, c);
     }
+    k_s[r][c] = kv;
+    v_s[r][c] = vv;
+  }
+}
+
+// P and dS of the block (query rows i0.., keys j0..), recomputed from lse: thread (rg, c)
+// takes key c and query rows rg + k * NRG; P is written to p_s when the pass needs it.
+fn scores(lid: u32, head: u32, i0: u32, q_len: u32, j0: u32, k_len: u32, offset: i32) {
+  let c = lid % BK;
+  let rg = lid / BK;
+  let key = i32(j0 + c);
+  // Accumulated at constant indices (registers); the epilogue is a loop, so SwiftShader
+  // compiles one copy of the score function rather than KR.
+  var qk: array<f32, ${t.kr}>;
+  var dp: array<f32, ${t.kr}>;
+  ${unroll(t.kr, (k) => `qk[${k}] = 0.0;\n  dp[${k}] = 0.0;`, '\n  ')}
+  for (var e = 0u; e < D4; e++) {
+    let kv = k_s[c][e];
+    let vv = v_s[c][e];
+    ${unroll(t.kr, (k) => `qk[${k}] += dot(q_s[rg + ${k}u * NRG][e], kv);\n    dp[${k}] += dot(do_s[rg + ${k}u * NRG][e], vv);`, '\n    ')}
+  }
+  for (var k = 0u; k < ${t.kr}u; k++) {
+    let r = rg + k * NRG;
+    let i = i0 + r;
+    let pos = i32(i) + offset;
+    let row_lse = lse_s[r];
+    var p = 0.0;
+    var ds = 0.0;
+    if (i < q_len && key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right && !is_neg_inf(row_lse)) {
+      p = exp(finish_score(qk[k], head, pos, key) - row_lse);
+      ds = p * (dp[k] - delta_s[r]) * grad_factor(qk[k]);
+    }
+    store_p(r, c, p);
+    ds_s[r][c] = ds;
   }
 }
 `;
 }
 
-function backwardDkvSource(d4: number): string {
+/**
+ * dK and dV, tiled: one workgroup per (block of keys, kv head, sequence). K and V of the
+ * block sit in workgroup memory and dK, dV in registers (thread owns vec4 column
+ * idx % D4CAP of key idx / D4CAP, idx = lid + t * WG); every query head of the group and
+ * every query block that sees the keys streams through (Q, dO, lse, D), P and dS are
+ * recomputed per block, then dV += P^T dO and dK += dS^T Q. Query blocks outside the
+ * causal / window band are not visited.
+ */
+function backwardDkvSource(d4: number, t: BackwardTile): string {
   return /* wgsl */ `
-${backwardCommon(d4, ['q', 'k', 'v', 'd_out'])}
-// One thread per key row of a kv head: dk_j and dv_j over the group's query heads and the
-// query rows that see key j (the band j - right <= p <= j + left).
-@compute @workgroup_size(${ROW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  ${d4Init(d4, capacity(d4))}
+${backwardTiledCommon(d4, t, t.stream, t.own)}
+var<workgroup> p_s: array<array<f32, BK>, BQ>;
+fn store_p(r: u32, c: u32, p: f32) { p_s[r][c] = p; }
+
+@compute @workgroup_size(${t.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${d4Init(d4, t.d4cap)}
   let seq = wid.z;
   let kv_head = wid.y;
-  let key = gid.x;
-  let k_len = spans[seq * ${SPAN_FIELDS}u + 3u];
-  if (key >= k_len) { return; }
-  let q_len = spans[seq * ${SPAN_FIELDS}u + 1u];
-  let k_row = spans[seq * ${SPAN_FIELDS}u + 2u] + kv_head * u.k_head_stride + key * u.k_token_stride;
-  var kv: array<vec4<f32>, ${capacity(d4)}>;
-  var vv: array<vec4<f32>, ${capacity(d4)}>;
-  var dk_acc: array<vec4<f32>, ${capacity(d4)}>;
-  var dv_acc: array<vec4<f32>, ${capacity(d4)}>;
-  for (var c = 0u; c < D4; c++) {
-    kv[c] = read4(1u, k_row, c);
-    vv[c] = read4(2u, k_row, c);
-    dk_acc[c] = vec4<f32>(0.0);
-    dv_acc[c] = vec4<f32>(0.0);
-  }
+  if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
+  let q_base_seq = workgroupUniformLoad(&span_shared[0]);
+  let q_len = workgroupUniformLoad(&span_shared[1]);
+  let k_base_seq = workgroupUniformLoad(&span_shared[2]);
+  let k_len = workgroupUniformLoad(&span_shared[3]);
+  let lse_base = workgroupUniformLoad(&span_shared[4]);
+  let j0 = wid.x * BK;
+  if (j0 >= k_len) { return; }
+  let k_head = k_base_seq + kv_head * u.k_head_stride;
   let offset = i32(k_len) - i32(q_len);
-  // Query i sits at p = i + offset and sees key j when p - left <= j <= p + right.
-  let i_lo = max(0, i32(key) - u.window_right - offset);
-  let i_hi = min(i32(q_len) - 1, i32(key) + u.window_left - offset);
+  load_keys(lid, k_head, j0, k_len);
+  // Query i (at p = i + offset) sees key j when p - left <= j <= p + right.
+  let j_last = min(j0 + BK, k_len) - 1u;
+  let i_lo = max(0, i32(j0) - u.window_right - offset);
+  let i_hi = min(i32(q_len) - 1, i32(j_last) + u.window_left - offset);
+  var blk_lo = 0u;
+  var blk_hi = 0u;
+  if (i_hi >= i_lo) {
+    blk_lo = u32(i_lo) / BQ;
+    blk_hi = u32(i_hi) / BQ + 1u;
+  }
+  ${ownedDecls(t)}
+  ${unroll(t.acc, (a) => `var dk_${a} = vec4<f32>(0.0);\n  var dv_${a} = vec4<f32>(0.0);`, '\n  ')}
   for (var g = 0u; g < u.group; g++) {
     let head = kv_head * u.group + g;
-    let q_head = spans[seq * ${SPAN_FIELDS}u] + head * u.q_head_stride;
-    let stat_base = spans[seq * ${SPAN_FIELDS}u + 4u] + head * u.lse_head_stride;
-    for (var i = i_lo; i <= i_hi; i++) {
-      let row_stats = stats[stat_base + u32(i)];
-      let row_lse = row_stats.x;
-      if (is_neg_inf(row_lse)) { continue; }
-      let row = q_head + u32(i) * u.q_token_stride;
-      var qk = 0.0;
-      var dp = 0.0;
-      for (var c = 0u; c < D4; c++) {
-        qk += dot(read4(0u, row, c), kv[c]);
-        dp += dot(read4(4u, row, c), vv[c]);
-      }
-      let p = exp(finish_score(qk, head, i + offset, i32(key)) - row_lse);
-      let ds = p * (dp - row_stats.y) * grad_factor(qk);
-      for (var c = 0u; c < D4; c++) {
-        dk_acc[c] += ds * read4(0u, row, c);
-        dv_acc[c] += p * read4(4u, row, c);
+    let q_head = q_base_seq + head * u.q_head_stride;
+    let stat_base = lse_base + head * u.lse_head_stride;
+    for (var blk = blk_lo; blk < blk_hi; blk++) {
+      let i0 = blk * BQ;
+      workgroupBarrier();
+      load_queries(lid, q_head, stat_base, i0, q_len);
+      workgroupBarrier();
+      scores(lid, head, i0, q_len, j0, k_len, offset);
+      workgroupBarrier();
+      for (var r = 0u; r < BQ; r++) {
+        ${sharedCol(t) ? 'let dov = do_s[r][col_0];\n        let qv = q_s[r][col_0];' : ''}
+        ${unroll(
+          t.acc,
+          (a) => `{
+          let p = p_s[r][own_${a}];
+          let ds = ds_s[r][own_${a}];
+          dv_${a} = fma(vec4<f32>(p), ${sharedCol(t) ? 'dov' : `do_s[r][col_${a}]`}, dv_${a});
+          dk_${a} = fma(vec4<f32>(ds), ${sharedCol(t) ? 'qv' : `q_s[r][col_${a}]`}, dk_${a});
+        }`,
+          '\n        ',
+        )}
       }
     }
   }
-  for (var c = 0u; c < D4; c++) {
+  ${unroll(
+    t.acc,
+    (a) => `if (own_${a} < BK && j0 + own_${a} < k_len && col_${a} < D4) {
+    let base = k_head + (j0 + own_${a}) * u.k_token_stride;
     for (var comp = 0u; comp < 4u; comp++) {
-      let e = c * 4u + comp;
+      let e = col_${a} * 4u + comp;
       if (e < u.d) {
-        dk[k_row + e] = dk_acc[c][comp];
-        dv[k_row + e] = dv_acc[c][comp];
+        dk[base + e] = dk_${a}[comp];
+        dv[base + e] = dv_${a}[comp];
       }
     }
+  }`,
+    '\n  ',
+  )}
+}
+`;
+}
+
+/**
+ * dQ, tiled: one workgroup per (block of query rows, head, sequence). Q, dO, lse and D of
+ * the block sit in workgroup memory and dQ in registers; the visible key blocks stream
+ * through (K, V), dS is recomputed per block and dQ += dS K. WGSL has no float atomics, so
+ * dQ has this pass of its own rather than atomic adds from the dK/dV pass.
+ */
+function backwardDqSource(d4: number, t: BackwardTile): string {
+  return /* wgsl */ `
+${backwardTiledCommon(d4, t, t.own, t.stream)}
+fn store_p(r: u32, c: u32, p: f32) {}
+
+@compute @workgroup_size(${t.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${d4Init(d4, t.d4cap)}
+  let seq = wid.z;
+  let head = wid.y;
+  if (lid < ${SPAN_FIELDS}u) { span_shared[lid] = spans[seq * ${SPAN_FIELDS}u + lid]; }
+  let q_base_seq = workgroupUniformLoad(&span_shared[0]);
+  let q_len = workgroupUniformLoad(&span_shared[1]);
+  let k_base_seq = workgroupUniformLoad(&span_shared[2]);
+  let k_len = workgroupUniformLoad(&span_shared[3]);
+  let lse_base = workgroupUniformLoad(&span_shared[4]);
+  // The last query block first: under a causal mask it sees the most keys.
+  let i0 = (nwg.x - 1u - wid.x) * BQ;
+  if (i0 >= q_len) { return; }
+  let q_head = q_base_seq + head * u.q_head_stride;
+  let k_head = k_base_seq + (head / u.group) * u.k_head_stride;
+  let offset = i32(k_len) - i32(q_len);
+  load_queries(lid, q_head, lse_base + head * u.lse_head_stride, i0, q_len);
+  let i_last = min(i0 + BQ, q_len) - 1u;
+  let key_lo = max(0, i32(i0) + offset - u.window_left);
+  let key_hi = min(i32(k_len) - 1, i32(i_last) + offset + u.window_right);
+  var blk_lo = 0u;
+  var blk_hi = 0u;
+  if (key_hi >= key_lo) {
+    blk_lo = u32(key_lo) / BK;
+    blk_hi = u32(key_hi) / BK + 1u;
   }
+  ${ownedDecls(t)}
+  ${unroll(t.acc, (a) => `var dq_${a} = vec4<f32>(0.0);`, '\n  ')}
+  for (var blk = blk_lo; blk < blk_hi; blk++) {
+    let j0 = blk * BK;
+    workgroupBarrier();
+    load_keys(lid, k_head, j0, k_len);
+    workgroupBarrier();
+    scores(lid, head, i0, q_len, j0, k_len, offset);
+    workgroupBarrier();
+    for (var c = 0u; c < BK; c++) {
+      ${sharedCol(t) ? 'let kv = k_s[c][col_0];' : ''}
+      ${unroll(t.acc, (a) => `dq_${a} = fma(vec4<f32>(ds_s[own_${a}][c]), ${sharedCol(t) ? 'kv' : `k_s[c][col_${a}]`}, dq_${a});`, '\n      ')}
+    }
+  }
+  ${unroll(
+    t.acc,
+    (a) => `if (own_${a} < BQ && i0 + own_${a} < q_len && col_${a} < D4) {
+    let base = q_head + (i0 + own_${a}) * u.q_token_stride;
+    for (var comp = 0u; comp < 4u; comp++) {
+      let e = col_${a} * 4u + comp;
+      if (e < u.d) { dq[base + e] = dq_${a}[comp]; }
+    }
+  }`,
+    '\n  ',
+  )}
 }
 `;
 }
@@ -1117,28 +1675,50 @@ async function writeBackward(
       dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
     });
     if (layout.maxKLen === 0) return;
+    const dkvTile = backwardTile(
+      d4,
+      'dkdv',
+      backend.limits.maxWorkgroupStorageSize,
+      backend.limits.maxWorkgroupInvocations,
+    );
+    const dqTile = backwardTile(
+      d4,
+      'dq',
+      backend.limits.maxWorkgroupStorageSize,
+      backend.limits.maxWorkgroupInvocations,
+    );
+    for (const t of [dkvTile, dqTile]) {
+      if (t.bytes > backend.limits.maxWorkgroupStorageSize) {
+        throw new DeviceLimitError(
+          `head dim ${layout.d} (backward)`,
+          'maxComputeWorkgroupStorageSize (bytes)',
+          t.bytes,
+          backend.limits.maxWorkgroupStorageSize,
+        );
+      }
+    }
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_backward_dkdv',
-      cacheKey: key,
+      cacheKey: `${d4Key(d4, backwardCap(d4))}|own${dkvTile.own}x${dkvTile.stream}`,
       inputs: operands,
       outputs: [
         { name: 'dk', tensor: dk },
         { name: 'dv', tensor: dv },
       ],
       uniforms,
-      source: backwardDkvSource(d4),
-      dispatch: [Math.ceil(layout.maxKLen / ROW_WG), layout.kvHeads, sequences],
+      source: backwardDkvSource(d4, dkvTile),
+      dispatch: [Math.ceil(layout.maxKLen / dkvTile.own), layout.kvHeads, sequences],
     });
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_backward_dq',
-      cacheKey: key,
+      cacheKey: `${d4Key(d4, backwardCap(d4))}|own${dqTile.own}x${dqTile.stream}`,
       inputs: operands,
       outputs: [{ name: 'dq', tensor: dq }],
       uniforms,
-      source: backwardDqSource(d4),
-      dispatch: [Math.ceil(layout.maxQLen / ROW_WG), layout.heads, sequences],
+      source: backwardDqSource(d4, dqTile),
+      dispatch: [Math.ceil(layout.maxQLen / dqTile.own), layout.heads, sequences],
     });
   } finally {
     spans.dispose();
