@@ -106,6 +106,9 @@ export interface JambaBenchReport {
     readonly tokensPerS: number;
     readonly generate1Ms: number;
     readonly generateNMs: number;
+    /** WebGPU: compute dispatches and queue submits per decode step (the N-token run minus the 1-token run, over N - 1). */
+    readonly dispatchesPerStep?: number;
+    readonly submitsPerStep?: number;
   }[];
   /** Greedy ids through the cache equal those of recomputing every step (batch 1, a few tokens). */
   readonly cacheMatchesRecompute: boolean;
@@ -211,11 +214,19 @@ async function run(
   const decode: JambaBenchReport['decode'] = [];
   for (const batch of config.batches) {
     const p = prompts(batch, config.prompt);
+    const counted: Record<number, { dispatches: number; submits: number }> = {};
     const time = async (n: number) => {
       await backend.sync();
+      const before = stats(backend);
       const start = performance.now();
       const out = await model.generate(p, { maxNewTokens: n });
       const ms = performance.now() - start;
+      const after = stats(backend);
+      if (before && after)
+        counted[n] = {
+          dispatches: after.dispatches - before.dispatches,
+          submits: after.submits - before.submits,
+        };
       if (out.ids.length !== batch || out.ids[0]!.length !== n)
         throw new Error('generate returned the wrong shape');
       return ms;
@@ -235,7 +246,15 @@ async function run(
     const one = median(ones);
     const many = median(manys);
     const msPerToken = (many - one) / (config.tokens - 1);
+    const perStep = (key: 'dispatches' | 'submits') =>
+      counted[1] && counted[config.tokens]
+        ? (counted[config.tokens]![key] - counted[1]![key]) / (config.tokens - 1)
+        : undefined;
+    const dispatchesPerStep = perStep('dispatches');
+    const submitsPerStep = perStep('submits');
     decode.push({
+      ...(dispatchesPerStep === undefined ? {} : { dispatchesPerStep }),
+      ...(submitsPerStep === undefined ? {} : { submitsPerStep }),
       batch,
       msPerToken,
       tokensPerS: (1000 * batch) / msPerToken,
@@ -260,6 +279,12 @@ async function run(
   };
 }
 
+/** The WebGPU backend's dispatch and submit counters, where the backend has them. */
+function stats(backend: Backend): { dispatches: number; submits: number } | undefined {
+  const read = (backend as { stats?: () => { dispatches: number; submits: number } }).stats;
+  return read ? read.call(backend) : undefined;
+}
+
 const ratio = (ours: number, theirs: number | undefined) =>
   theirs === undefined ? '' : `${(ours / theirs).toFixed(2)}x`;
 
@@ -277,6 +302,7 @@ export function renderJambaBench(report: JambaBenchReport, config: JambaBenchCon
       report.prefill.ms.toFixed(1),
       t?.prefill ? t.prefill.tokens_per_s.toFixed(0) : '',
       ratio(report.prefill.tokensPerS, t?.prefill?.tokens_per_s),
+      '',
     ],
   ];
   for (const d of report.decode) {
@@ -288,6 +314,9 @@ export function renderJambaBench(report: JambaBenchReport, config: JambaBenchCon
       d.msPerToken.toFixed(2),
       td ? td.tokens_per_s.toFixed(1) : '',
       ratio(d.tokensPerS, td?.tokens_per_s),
+      d.dispatchesPerStep === undefined
+        ? ''
+        : `${d.dispatchesPerStep.toFixed(0)} / ${d.submitsPerStep!.toFixed(0)}`,
     ]);
   }
   const lines = [
@@ -296,7 +325,18 @@ export function renderJambaBench(report: JambaBenchReport, config: JambaBenchCon
     `${report.backend} on ${adapterName(report.adapter)}; medians of ${config.repeats} (prefill ${config.prefillRepeats})`,
     `greedy ids through the hybrid cache ${report.cacheMatchesRecompute ? 'equal' : 'DIFFER FROM'} recomputing every step`,
     '',
-    table(['measure', ' batch', ' tokens/s', ' ms (per token)', ' torch tokens/s', ' vs torch'], rows),
+    table(
+      [
+        'measure',
+        ' batch',
+        ' tokens/s',
+        ' ms (per token)',
+        ' torch tokens/s',
+        ' vs torch',
+        ' dispatches/submits per step',
+      ],
+      rows,
+    ),
   ];
   if (t)
     lines.push(
