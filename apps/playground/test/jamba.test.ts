@@ -29,8 +29,14 @@ const layers = (): Promise<LayerData[]> =>
     }),
   );
 
-async function generate(options: { temperature: string; tokens: string; seed?: string; prompt?: string }) {
-  await page.selectOption('[data-testid=backend]', 'webgpu');
+async function generate(options: {
+  temperature: string;
+  tokens: string;
+  seed?: string;
+  prompt?: string;
+  backend?: string;
+}) {
+  await page.selectOption('[data-testid=backend]', options.backend ?? 'webgpu');
   await page.fill('[data-testid=prompt]', options.prompt ?? expected.prompt);
   await page.fill('[data-testid=temperature]', options.temperature);
   await page.fill('[data-testid=max-tokens]', options.tokens);
@@ -94,6 +100,12 @@ describe('playground jamba page in Chromium', () => {
     const tokens = 'In the beginning '.length + 20 - 1;
     const attention = (await layers()).find((l) => l.kind === 'attention')!;
     expect(attention.blocks).toBe(Math.ceil(tokens / 16));
+  });
+
+  it('greedy on gpu.js (WebGL2): the same text as transformers', { timeout: 150_000 }, async () => {
+    const n = expected.generate.new_ids.length;
+    const out = await generate({ temperature: '0', tokens: String(n), backend: 'gpujs-webgl2' });
+    expect(out.generated).toBe(expected.generate.new_text);
   });
 
   it('a character outside the vocabulary is a typed error naming the prompt', {
