@@ -45,6 +45,8 @@ function newest(dir: string): number {
 export async function ensureBuilt(): Promise<void> {
   const sources = Math.max(
     newest(path.join(appDir, 'src')),
+    // Shipped weights and other static files are copied into dist/ by the build too.
+    newest(path.join(appDir, 'public')),
     ...HTML_ENTRIES.map((f) => statSync(path.join(appDir, f)).mtimeMs),
     statSync(path.join(appDir, 'vite.config.ts')).mtimeMs,
     ...readdirSync(packagesDir).map((p) =>
