@@ -69,10 +69,12 @@ Usage:
                       [--heads 8] [--kv-heads 2] [--intermediate 3584] [--vocab 65536]
                       [--attn-period 8] [--attn-offset 4] [--prefill 4096] [--prompt 64]
                       [--tokens 32] [--batches 1,16] [--repeats 3] [--prefill-repeats 3]
-                      [--warmup 1] [--seed S] [--torch torch_jamba.json] [--json]
+                      [--warmup 1] [--seed S] [--path auto|composed] [--torch torch_jamba.json]
+                      [--json]
       Jamba of issue 9's shape with seeded random weights: prefill tokens/s over one prompt
       and greedy decode tokens/s through the hybrid cache at each batch, after checking that
-      cached decoding equals recomputation; --torch puts reference/torch_jamba.py's beside them.
+      cached decoding equals recomputation, with WebGPU's dispatches and submits per decode
+      step; --torch puts reference/torch_jamba.py's beside them.
   longseq bench jamba-memory [--contexts 1024,...,262144] [--block-size 16] [--layers 32]
                              [--hidden 4096] [--kv-heads 8] [--head-dim 128] [--attn-period 8]
                              [--attn-offset 4] [--d-state 16] [--d-conv 4] [--expand 2]

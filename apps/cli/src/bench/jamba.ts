@@ -51,6 +51,8 @@ export interface JambaBenchConfig {
   readonly prefillRepeats: number;
   readonly warmup: number;
   readonly seed: number;
+  /** Decode path of JambaModel: 'auto' (fused WebGPU kernels where the backend has them) or 'composed'. */
+  readonly path: 'auto' | 'composed';
 }
 
 export const JAMBA_BENCH_DEFAULTS: Omit<JambaBenchConfig, 'backend'> = {
@@ -73,6 +75,7 @@ export const JAMBA_BENCH_DEFAULTS: Omit<JambaBenchConfig, 'backend'> = {
   prefillRepeats: 3,
   warmup: 1,
   seed: 1234,
+  path: 'auto',
 };
 
 export interface TorchJambaReport {
@@ -163,6 +166,7 @@ export async function benchJamba(
   const backend: Backend = await createBackend(config.backend);
   try {
     const model = JambaModel.fromRandom(backend, modelConfig, config.seed);
+    model.decodePath = config.path;
     onStep('weights');
     try {
       return await run(backend, model, config, onStep);
@@ -322,7 +326,7 @@ export function renderJambaBench(report: JambaBenchReport, config: JambaBenchCon
   const lines = [
     `Jamba, random weights: width ${m.dModel}, ${m.nLayer} layers [${layers.join(' ')}] (A attention, M Mamba, +E ${m.numExperts} experts top-${m.topK}),`,
     `${m.numHeads} heads / ${m.numKvHeads} KV heads of ${m.headDim}, intermediate ${m.intermediateSize}, vocab ${m.vocabSize}; ${(report.parameters / 1e6).toFixed(0)}M parameters, f32`,
-    `${report.backend} on ${adapterName(report.adapter)}; medians of ${config.repeats} (prefill ${config.prefillRepeats})`,
+    `${report.backend} on ${adapterName(report.adapter)}, decode path ${config.path}; medians of ${config.repeats} (prefill ${config.prefillRepeats})`,
     `greedy ids through the hybrid cache ${report.cacheMatchesRecompute ? 'equal' : 'DIFFER FROM'} recomputing every step`,
     '',
     table(
@@ -344,6 +348,13 @@ export function renderJambaBench(report: JambaBenchReport, config: JambaBenchCon
       `torch: ${t.implementation ?? 'transformers JambaForCausalLM'}; torch ${t.torch ?? '?'}, transformers ${t.transformers ?? '?'} on ${t.device ?? '?'} (reference/torch_jamba.py)`,
     );
   return lines.join('\n');
+}
+
+function pathFlag(value: string | undefined): 'auto' | 'composed' {
+  if (value === undefined) return 'auto';
+  if (value !== 'auto' && value !== 'composed')
+    throw new UsageError(`--path: expected auto or composed, got '${value}'`);
+  return value;
 }
 
 export async function benchJambaCommand(args: string[], io: Io): Promise<number> {
@@ -370,6 +381,7 @@ export async function benchJambaCommand(args: string[], io: Io): Promise<number>
       'prefill-repeats': { type: 'string' },
       warmup: { type: 'string' },
       seed: { type: 'string' },
+      path: { type: 'string' },
       torch: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -401,6 +413,7 @@ export async function benchJambaCommand(args: string[], io: Io): Promise<number>
     prefillRepeats: intFlag(p, 'prefill-repeats', d.prefillRepeats),
     warmup: intFlag(p, 'warmup', d.warmup, 0),
     seed: intFlag(p, 'seed', d.seed, 0),
+    path: pathFlag(stringFlag(p, 'path')),
   };
   benchModelConfig(config); // a ConfigError naming the field before any GPU work
   let torch: TorchJambaReport | undefined;
