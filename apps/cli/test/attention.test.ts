@@ -36,7 +36,8 @@ describe('longseq bench attention', () => {
         attentionFlops(2, r.n, 16, r.causal, r.pass) / (r.medianMs * 1e-3) / 1e12,
         9,
       );
-      if (r.pass === 'forward') expect(r.check.pass).toBe(true);
+      // Forward rows and (N <= 512) backward rows are checked against float64.
+      expect(r.check.pass, `${r.label} N=${r.n}`).toBe(true);
     }
     expect(doc.results.filter((r: { pass: string }) => r.pass === 'backward')).toHaveLength(4);
     const plot = readFileSync(svg, 'utf8');

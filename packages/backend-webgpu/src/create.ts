@@ -145,9 +145,11 @@ async function requestDevice(adapter: GPUAdapter, options: WebGpuBackendOptions)
   } catch (err) {
     throw new BackendUnavailableError('webgpu', `requestDevice failed: ${(err as Error).message}`);
   }
-  if (features.has(SUBGROUP_MATRIX) && !('adapterInfo' in device)) {
-    // Kernels read the matrix shapes from device.adapterInfo (GPUDevice.adapterInfo); an
-    // implementation without it gets the adapter's info attached.
+  const configs = (info: unknown) =>
+    (info as { subgroupMatrixConfigs?: readonly unknown[] } | undefined)?.subgroupMatrixConfigs?.length ?? 0;
+  if (features.has(SUBGROUP_MATRIX) && configs(device.adapterInfo) < configs(adapter.info)) {
+    // Kernels read the matrix shapes from device.adapterInfo; Dawn for Node (webgpu 0.6.2)
+    // reports them on the adapter's info only, so the device gets that info.
     Object.defineProperty(device, 'adapterInfo', { value: adapter.info });
   }
   return {

@@ -13,6 +13,7 @@ import {
   type FlashVariant,
   attention,
   attentionBackward,
+  attentionBackwardRef,
   attentionRef,
   subgroupMatrixConfigs,
 } from '@longseq/flash-attention';
@@ -131,6 +132,34 @@ async function spotCheck(
   return { maxError: c.maxError, allowed: c.allowed, pass: c.pass };
 }
 
+/** Backward checks only up to this N: the float64 gradients of one head cost O(N^2 d) on the CPU. */
+const BACKWARD_CHECK_MAX_N = 512;
+
+/** dq, dk, dv of head 0 against float64 gradients (dOut = the output, as the timed call uses). */
+async function backwardCheck(
+  grads: { dq: Tensor; dk: Tensor; dv: Tensor },
+  output: Tensor,
+  data: { q: Float32Array; k: Float32Array; v: Float32Array },
+  n: number,
+  d: number,
+  causal: boolean,
+): Promise<{ maxError: number; allowed: number; pass: boolean }> {
+  const shape = [1, 1, n, d];
+  const head = (x: Float32Array) => ({ data: x.subarray(0, n * d), shape });
+  const dOut = head((await output.read()) as Float32Array);
+  const args = [head(data.q), head(data.k), head(data.v), dOut] as const;
+  const ref64 = attentionBackwardRef(...args, { causal });
+  const ref32 = attentionBackwardRef(...args, { causal, precision: 'f32' });
+  let worst = { maxError: 0, allowed: 0, pass: true };
+  for (const key of ['dq', 'dk', 'dv'] as const) {
+    const got = (await grads[key].read()).subarray(0, n * d);
+    const c = compareToReference(got, ref64[key].data, ref32[key].data);
+    if (!c.pass || (worst.pass && c.maxError / c.allowed > worst.maxError / (worst.allowed || 1)))
+      worst = { maxError: c.maxError, allowed: c.allowed, pass: c.pass && worst.pass };
+  }
+  return worst;
+}
+
 async function benchOne(
   backend: Backend,
   config: Config,
@@ -161,7 +190,11 @@ async function benchOne(
     const check = await spotCheck(first, data.q, data.k, data.v, n, config.d, causal, variant);
     first.dispose();
     for (let i = 1; i < config.warmup; i++) await forward();
-    const measure = async (fn: () => Promise<void>, pass: 'forward' | 'backward') => {
+    const measure = async (
+      fn: () => Promise<void>,
+      pass: 'forward' | 'backward',
+      passCheck: AttentionBenchResult['check'] = pass === 'forward' ? check : undefined,
+    ) => {
       const samples: number[] = [];
       let timer: 'gpu' | 'wall' = 'wall';
       for (let r = 0; r < config.repeats; r++) {
@@ -181,7 +214,7 @@ async function benchOne(
         minMs: Math.min(...samples),
         timer,
         tflops: attentionFlops(config.batchHeads, n, config.d, causal, pass) / (ms * 1e-3) / 1e12,
-        ...(pass === 'forward' ? { check } : {}),
+        ...(passCheck ? { check: passCheck } : {}),
       });
     };
     await measure(forward, 'forward');
@@ -194,8 +227,20 @@ async function benchOne(
           g.dk.dispose();
           g.dv.dispose();
         };
-        await backward();
-        await measure(backward, 'backward');
+        let check: { maxError: number; allowed: number; pass: boolean } | undefined;
+        if (n <= BACKWARD_CHECK_MAX_N) {
+          const g = await attentionBackward(q, k, v, output, output, lse, { causal });
+          try {
+            check = await backwardCheck(g, output, data, n, config.d, causal);
+          } finally {
+            g.dq.dispose();
+            g.dk.dispose();
+            g.dv.dispose();
+          }
+        } else {
+          await backward();
+        }
+        await measure(backward, 'backward', check);
       } finally {
         output.dispose();
         lse.dispose();
