@@ -68,5 +68,8 @@ describe('longseq bench jamba', () => {
     const { code, stderr } = await runCli(['bench', 'jamba', '--experts', '2', '--top-k', '3']);
     expect(code).toBe(2);
     expect(stderr).toMatch(/num_experts_per_tok/);
+    const path = await runCli(['bench', 'jamba', '--path', 'fast']);
+    expect(path.code).toBe(2);
+    expect(path.stderr).toMatch(/--path: expected auto or composed/);
   });
 });
