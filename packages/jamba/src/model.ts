@@ -52,6 +52,7 @@ import { type MoeRouting, moeForward, registerJambaKernels, routeTokens, swiglu 
 import {
   type JambaMambaDecodeAttrs,
   JambaMambaDecodeLayer,
+  JambaMoeDecode,
   JambaNormMatvec,
   JambaSwigluDecode,
   type JambaSwigluDecodeAttrs,
@@ -173,6 +174,13 @@ export class JambaModel {
    * device (8 on CPU-emulated devices, 32 or 64 on GPUs). For tuning and tests.
    */
   decodeLanes = 0;
+
+  /**
+   * WebGPU fused decode of the MoE layers: 'gpu' (default, where the stacked expert weights
+   * exist) routes on the GPU, three dispatches per MoE layer and no read back; 'host' reads the
+   * router logits back and runs each expert with tokens on its rows.
+   */
+  decodeRouting: 'gpu' | 'host' = 'gpu';
 
   /** A hybrid cache for this model (see JambaCache). */
   createCache(options: JambaCacheOptions = {}): JambaCache {
@@ -579,6 +587,16 @@ export class JambaModel {
       return;
     }
     const E = ff.experts.length;
+    if (ff.stacked && this.decodeRouting === 'gpu') {
+      const routing = (await runKernel(
+        JambaMoeDecode,
+        backend,
+        [h, layer.preFfNorm, ff.router, ff.stacked.gate, ff.stacked.up, ff.stacked.down],
+        { ...base, experts: E, topK: config.topK },
+      )) as Tensor[];
+      for (const t of routing) t.dispose();
+      return;
+    }
     const logitsT = (
       (await runKernel(JambaNormMatvec, backend, [h, layer.preFfNorm, ff.router], {
         batch,

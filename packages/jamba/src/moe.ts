@@ -31,6 +31,7 @@ import { moeAccumulateGpuJsKernel } from './gpujs/moe';
 import type { JambaMlpWeights, JambaMoeWeights } from './weights';
 import {
   jambaMambaDecodeWebGpuKernel,
+  jambaMoeDecodeWebGpuKernel,
   jambaNormMatvecWebGpuKernel,
   jambaSwigluDownWebGpuKernel,
   jambaSwigluGateUpWebGpuKernel,
@@ -52,6 +53,7 @@ export function registerJambaKernels(): void {
     jambaNormMatvecWebGpuKernel,
     jambaSwigluGateUpWebGpuKernel,
     jambaSwigluDownWebGpuKernel,
+    jambaMoeDecodeWebGpuKernel,
   ] as never[]);
   registered = true;
 }

@@ -64,6 +64,13 @@ export interface JambaMoeWeights {
   readonly kind: 'moe';
   readonly router: Tensor; // [E, M]
   readonly experts: readonly JambaMlpWeights[];
+  /**
+   * WebGPU only: the experts' weights once more, stacked (gate and up [E * F, M], down
+   * [E * M, F]), for the decode step that routes on the GPU and reads only the chosen
+   * experts' rows (`JambaMoeDecode`). Absent on gpu.js, or where a stack would pass the
+   * device's binding limit (decoding then routes on the host).
+   */
+  readonly stacked?: { readonly gate: Tensor; readonly up: Tensor; readonly down: Tensor };
 }
 
 export interface JambaLayerWeights {
@@ -176,14 +183,36 @@ export function uploadJambaWeights(
       }
       const f = `${p}feed_forward.`;
       const experts = config.layerExperts[i]!;
-      const feedForward: JambaMlpWeights | JambaMoeWeights =
-        experts > 1
-          ? {
-              kind: 'moe',
-              router: load(`${f}router.weight`, [experts, M]),
-              experts: Array.from({ length: experts }, (_, e) => mlp(`${f}experts.${e}.`)),
-            }
-          : mlp(f);
+      let feedForward: JambaMlpWeights | JambaMoeWeights;
+      if (experts > 1) {
+        const router = load(`${f}router.weight`, [experts, M]);
+        const list = Array.from({ length: experts }, (_, e) => mlp(`${f}experts.${e}.`));
+        const stackBytes = experts * F * M * 4;
+        const stack =
+          backend.kind === 'webgpu' &&
+          stackBytes <= backend.limits.maxStorageBufferBindingSize &&
+          stackBytes <= backend.limits.maxBufferSize;
+        const stacked = (part: 'gate_proj' | 'up_proj' | 'down_proj', shape: [number, number]) => {
+          const data = new Float32Array(experts * shape[0] * shape[1]);
+          for (let e = 0; e < experts; e++)
+            data.set(read(`${f}experts.${e}.${part}.weight`, shape), e * shape[0] * shape[1]);
+          return up(data, [experts * shape[0], shape[1]]);
+        };
+        feedForward = {
+          kind: 'moe',
+          router,
+          experts: list,
+          ...(stack
+            ? {
+                stacked: {
+                  gate: stacked('gate_proj', [F, M]),
+                  up: stacked('up_proj', [F, M]),
+                  down: stacked('down_proj', [M, F]),
+                },
+              }
+            : {}),
+        };
+      } else feedForward = mlp(f);
       layers.push({
         inputNorm: load(`${p}input_layernorm.weight`, [M]),
         mixer,
@@ -245,6 +274,7 @@ export function jambaWeightTensors(weights: JambaWeights): Tensor[] {
     if (layer.feedForward.kind === 'moe') {
       all.add(layer.feedForward.router);
       for (const e of layer.feedForward.experts) addAll(e);
+      if (layer.feedForward.stacked) addAll(layer.feedForward.stacked);
     } else addAll(layer.feedForward);
   }
   return [...all];

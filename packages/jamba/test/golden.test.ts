@@ -105,10 +105,18 @@ describeEachBackend('JambaModel on jamba-tiny', (ctx) => {
     }
   }
 
-  const paths: ('auto' | 'composed')[] = ctx.name === 'webgpu' ? ['auto', 'composed'] : ['auto'];
-  for (const path of paths) {
-    it(`greedy generation through the hybrid cache (decode path ${path}) gives transformers' ids exactly and each step's logits`, async () => {
+  const paths: ['auto' | 'composed', 'gpu' | 'host'][] =
+    ctx.name === 'webgpu'
+      ? [
+          ['auto', 'gpu'],
+          ['auto', 'host'],
+          ['composed', 'host'],
+        ]
+      : [['auto', 'host']];
+  for (const [path, routing] of paths) {
+    it(`greedy generation through the hybrid cache (decode path ${path}, MoE routing on the ${routing}) gives transformers' ids exactly and each step's logits`, async () => {
       model.decodePath = path;
+      model.decodeRouting = routing;
       try {
         const g = golden.generate;
         const result = await model.generate(g.prompt_ids, {
@@ -126,6 +134,7 @@ describeEachBackend('JambaModel on jamba-tiny', (ctx) => {
         expect(idsOnly.ids).toEqual([g.new_ids]);
       } finally {
         model.decodePath = 'auto';
+        model.decodeRouting = 'gpu';
       }
     });
   }

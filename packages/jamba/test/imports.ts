@@ -1,2 +1,3 @@
 export { argmax as argmaxOf } from '@longseq/mamba';
 export * from '../src';
+export { JambaMoeDecode } from '../src/webgpu/fused-decode';

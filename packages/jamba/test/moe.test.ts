@@ -1,19 +1,21 @@
-import type { Backend, Program, Tensor } from '@longseq/backend';
+import { type Backend, type Program, runKernel, type Tensor } from '@longseq/backend';
+import { loadCheckpoint, nodeFileSource } from '@longseq/nn';
 import { describeEachBackend, expectClose, freshSeed, randomFloats, rng } from '@longseq/test-harness';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { GOLDEN, readGolden } from './helpers';
 import {
   JambaModel,
+  JambaMoeDecode,
   type JambaMoeWeights,
-  type MoeRouting,
   jambaCheckpointReader,
   jambaRef,
+  type MoeRouting,
   moeAccumulate,
   moeForward,
   moeRef,
+  registerJambaKernels,
   routeTokens,
 } from './imports';
-import { loadCheckpoint, nodeFileSource } from '@longseq/nn';
-import { GOLDEN, readGolden } from './helpers';
 
 const seed = freshSeed();
 
@@ -181,11 +183,21 @@ describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
   });
   afterAll(() => model?.dispose());
 
-  const paths: ('auto' | 'composed')[] = ctx.name === 'webgpu' ? ['auto', 'composed'] : ['auto'];
-  for (const path of paths) {
-    it(`a decode step (path ${path}) binds exactly top-k experts' weights per MoE layer for one sequence`, async () => {
+  // gpu.js: the composed path routing on the host. WebGPU: the fused path routing on the host
+  // or on the GPU (stacked experts), and the composed path.
+  const paths: ['auto' | 'composed', 'gpu' | 'host'][] =
+    ctx.name === 'webgpu'
+      ? [
+          ['auto', 'gpu'],
+          ['auto', 'host'],
+          ['composed', 'host'],
+        ]
+      : [['auto', 'host']];
+  for (const [path, routing] of paths) {
+    it(`a decode step (path ${path}, routing on the ${routing}) runs only the chosen experts of each MoE layer for one sequence (host routing: binds exactly top-k experts' weights)`, async () => {
       const cache = model.createCache({ maxSequences: 1, blockSize: 4 });
       model.decodePath = path;
+      model.decodeRouting = routing;
       const bound = new Set<unknown>();
       const original = ctx.backend.run.bind(ctx.backend);
       let run: { mockRestore(): void } | undefined;
@@ -201,6 +213,12 @@ describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
           const ff = model.weights.layers[l]!.feedForward;
           if (ff.kind !== 'moe') throw new Error(`layer ${l} has experts`);
           const used = ff.experts.map((e) => bound.has(e.gateProj.handle));
+          if (routing === 'gpu') {
+            // one kernel reads the chosen experts' rows of the stacked weights (the NaN test below)
+            expect(used.filter(Boolean), `layer ${l}`).toHaveLength(0);
+            for (const t of Object.values(ff.stacked!)) expect(bound.has(t.handle)).toBe(true);
+            continue;
+          }
           expect(used.filter(Boolean), `layer ${l}`).toHaveLength(2);
           ff.experts.forEach((e, i) => {
             expect(bound.has(e.upProj.handle)).toBe(used[i]);
@@ -210,6 +228,7 @@ describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
       } finally {
         run?.mockRestore();
         model.decodePath = 'auto';
+        model.decodeRouting = 'gpu';
         cache.dispose();
       }
     });
@@ -239,3 +258,74 @@ describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
     }
   });
 });
+
+describeEachBackend(
+  'JambaMoeDecode (WebGPU: routing on the GPU)',
+  (ctx) => {
+    it('equals the float64 reference and reads no row of an expert no token chose (they hold NaN)', async () => {
+      registerJambaKernels();
+      const [T, M, F, E, k] = [2, 12, 20, 6, 2];
+      const random = rng(seed + 11);
+      const moe = randomMoe(ctx.backend, M, F, E, seed + 12);
+      const h = randomFloats(T * M, random);
+      const normW = randomFloats(M, random, 0.5, 1.5);
+      // the reference: n = rmsNorm(h) in float64, then the MoE, added to h
+      const eps = 1e-6;
+      const n = new Float64Array(T * M);
+      for (let t = 0; t < T; t++) {
+        let sq = 0;
+        for (let m = 0; m < M; m++) sq += h[t * M + m]! ** 2;
+        const inv = 1 / Math.sqrt(sq / M + eps);
+        for (let m = 0; m < M; m++) n[t * M + m] = h[t * M + m]! * inv * normW[m]!;
+      }
+      const ref = moeRef(n, T, moe.host, { M, F, topK: k });
+      const ref32 = moeRef(Float32Array.from(n), T, moe.host, { M, F, topK: k }, { precision: 'f32' });
+      const chosen = new Set(Array.from(ref.routing.experts));
+      expect(chosen.size).toBeLessThan(E);
+      // stacked weights with every unchosen expert's rows set to NaN
+      const stack = (part: 'gate' | 'up' | 'down') =>
+        Float32Array.from(
+          moe.host.experts.flatMap((e, i) =>
+            Array.from(chosen.has(i) ? e[part] : e[part].map(() => Number.NaN)),
+          ),
+        );
+      const b = ctx.backend;
+      const tensors = [
+        b.tensor(h, [T, M]),
+        b.tensor(normW, [M]),
+        moe.device.router,
+        b.tensor(stack('gate'), [E * F, M]),
+        b.tensor(stack('up'), [E * F, M]),
+        b.tensor(stack('down'), [E * M, F]),
+      ];
+      try {
+        const out = (await runKernel(JambaMoeDecode, b, tensors, {
+          batch: T,
+          dModel: M,
+          intermediate: F,
+          experts: E,
+          topK: k,
+          eps,
+          lanes: 0,
+        })) as Tensor[];
+        const experts = Array.from(await out[0]!.read());
+        const weights = await out[1]!.read();
+        for (const t of out) t.dispose();
+        expect(experts).toEqual(Array.from(ref.routing.experts));
+        for (let i = 0; i < T * k; i++) expect(weights[i]).toBeCloseTo(ref.routing.weights[i]!, 5);
+        const expected = Float64Array.from(ref.output, (v, i) => v + h[i]!);
+        const expected32 = Float32Array.from(ref32.output, (v, i) => v + h[i]!);
+        expectClose(await tensors[0]!.read(), expected, expected32, {
+          seed,
+          label: 'JambaMoeDecode',
+          atol: 1e-5,
+        });
+      } finally {
+        for (const t of [tensors[0]!, tensors[1]!, ...tensors.slice(3)]) t.dispose();
+        moe.dispose();
+      }
+    });
+  },
+  // a WebGPU kernel (workgroup memory); gpu.js decodes through the host-routed composed path
+  { requires: ['workgroup-memory'] },
+);

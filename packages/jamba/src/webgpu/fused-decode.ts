@@ -24,6 +24,7 @@ import { WGSL_EXP_ACC, WGSL_SOFTPLUS_ACC } from '@longseq/backend';
 export const JambaMambaDecodeLayer = 'JambaMambaDecodeLayer';
 export const JambaNormMatvec = 'JambaNormMatvec';
 export const JambaSwigluDecode = 'JambaSwigluDecode';
+export const JambaMoeDecode = 'JambaMoeDecode';
 
 /** Offsets into a Mamba layer's packed decode params. */
 export function jambaParamsOffsets(dInner: number, dConv: number, dState: number, dtRank: number) {
@@ -316,6 +317,126 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   reduce_lanes(li, vec2<f32>(acc, 0.0));
   if (lane == 0u && m < u.width) {
     hidden[t * u.width + m] = hidden[t * u.width + m] + w * partial[li].x;
+  }
+}`;
+
+/**
+ * The MoE router on the GPU, one workgroup per token: logits[e] = router_e . rmsNorm(h[t])
+ * into workgroup memory, then one thread takes the softmax and the top k (largest first, the
+ * lower expert on ties) and writes the experts and their probabilities (not renormalized).
+ */
+const moeRouteWgsl = (
+  shape: MatvecShape,
+  experts: number,
+  topK: number,
+) => /* wgsl */ `${MATH}${reduceWgsl(shape)}
+const NE: u32 = ${experts}u;
+const TOPK: u32 = ${topK}u;
+var<workgroup> lg: array<f32, ${experts}>;
+var<workgroup> sumsq: f32;
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let t = wid.y;
+  let base = t * u.nvec;
+  let lane = li % LANES;
+  let group = li / LANES;
+  for (var r0 = 0u; r0 < NE; r0 = r0 + ROWS) {
+    let e = r0 + group;
+    var acc = vec2<f32>(0.0, 0.0);
+    if (e < NE) {
+      for (var k = lane; k < u.nvec; k = k + LANES) {
+        let h = hidden[base + k];
+        acc = acc + vec2<f32>(dotv(router[e * u.nvec + k], h * norm_w[k]), dotv(h, h));
+      }
+    }
+    reduce_lanes(li, acc);
+    if (lane == 0u && e < NE) {
+      lg[e] = partial[li].x;
+      if (e == 0u) { sumsq = partial[li].y; }
+    }
+    workgroupBarrier();
+  }
+  if (li != 0u) { return; }
+  let inv = 1.0 / sqrt(sumsq / f32(u.width) + u.eps);
+  var mx = lg[0] * inv;
+  for (var e = 0u; e < NE; e = e + 1u) {
+    lg[e] = lg[e] * inv;
+    mx = max(mx, lg[e]);
+  }
+  var total = 0.0;
+  for (var e = 0u; e < NE; e = e + 1u) {
+    let p = exp_acc(lg[e] - mx);
+    lg[e] = p;
+    total = total + p;
+  }
+  for (var j = 0u; j < TOPK; j = j + 1u) {
+    var best = NE;
+    for (var e = 0u; e < NE; e = e + 1u) {
+      if (lg[e] >= 0.0 && (best == NE || lg[e] > lg[best])) { best = e; }
+    }
+    experts_out[t * TOPK + j] = i32(best);
+    weights_out[t * TOPK + j] = lg[best] / total;
+    lg[best] = -1.0;
+  }
+}`;
+
+/**
+ * The chosen experts' gate/up halves, one row group per (token t, choice j, row f):
+ * act[t * k + j, f] = silu(gate[e, f] . n) * (up[e, f] . n), n = rmsNorm(h[t]), e the expert
+ * of choice j. Only the chosen experts' rows of the stacked weights are read.
+ */
+const moeGateUpWgsl = (shape: MatvecShape, topK: number) => /* wgsl */ `${MATH}${reduce4Wgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let pair = wid.y;
+  let t = pair / ${topK}u;
+  let e = u32(experts[pair]);
+  let base = t * u.nvec;
+  let lane = li % LANES;
+  let f = group_row(wid, nwg) + li / LANES;
+  var acc = vec4<f32>(0.0, 0.0, 0.0, 0.0);
+  if (f < u.rows) {
+    let row = (e * u.rows + f) * u.nvec;
+    for (var k = lane; k < u.nvec; k = k + LANES) {
+      let h = hidden[base + k];
+      let n = h * norm_w[k];
+      acc = acc + vec4<f32>(dotv(gate[row + k], n), dotv(up[row + k], n), dotv(h, h), 0.0);
+    }
+  }
+  reduce_lanes(li, acc);
+  if (lane == 0u && f < u.rows) {
+    let sums = partial[li];
+    let inv = 1.0 / sqrt(sums.z / f32(u.width) + u.eps);
+    out[pair * u.rows + f] = silu_acc(sums.x * inv) * (sums.y * inv);
+  }
+}`;
+
+/**
+ * The chosen experts' down halves summed with their routing weights and added into the
+ * residual stream in place, one row group per (token t, row m): h[t, m] += sum_j w[t, j] *
+ * (down[e_j, m] . act[t * k + j]). Each output row is written by one thread (no conflicts).
+ */
+const moeDownAddWgsl = (shape: MatvecShape, topK: number) => /* wgsl */ `${reduceWgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = wid.y;
+  let lane = li % LANES;
+  let m = group_row(wid, nwg) + li / LANES;
+  var acc = 0.0;
+  if (m < u.width) {
+    for (var j = 0u; j < ${topK}u; j = j + 1u) {
+      let pair = t * ${topK}u + j;
+      let e = u32(experts[pair]);
+      let w = weights[pair];
+      let row = (e * u.width + m) * u.nvec;
+      var part = 0.0;
+      for (var k = lane; k < u.nvec; k = k + LANES) { part = part + dotv(down[row + k], act[pair * u.nvec + k]); }
+      acc = acc + w * part;
+    }
+  }
+  reduce_lanes(li, vec2<f32>(acc, 0.0));
+  if (lane == 0u && m < u.width) {
+    hidden[t * u.width + m] = hidden[t * u.width + m] + partial[li].x;
   }
 }`;
 
@@ -621,5 +742,104 @@ export const jambaSwigluDownWebGpuKernel: KernelConfig<JambaSwigluDecodeAttrs> =
       dispatch: rowGrid(backend, a.dModel, shape, a.tokens),
     });
     return [];
+  },
+};
+
+/** Sizes of the GPU-routed MoE of a decode step. */
+export interface JambaMoeDecodeAttrs {
+  readonly batch: number;
+  readonly dModel: number;
+  readonly intermediate: number;
+  readonly experts: number;
+  readonly topK: number;
+  readonly eps: number;
+  readonly lanes: number;
+}
+
+/**
+ * The MoE of a decode step with the routing on the GPU, in three dispatches whatever the
+ * routing: route (norm + router + softmax + top-k), the chosen experts' gate/up, their down
+ * halves added into hidden in place. Inputs (in order): hidden [B, M] (written), pre-FF norm
+ * [M], router [E, M], stacked gate [E * F, M], stacked up [E * F, M], stacked down [E * M, F].
+ * Returns the routing: experts [B, k] i32 and weights [B, k] f32 (for inspection; the caller
+ * disposes them). An expert no token chose has none of its rows read.
+ */
+export const jambaMoeDecodeWebGpuKernel: KernelConfig<JambaMoeDecodeAttrs> = {
+  kernelName: JambaMoeDecode,
+  backendKind: 'webgpu',
+  async run(backend, inputs, a) {
+    const [hidden, norm, router, gate, up, down] = inputs as Tensor[];
+    const { batch: B, dModel: M, intermediate: F, experts: E, topK: K } = a;
+    const experts = backend.empty([B, K], 'i32');
+    const weights = backend.empty([B, K]);
+    const act = backend.empty([B * K, F]);
+    try {
+      const rShape = xProjSsmShape(backend, M, a.lanes);
+      const rv = elementType(rShape.vec);
+      await backend.run({
+        kind: 'webgpu',
+        name: 'jamba_moe_route',
+        cacheKey: `${shapeKey(rShape)}e${E}k${K}`,
+        inputs: [
+          { name: 'hidden', tensor: hidden!, ...rv },
+          { name: 'norm_w', tensor: norm!, ...rv },
+          { name: 'router', tensor: router!, ...rv },
+        ],
+        outputs: [
+          { name: 'experts_out', tensor: experts },
+          { name: 'weights_out', tensor: weights },
+        ],
+        uniforms: [u32('width', M), u32('nvec', M / rShape.vec), { name: 'eps', type: 'f32', value: a.eps }],
+        source: cachedSource(`moe_route:${shapeKey(rShape)}e${E}k${K}`, () => moeRouteWgsl(rShape, E, K)),
+        dispatch: [1, B, 1],
+      });
+      const gShape = matvecShape(backend, M, F, a.lanes);
+      const gv = elementType(gShape.vec);
+      await backend.run({
+        kind: 'webgpu',
+        name: 'jamba_moe_gate_up',
+        cacheKey: `${shapeKey(gShape)}k${K}`,
+        inputs: [
+          { name: 'hidden', tensor: hidden!, ...gv },
+          { name: 'norm_w', tensor: norm!, ...gv },
+          { name: 'gate', tensor: gate!, ...gv },
+          { name: 'up', tensor: up!, ...gv },
+          { name: 'experts', tensor: experts },
+        ],
+        outputs: [{ name: 'out', tensor: act }],
+        uniforms: [
+          u32('width', M),
+          u32('nvec', M / gShape.vec),
+          u32('rows', F),
+          { name: 'eps', type: 'f32', value: a.eps },
+        ],
+        source: cachedSource(`moe_gate_up:${shapeKey(gShape)}k${K}`, () => moeGateUpWgsl(gShape, K)),
+        dispatch: rowGrid(backend, F, gShape, B * K),
+      });
+      const dShape = matvecShape(backend, F, M, a.lanes);
+      const dv = elementType(dShape.vec);
+      await backend.run({
+        kind: 'webgpu',
+        name: 'jamba_moe_down_add',
+        cacheKey: `${shapeKey(dShape)}k${K}`,
+        inputs: [
+          { name: 'act', tensor: act, ...dv },
+          { name: 'down', tensor: down!, ...dv },
+          { name: 'experts', tensor: experts },
+          { name: 'weights', tensor: weights },
+        ],
+        outputs: [{ name: 'hidden', tensor: hidden! }],
+        uniforms: [u32('width', M), u32('nvec', F / dShape.vec)],
+        source: cachedSource(`moe_down_add:${shapeKey(dShape)}k${K}`, () => moeDownAddWgsl(dShape, K)),
+        dispatch: rowGrid(backend, M, dShape, B),
+      });
+    } catch (err) {
+      experts.dispose();
+      weights.dispose();
+      throw err;
+    } finally {
+      act.dispose();
+    }
+    return [experts, weights];
   },
 };
