@@ -186,16 +186,32 @@ export function uploadJambaWeights(
       let feedForward: JambaMlpWeights | JambaMoeWeights;
       if (experts > 1) {
         const router = load(`${f}router.weight`, [experts, M]);
-        const list = Array.from({ length: experts }, (_, e) => mlp(`${f}experts.${e}.`));
+        // each tensor read once (a random reader draws anew on every read), uploaded per expert
+        // and, on WebGPU, stacked
+        const host = Array.from({ length: experts }, (_, e) => {
+          const p = `${f}experts.${e}.`;
+          return {
+            gate: read(`${p}gate_proj.weight`, [F, M]),
+            up: read(`${p}up_proj.weight`, [F, M]),
+            down: read(`${p}down_proj.weight`, [M, F]),
+          };
+        });
+        const list: JambaMlpWeights[] = host.map((h) => ({
+          kind: 'mlp',
+          gateProj: up(h.gate, [F, M]),
+          upProj: up(h.up, [F, M]),
+          downProj: up(h.down, [M, F]),
+        }));
         const stackBytes = experts * F * M * 4;
         const stack =
           backend.kind === 'webgpu' &&
           stackBytes <= backend.limits.maxStorageBufferBindingSize &&
           stackBytes <= backend.limits.maxBufferSize;
-        const stacked = (part: 'gate_proj' | 'up_proj' | 'down_proj', shape: [number, number]) => {
+        const stacked = (part: 'gate' | 'up' | 'down', shape: [number, number]) => {
           const data = new Float32Array(experts * shape[0] * shape[1]);
-          for (let e = 0; e < experts; e++)
-            data.set(read(`${f}experts.${e}.${part}.weight`, shape), e * shape[0] * shape[1]);
+          host.forEach((h, e) => {
+            data.set(h[part], e * shape[0] * shape[1]);
+          });
           return up(data, [experts * shape[0], shape[1]]);
         };
         feedForward = {
@@ -205,9 +221,9 @@ export function uploadJambaWeights(
           ...(stack
             ? {
                 stacked: {
-                  gate: stacked('gate_proj', [F, M]),
-                  up: stacked('up_proj', [F, M]),
-                  down: stacked('down_proj', [M, F]),
+                  gate: stacked('gate', [F, M]),
+                  up: stacked('up', [F, M]),
+                  down: stacked('down', [M, F]),
                 },
               }
             : {}),

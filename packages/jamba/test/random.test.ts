@@ -107,4 +107,42 @@ describeEachBackend('JambaModel on a random shape (biases, tied embeddings, odd 
       }
     }
   });
+
+  it('fromRandom: the same seed gives the same weights, and generation through the cache equals recomputing', async () => {
+    const small = jambaConfig({
+      dModel: 32,
+      nLayer: 4,
+      vocabSize: 40,
+      intermediateSize: 24,
+      numHeads: 2,
+      numKvHeads: 1,
+      attnLayerPeriod: 4,
+      attnLayerOffset: 2,
+      numExperts: 4,
+      topK: 2,
+      dState: 4,
+      dtRank: 2,
+    });
+    const a = JambaModel.fromRandom(ctx.backend, small, 5);
+    const b = JambaModel.fromRandom(ctx.backend, small, 5);
+    try {
+      const moe = a.weights.layers[1]!.feedForward;
+      const moeB = b.weights.layers[1]!.feedForward;
+      if (moe.kind !== 'moe' || moeB.kind !== 'moe') throw new Error('layer 1 has experts');
+      expect(Array.from(await moe.experts[2]!.upProj.read())).toEqual(
+        Array.from(await moeB.experts[2]!.upProj.read()),
+      );
+      const options = { maxNewTokens: 5, returnLogits: true };
+      const cached = await a.generate([[1, 2, 3, 4]], options);
+      const recomputed = await a.generate([[1, 2, 3, 4]], { ...options, useCache: false });
+      for (let t = 0; t < 5; t++)
+        expect(maxRelativeError(cached.logits![t]!, recomputed.logits![t]!, 40), `step ${t}`).toBeLessThan(
+          1e-4,
+        );
+      expect(cached.ids).toEqual(recomputed.ids);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
 });
