@@ -7,6 +7,23 @@ export {
 } from './config';
 export { MambaSsmStep, type MambaSsmStepAttrs } from './contract';
 export { MambaArgmax } from './webgpu/fused-decode';
+// The fused decode kernels' matrix-vector pieces, shared with other models' decode kernels.
+export {
+  type ConvStep,
+  type MatvecShape,
+  type Uniform,
+  elementType,
+  matvecShape,
+  normMatvecProgram,
+  outProjProgram,
+  reduceWgsl,
+  rowGrid,
+  shapeKey,
+  sourceCache,
+  u32,
+  xProjSsmShape,
+  xProjWgsl,
+} from './webgpu/matvec';
 export { type SsmStepInputs, mambaSsmStep, registerMambaKernels } from './ssm-step';
 export {
   type MambaRefState,

@@ -1,8 +1,10 @@
 /**
  * WebGPU's fused decode step of a Jamba Mamba layer: one token per sequence in three
  * dispatches instead of the ~17 of the composed ops, the conv and SSM states and the residual
- * stream updated in place. The layout follows @longseq/mamba's fused decode (which this
- * package cannot reuse as is: Jamba normalizes dt, B and C between x_proj and the scan):
+ * stream updated in place. The layout follows @longseq/mamba's fused decode and uses its
+ * matrix-vector pieces (@longseq/mamba's webgpu/matvec: shapes, the lanes reduction, the
+ * norm + in_proj + conv and out_proj programs, the x_proj head); the x_proj + SSM kernel is
+ * Jamba's own, since Jamba normalizes dt, B and C between x_proj and the scan:
  *
  *   1. norm_in_proj_conv  xz = in_proj(rmsNorm(h)); the x half goes on through the conv step
  *                         (conv state shifted in place) and is stored as u = silu(conv(x))
@@ -18,8 +20,22 @@
  * small per-channel parameters and the dt/B/C norm weights are packed into one buffer per
  * layer (`decodeParams`).
  */
-import type { Backend, KernelConfig, Tensor, WebGpuProgram } from '@longseq/backend';
+import type { Backend, KernelConfig, Tensor } from '@longseq/backend';
 import { WGSL_EXP_ACC, WGSL_SOFTPLUS_ACC } from '@longseq/backend';
+import {
+  type MatvecShape,
+  elementType,
+  matvecShape,
+  normMatvecProgram,
+  outProjProgram,
+  reduceWgsl,
+  rowGrid,
+  shapeKey,
+  sourceCache,
+  u32,
+  xProjSsmShape,
+  xProjWgsl,
+} from '@longseq/mamba';
 
 export const JambaMambaDecodeLayer = 'JambaMambaDecodeLayer';
 export const JambaNormMatvec = 'JambaNormMatvec';
@@ -40,122 +56,10 @@ export function jambaParamsOffsets(dInner: number, dConv: number, dState: number
   return { convW, convB, dtB, dSkip, a, inB, dtNorm, bNorm, cNorm, size: cNorm + dState };
 }
 
-interface MatvecShape {
-  readonly lanes: number;
-  readonly rows: number;
-  readonly wg: number;
-  readonly vec: 1 | 4;
-}
-
-/** Workgroups a product should at least have: two per SM of a large GPU. */
-const TARGET_WORKGROUPS = 264;
-
-/**
- * Lanes per row and rows per workgroup: 8 x 8 on CPU-emulated devices with small subgroups,
- * else 32 or 64 lanes and as many rows as keep TARGET_WORKGROUPS workgroups. `lanesOverride`
- * (a power of two, 8..256) forces the lanes, so tests run the GPU shapes on any device.
- */
-function matvecShape(backend: Backend, width: number, rows: number, lanesOverride = 0): MatvecShape {
-  const vec: 1 | 4 = width % 4 === 0 ? 4 : 1;
-  const maxWg = Math.min(256, backend.limits.maxWorkgroupInvocations);
-  if (lanesOverride === 0 && backend.limits.subgroupSize < 16) return { lanes: 8, rows: 8, wg: 64, vec };
-  const lanes = lanesOverride > 0 ? lanesOverride : width / vec <= 256 ? 32 : 64;
-  let perGroup = Math.max(1, Math.floor(maxWg / lanes));
-  while (perGroup > 1 && Math.ceil(rows / perGroup) < TARGET_WORKGROUPS) perGroup >>= 1;
-  return { lanes, rows: perGroup, wg: lanes * perGroup, vec };
-}
-
-function rowGrid(
-  backend: Backend,
-  rows: number,
-  shape: MatvecShape,
-  batch: number,
-): [number, number, number] {
-  const groups = Math.ceil(rows / shape.rows);
-  const z = Math.ceil(groups / backend.limits.maxWorkgroupsPerDimension);
-  return [Math.ceil(groups / z), batch, z];
-}
-
-const vecType = (vec: 1 | 4) => (vec === 4 ? 'vec4<f32>' : 'f32');
-const elementType = (vec: 1 | 4) => (vec === 4 ? { elementType: 'vec4<f32>' } : {});
-const shapeKey = (s: MatvecShape) => `${s.lanes}x${s.rows}v${s.vec}`;
-
 const MATH = /* wgsl */ `
 ${WGSL_EXP_ACC}
 ${WGSL_SOFTPLUS_ACC}
 fn silu_acc(x: f32) -> f32 { return x / (1.0 + exp_acc(-x)); }`;
-
-const reduceWgsl = ({ lanes, rows, wg, vec }: MatvecShape) => /* wgsl */ `
-const WG: u32 = ${wg}u;
-const LANES: u32 = ${lanes}u;
-const ROWS: u32 = ${rows}u;
-alias VT = ${vecType(vec)};
-fn dotv(a: VT, b: VT) -> f32 { return ${vec === 4 ? 'dot(a, b)' : 'a * b'}; }
-var<workgroup> partial: array<vec2<f32>, ${wg}>;
-fn group_row(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return (wid.x + wid.z * nwg.x) * ROWS; }
-// Sums the lanes of each row group into partial[group * LANES]. Every thread calls it.
-fn reduce_lanes(li: u32, value: vec2<f32>) {
-  partial[li] = value;
-  workgroupBarrier();
-  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
-    if (li % LANES < s) { partial[li] = partial[li] + partial[li + s]; }
-    workgroupBarrier();
-  }
-}`;
-
-/**
- * out[b, r] = W_r . (h[b] * inv_rms(h[b]) * norm_w), rows r < rows0 from w0, the next rows1
- * from w1. With `conv`, row c < rows0 is channel c's x: the thread finishing it adds the
- * in_proj bias, runs the channel's conv step (its state shifted in place) and writes
- * u = silu(conv) instead of x.
- */
-const normMatvecWgsl = (shape: MatvecShape, conv: boolean) => /* wgsl */ `${MATH}${reduceWgsl(shape)}
-@compute @workgroup_size(${shape.wg})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.y;
-  let base = b * u.nvec;
-  let lane = li % LANES;
-  let r = group_row(wid, nwg) + li / LANES;
-  let rows = u.rows0 + u.rows1;
-  var acc = vec2<f32>(0.0, 0.0);
-  if (r < u.rows0) {
-    let row = r * u.nvec;
-    for (var k = lane; k < u.nvec; k = k + LANES) {
-      let h = hidden[base + k];
-      acc = acc + vec2<f32>(dotv(w0[row + k], h * norm_w[k]), dotv(h, h));
-    }
-  } else if (r < rows) {
-    let row = (r - u.rows0) * u.nvec;
-    for (var k = lane; k < u.nvec; k = k + LANES) {
-      let h = hidden[base + k];
-      acc = acc + vec2<f32>(dotv(w1[row + k], h * norm_w[k]), dotv(h, h));
-    }
-  }
-  reduce_lanes(li, acc);
-  if (lane == 0u && r < rows) {
-    let sums = partial[li];
-    var v = sums.x / sqrt(sums.y / f32(u.width) + u.eps);
-    ${
-      conv
-        ? `if (u.has_bias == 1u) { v = v + params[u.off_in_b + r]; }
-    if (r < u.rows0) {
-      let past = u.conv_width - 1u;
-      let st = (b * u.rows0 + r) * past;
-      var a = 0.0;
-      if (u.has_conv_bias == 1u) { a = params[u.off_conv_b + r]; }
-      for (var j = 0u; j < past; j = j + 1u) {
-        a = a + params[u.off_conv_w + r * u.conv_width + j] * conv_state[st + j];
-      }
-      a = a + params[u.off_conv_w + r * u.conv_width + past] * v;
-      for (var j = 0u; j + 1u < past; j = j + 1u) { conv_state[st + j] = conv_state[st + j + 1u]; }
-      if (past > 0u) { conv_state[st + past - 1u] = v; }
-      v = silu_acc(a);
-    }`
-        : ''
-    }
-    out[b * rows + r] = v;
-  }
-}`;
 
 /**
  * x_proj, Jamba's dt/B/C RMSNorms and the SSM step in one kernel. Every workgroup computes
@@ -163,34 +67,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
  * one channel: the three inverse RMS values (over dt_low, B, C), dt = softplus(dt_proj .
  * norm(dt_low) + bias), the N states advanced with norm(B), y = (norm(C) . h + D u) silu(z).
  */
-const xProjSsmWgsl = (shape: MatvecShape, xRows: number) => /* wgsl */ `${MATH}${reduceWgsl(shape)}
-const XROWS: u32 = ${xRows}u;
-var<workgroup> xd: array<f32, ${xRows}>;
-fn xz_at(i: u32) -> f32 { return ${shape.vec === 4 ? 'xz[i >> 2u][i & 3u]' : 'xz[i]'}; }
-@compute @workgroup_size(${shape.wg})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let b = wid.y;
-  let lane = li % LANES;
-  let group = li / LANES;
-  let ub = b * 2u * u.nvec;
-  for (var r0 = 0u; r0 < XROWS; r0 = r0 + ROWS) {
-    let r = r0 + group;
-    var acc = 0.0;
-    if (r < u.dt_rank) {
-      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_dt[r * u.nvec + k], xz[ub + k]); }
-    } else if (r < u.dt_rank + u.states) {
-      let row = (r - u.dt_rank) * u.nvec;
-      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_b[row + k], xz[ub + k]); }
-    } else if (r < XROWS) {
-      let row = (r - u.dt_rank - u.states) * u.nvec;
-      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_c[row + k], xz[ub + k]); }
-    }
-    reduce_lanes(li, vec2<f32>(acc, 0.0));
-    if (lane == 0u && r < XROWS) { xd[r] = partial[li].x; }
-    workgroupBarrier();
-  }
-  let c = wid.x * WG + li;
-  if (c >= u.channels) { return; }
+const xProjSsmWgsl = (shape: MatvecShape, xRows: number) => /* wgsl */ `${MATH}${xProjWgsl(shape, xRows)}
   // Jamba's RMSNorms of dt_low, B and C (transformers' JambaRMSNorm: x * rsqrt(mean(x^2) + eps) * w)
   var sdt = 0.0;
   for (var r = 0u; r < u.dt_rank; r = r + 1u) { sdt = sdt + xd[r] * xd[r]; }
@@ -225,49 +102,12 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   y[bc] = (acc + params[u.off_d + c] * uv) * silu_acc(zv);
 }`;
 
-/** h[b, m] += out_proj_m . y[b] (+ bias_m), in place. */
-const outProjWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
-@compute @workgroup_size(${shape.wg})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = wid.y;
-  let lane = li % LANES;
-  let m = group_row(wid, nwg) + li / LANES;
-  var acc = 0.0;
-  if (m < u.width) {
-    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_out[m * u.nvec + k], y[b * u.nvec + k]); }
-  }
-  reduce_lanes(li, vec2<f32>(acc, 0.0));
-  if (lane == 0u && m < u.width) {
-    var v = partial[li].x;
-    if (u.has_bias == 1u) { v = v + bias[m]; }
-    hidden[b * u.width + m] = hidden[b * u.width + m] + v;
-  }
-}`;
-
-/** The row-group reduction with four sums at once (the gate and up products and the norm's sum of squares). */
-const reduce4Wgsl = ({ lanes, rows, wg, vec }: MatvecShape) => /* wgsl */ `
-const WG: u32 = ${wg}u;
-const LANES: u32 = ${lanes}u;
-const ROWS: u32 = ${rows}u;
-alias VT = ${vecType(vec)};
-fn dotv(a: VT, b: VT) -> f32 { return ${vec === 4 ? 'dot(a, b)' : 'a * b'}; }
-var<workgroup> partial: array<vec4<f32>, ${wg}>;
-fn group_row(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return (wid.x + wid.z * nwg.x) * ROWS; }
-fn reduce_lanes(li: u32, value: vec4<f32>) {
-  partial[li] = value;
-  workgroupBarrier();
-  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
-    if (li % LANES < s) { partial[li] = partial[li] + partial[li + s]; }
-    workgroupBarrier();
-  }
-}`;
-
 /**
  * A SwiGLU's first half on the token rows it serves, with the pre-feed-forward RMSNorm:
  * out[i, f] = silu(gate_f . n) * (up_f . n), n = rmsNorm(hidden[t]) for t = rows[off + i]
  * (indexed: an expert's tokens) or t = i (a dense MLP). One row group per (i, f).
  */
-const normGateUpWgsl = (shape: MatvecShape) => /* wgsl */ `${MATH}${reduce4Wgsl(shape)}
+const normGateUpWgsl = (shape: MatvecShape) => /* wgsl */ `${MATH}${reduceWgsl(shape, 4)}
 @compute @workgroup_size(${shape.wg})
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = wid.y;
@@ -385,7 +225,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
  * act[t * k + j, f] = silu(gate[e, f] . n) * (up[e, f] . n), n = rmsNorm(h[t]), e the expert
  * of choice j. Only the chosen experts' rows of the stacked weights are read.
  */
-const moeGateUpWgsl = (shape: MatvecShape, topK: number) => /* wgsl */ `${MATH}${reduce4Wgsl(shape)}
+const moeGateUpWgsl = (shape: MatvecShape, topK: number) => /* wgsl */ `${MATH}${reduceWgsl(shape, 4)}
 @compute @workgroup_size(${shape.wg})
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let pair = wid.y;
@@ -440,57 +280,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   }
 }`;
 
-/** Generated sources by variant (a decode step records dozens of dispatches). */
-const sources = new Map<string, string>();
-function cachedSource(key: string, build: () => string): string {
-  let source = sources.get(key);
-  if (source === undefined) {
-    source = build();
-    sources.set(key, source);
-  }
-  return source;
-}
-
-type U = { name: string; type: 'u32' | 'f32'; value: number };
-const u32 = (name: string, value: number): U => ({ name, type: 'u32', value });
-
-function normMatvecProgram(
-  backend: Backend,
-  t: { hidden: Tensor; normW: Tensor; w0: Tensor; w1: Tensor; out: Tensor },
-  sizes: { batch: number; width: number; rows0: number; rows1: number; eps: number; lanes: number },
-  conv?: { convState: Tensor; params: Tensor; uniforms: readonly U[] },
-): WebGpuProgram {
-  const shape = matvecShape(backend, sizes.width, sizes.rows0 + sizes.rows1, sizes.lanes);
-  const v = elementType(shape.vec);
-  return {
-    kind: 'webgpu',
-    name: conv ? 'jamba_norm_in_proj_conv' : 'jamba_norm_matvec',
-    cacheKey: shapeKey(shape),
-    inputs: [
-      { name: 'hidden', tensor: t.hidden, ...v },
-      { name: 'norm_w', tensor: t.normW, ...v },
-      { name: 'w0', tensor: t.w0, ...v },
-      { name: 'w1', tensor: t.w1, ...v },
-      ...(conv ? [{ name: 'params', tensor: conv.params }] : []),
-    ],
-    outputs: [
-      { name: 'out', tensor: t.out },
-      ...(conv ? [{ name: 'conv_state', tensor: conv.convState }] : []),
-    ],
-    uniforms: [
-      u32('width', sizes.width),
-      u32('nvec', sizes.width / shape.vec),
-      u32('rows0', sizes.rows0),
-      u32('rows1', sizes.rows1),
-      { name: 'eps', type: 'f32', value: sizes.eps },
-      ...(conv?.uniforms ?? []),
-    ],
-    source: cachedSource(`norm${conv ? '_conv' : ''}:${shapeKey(shape)}`, () =>
-      normMatvecWgsl(shape, conv !== undefined),
-    ),
-    dispatch: rowGrid(backend, sizes.rows0 + sizes.rows1, shape, sizes.batch),
-  };
-}
+/** Generated sources by variant (see `sourceCache`). */
+const cachedSource = sourceCache();
 
 /** Sizes of one Mamba layer's decode step: batch B, width M, channels D, states N, dt rank R, conv K. */
 export interface JambaMambaDecodeAttrs {
@@ -530,13 +321,19 @@ async function runLayer(
     await backend.run(
       normMatvecProgram(
         backend,
-        { hidden: hidden!, normW: norm!, w0: inX!, w1: inZ!, out: xz },
+        hidden!,
+        norm!,
+        inX!,
+        inZ!,
+        undefined,
+        undefined,
+        xz,
         { batch: B, width: M, rows0: D, rows1: D, eps: a.eps, lanes: a.lanes },
         {
           convState: convState!,
           params: params!,
+          hasBias: a.hasInBias,
           uniforms: [
-            u32('has_bias', a.hasInBias ? 1 : 0),
             u32('off_in_b', off.inB),
             u32('conv_width', K),
             u32('has_conv_bias', a.hasConvBias ? 1 : 0),
@@ -544,6 +341,7 @@ async function runLayer(
             u32('off_conv_b', off.convB),
           ],
         },
+        'jamba',
       ),
     );
     const ssmShape = xProjSsmShape(backend, D, a.lanes);
@@ -582,36 +380,19 @@ async function runLayer(
       ),
       dispatch: [Math.ceil(D / ssmShape.wg), B, 1],
     });
-    const outShape = matvecShape(backend, D, M, a.lanes);
-    const ov = elementType(outShape.vec);
-    await backend.run({
-      kind: 'webgpu',
-      name: 'jamba_out_proj',
-      cacheKey: shapeKey(outShape),
-      inputs: [
-        { name: 'y', tensor: y, ...ov },
-        { name: 'w_out', tensor: outProj!, ...ov },
-        { name: 'bias', tensor: a.hasOutBias ? outB! : norm! },
-      ],
-      outputs: [{ name: 'hidden', tensor: hidden! }],
-      uniforms: [u32('width', M), u32('nvec', D / outShape.vec), u32('has_bias', a.hasOutBias ? 1 : 0)],
-      source: cachedSource(`out_proj:${shapeKey(outShape)}`, () => outProjWgsl(outShape)),
-      dispatch: rowGrid(backend, M, outShape, B),
-    });
+    await backend.run(
+      outProjProgram(
+        backend,
+        { y, wOut: outProj!, bias: a.hasOutBias ? outB! : norm!, hidden: hidden! },
+        { batch: B, width: M, inner: D, lanes: a.lanes, hasBias: a.hasOutBias },
+        'jamba',
+      ),
+    );
   } finally {
     xz.dispose();
     y.dispose();
   }
   return [];
-}
-
-/** The x_proj + SSM kernel's shape: LANES per x_proj row, one channel per thread. */
-function xProjSsmShape(backend: Backend, channels: number, lanesOverride: number): MatvecShape {
-  const vec: 1 | 4 = channels % 4 === 0 ? 4 : 1;
-  if (lanesOverride === 0 && backend.limits.subgroupSize < 16) return { lanes: 8, rows: 8, wg: 64, vec };
-  const lanes = lanesOverride > 0 ? lanesOverride : 32;
-  const wg = Math.max(lanes, Math.min(256, backend.limits.maxWorkgroupInvocations));
-  return { lanes, rows: wg / lanes, wg, vec };
 }
 
 export const jambaMambaDecodeWebGpuKernel: KernelConfig<JambaMambaDecodeAttrs> = {
@@ -637,8 +418,16 @@ export const jambaNormMatvecWebGpuKernel: KernelConfig<{
       await backend.run(
         normMatvecProgram(
           backend,
-          { hidden: hidden!, normW: norm!, w0: w!, w1: w!, out },
+          hidden!,
+          norm!,
+          w!,
+          w!,
+          undefined,
+          undefined,
+          out,
           { batch: a.batch, width: a.width, rows0: a.rows, rows1: 0, eps: a.eps, lanes: a.lanes },
+          undefined,
+          'jamba',
         ),
       );
     } catch (err) {

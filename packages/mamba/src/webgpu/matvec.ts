@@ -1,0 +1,359 @@
+/**
+ * The matrix-vector machinery of the fused decode kernels, shared by Mamba's (./fused-decode)
+ * and @longseq/jamba's: how a product is spread over workgroups (`matvecShape`, `rowGrid`),
+ * the lanes/rows reduction in workgroup memory (`reduceWgsl`), the norm + matvec program
+ * (in_proj with the conv step, or a final norm + LM head), the out_proj program, the x_proj
+ * head of the x_proj + SSM kernels, and the small helpers around them (source caches,
+ * uniforms).
+ *
+ * The products read each row as vec4s, the lanes of a row taking consecutive 16-byte chunks
+ * (coalesced), and reduce their partial sums in workgroup memory. Decoding reads every weight
+ * once per token, so these products are bandwidth-bound.
+ */
+import type { Backend, Tensor, WebGpuProgram } from '@longseq/backend';
+import { WGSL_EXP_ACCURATE } from './ssm-step';
+
+/**
+ * How a matrix-vector product is spread: `lanes` threads per row, `rows` rows per workgroup
+ * (workgroup size lanes * rows), and `vec` floats per load. With `vec` 4 a row is read as
+ * vec4s, lane i taking vec4 i, i + lanes, ...: the lanes of a row read consecutive 16-byte
+ * chunks, so each step of a row group is one fully used run of memory.
+ *
+ * Decoding reads every weight once per token with ~2 flops per 4 bytes, so the products are
+ * bandwidth-bound: what matters is many wide loads in flight on every SM. On a GPU (subgroups
+ * of 16 or more) rows get one or two subgroups of lanes (32 up to 256 vec4 per row, then 64)
+ * and as many rows per workgroup (up to 256 threads) as keep at least TARGET_WORKGROUPS
+ * workgroups, so small products (out_proj's 768 rows) still spread over every SM. On a CPU
+ * pretending to be a GPU (SwiftShader, subgroups of 4), where every workgroup barrier is
+ * expensive, rows get 8 lanes (3 reduction levels) in workgroups of 64.
+ */
+export interface MatvecShape {
+  readonly lanes: number;
+  readonly rows: number;
+  readonly wg: number;
+  readonly vec: 1 | 4;
+}
+
+/** Workgroups a product should at least have: two per SM of a large GPU (an H100 has 132). */
+const TARGET_WORKGROUPS = 264;
+
+/**
+ * The shape of a product of `rows` rows of `width`. `lanesOverride` (a power of two, 8..256)
+ * forces the lanes, so tests run the GPU shapes on any device; 0 picks by device.
+ */
+export function matvecShape(backend: Backend, width: number, rows: number, lanesOverride = 0): MatvecShape {
+  const vec: 1 | 4 = width % 4 === 0 ? 4 : 1;
+  const maxWg = Math.min(256, backend.limits.maxWorkgroupInvocations);
+  if (lanesOverride === 0 && backend.limits.subgroupSize < 16) return { lanes: 8, rows: 8, wg: 64, vec };
+  const lanes = lanesOverride > 0 ? lanesOverride : width / vec <= 256 ? 32 : 64;
+  let perGroup = Math.max(1, Math.floor(maxWg / lanes));
+  while (perGroup > 1 && Math.ceil(rows / perGroup) < TARGET_WORKGROUPS) perGroup >>= 1;
+  return { lanes, rows: perGroup, wg: lanes * perGroup, vec };
+}
+
+/**
+ * The shape of a kernel whose workgroup computes a few rows of `width` in full (the x_proj of
+ * the x_proj + SSM kernels, Jamba's MoE router) and then works on its own: LANES per row, the
+ * workgroup as wide as the device allows (one channel per thread afterwards).
+ */
+export function xProjSsmShape(backend: Backend, width: number, lanesOverride: number): MatvecShape {
+  const vec: 1 | 4 = width % 4 === 0 ? 4 : 1;
+  if (lanesOverride === 0 && backend.limits.subgroupSize < 16) return { lanes: 8, rows: 8, wg: 64, vec };
+  const lanes = lanesOverride > 0 ? lanesOverride : 32;
+  const wg = Math.max(lanes, Math.min(256, backend.limits.maxWorkgroupInvocations));
+  return { lanes, rows: wg / lanes, wg, vec };
+}
+
+/** Workgroups for `rows` rows: x up to the per-dimension limit, the rest on z; batch on y. */
+export function rowGrid(
+  backend: Backend,
+  rows: number,
+  shape: MatvecShape,
+  batch: number,
+): [number, number, number] {
+  const groups = Math.ceil(rows / shape.rows);
+  const max = backend.limits.maxWorkgroupsPerDimension;
+  const z = Math.ceil(groups / max);
+  return [Math.ceil(groups / z), batch, z];
+}
+
+/** The WGSL type of one load, and the binding option that reads a buffer as it. */
+const vecType = (vec: 1 | 4) => (vec === 4 ? 'vec4<f32>' : 'f32');
+export const elementType = (vec: 1 | 4) => (vec === 4 ? { elementType: 'vec4<f32>' } : {});
+
+/** A shape as a cache key. */
+export const shapeKey = (s: MatvecShape) => `${s.lanes}x${s.rows}v${s.vec}`;
+
+/**
+ * Row-group reduction shared by the matrix-vector kernels, and the row this thread works on:
+ * `reduce_lanes` sums `sums` values per thread at once (2: a product and the norm's sum of
+ * squares; 4: two products, the sum of squares and a spare).
+ */
+export const reduceWgsl = ({ lanes, rows, wg, vec }: MatvecShape, sums: 2 | 4 = 2) => /* wgsl */ `
+const WG: u32 = ${wg}u;
+const LANES: u32 = ${lanes}u;
+const ROWS: u32 = ${rows}u;
+alias VT = ${vecType(vec)};
+fn dotv(a: VT, b: VT) -> f32 { return ${vec === 4 ? 'dot(a, b)' : 'a * b'}; }
+var<workgroup> partial: array<vec${sums}<f32>, ${wg}>;
+// The first row of this workgroup: groups run along x, then z.
+fn group_row(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return (wid.x + wid.z * nwg.x) * ROWS; }
+// Sums the lanes of each row group into partial[group * LANES] (${sums === 2 ? 'two' : 'four'} sums at once). Every thread calls it.
+fn reduce_lanes(li: u32, value: vec${sums}<f32>) {
+  partial[li] = value;
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
+    if (li % LANES < s) { partial[li] = partial[li] + partial[li + s]; }
+    workgroupBarrier();
+  }
+}`;
+
+/**
+ * A cache of generated WGSL by variant, one per module (keys need only be unique within it):
+ * a decode step records ~100 dispatches, and rebuilding each program's source string every
+ * time is host time the GPU waits for.
+ */
+export function sourceCache(): (key: string, build: () => string) => string {
+  const sources = new Map<string, string>();
+  return (key, build) => {
+    let source = sources.get(key);
+    if (source === undefined) {
+      source = build();
+      sources.set(key, source);
+    }
+    return source;
+  };
+}
+
+const cachedSource = sourceCache();
+
+/** One uniform of a program. */
+export type Uniform = { name: string; type: 'u32' | 'f32'; value: number };
+export const u32 = (name: string, value: number): Uniform => ({ name, type: 'u32', value });
+
+/** SiLU with the accurate exp (torch's). */
+export const WGSL_SILU_ACC = /* wgsl */ `
+fn silu_acc(x: f32) -> f32 { return x / (1.0 + exp_acc(-x)); }`;
+
+/**
+ * out[b, r] = W_r . (h[b] * inv_rms(h[b]) * norm_w) (+ bias_r), rows r < rows0 from w0 and
+ * the next rows1 from w1 (in_proj's x and z halves; the LM head uses w0 only). With `conv`
+ * (in_proj), row c < rows0 is channel c's x: the thread that finishes it also runs the conv
+ * step on it (the channel's conv state is its alone: shifted in place) and writes
+ * u = silu(conv) instead of x, so later kernels read u without recomputing the conv.
+ */
+const normMatvecWgsl = (
+  shape: MatvecShape,
+  conv: boolean,
+) => /* wgsl */ `${WGSL_EXP_ACCURATE}${WGSL_SILU_ACC}${reduceWgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = wid.y;
+  let base = b * u.nvec;
+  let lane = li % LANES;
+  let r = group_row(wid, nwg) + li / LANES;
+  let rows = u.rows0 + u.rows1;
+  // Each row group sums h^2 (for its own copy of the RMS) alongside its dot product.
+  var acc = vec2<f32>(0.0, 0.0);
+  if (r < u.rows0) {
+    let row = r * u.nvec;
+    for (var k = lane; k < u.nvec; k = k + LANES) {
+      let h = hidden[base + k];
+      acc = acc + vec2<f32>(dotv(w0[row + k], h * norm_w[k]), dotv(h, h));
+    }
+  } else if (r < rows) {
+    let row = (r - u.rows0) * u.nvec;
+    for (var k = lane; k < u.nvec; k = k + LANES) {
+      let h = hidden[base + k];
+      acc = acc + vec2<f32>(dotv(w1[row + k], h * norm_w[k]), dotv(h, h));
+    }
+  }
+  reduce_lanes(li, acc);
+  if (lane == 0u && r < rows) {
+    let sums = partial[li];
+    var v = sums.x / sqrt(sums.y / f32(u.width) + u.eps);
+    ${
+      conv
+        ? 'if (u.has_bias == 1u) { v = v + params[u.off_in_b + r]; }'
+        : 'if (u.has_bias == 1u) { v = v + select(bias1[r - u.rows0], bias0[r], r < u.rows0); }'
+    }
+    ${
+      conv
+        ? `if (r < u.rows0) {
+      // The conv step of channel r: the K-1 past inputs, then this token's x.
+      let past = u.conv_width - 1u;
+      let st = (b * u.rows0 + r) * past;
+      var a = 0.0;
+      if (u.has_conv_bias == 1u) { a = params[u.off_conv_b + r]; }
+      for (var j = 0u; j < past; j = j + 1u) {
+        a = a + params[u.off_conv_w + r * u.conv_width + j] * conv_state[st + j];
+      }
+      a = a + params[u.off_conv_w + r * u.conv_width + past] * v;
+      for (var j = 0u; j + 1u < past; j = j + 1u) { conv_state[st + j] = conv_state[st + j + 1u]; }
+      if (past > 0u) { conv_state[st + past - 1u] = v; }
+      v = silu_acc(a);
+    }`
+        : ''
+    }
+    out[b * rows + r] = v;
+  }
+}`;
+
+/**
+ * The conv step's extra bindings and sizes in `norm_in_proj_conv` (a layer's first kernel).
+ * `uniforms` give the offsets into params: off_in_b, conv_width, has_conv_bias, off_conv_w,
+ * off_conv_b.
+ */
+export interface ConvStep {
+  readonly convState: Tensor;
+  readonly params: Tensor;
+  /** Whether params holds an in_proj bias (at off_in_b). */
+  readonly hasBias: boolean;
+  readonly uniforms: readonly Uniform[];
+}
+
+/**
+ * `norm + matvec` program: out [B, rows0 + rows1]; with `conv`, the x half becomes
+ * u = silu(conv(x)). Absent biases are stood in by the norm weight. `prefix` names the
+ * program (`<prefix>_norm_matvec`, `<prefix>_norm_in_proj_conv`).
+ */
+export function normMatvecProgram(
+  backend: Backend,
+  hidden: Tensor,
+  normW: Tensor,
+  w0: Tensor,
+  w1: Tensor,
+  bias0: Tensor | undefined,
+  bias1: Tensor | undefined,
+  out: Tensor,
+  sizes: { batch: number; width: number; rows0: number; rows1: number; eps: number; lanes: number },
+  conv?: ConvStep,
+  prefix = 'mamba',
+): WebGpuProgram {
+  const shape = matvecShape(backend, sizes.width, sizes.rows0 + sizes.rows1, sizes.lanes);
+  const v = elementType(shape.vec);
+  return {
+    kind: 'webgpu',
+    name: conv ? `${prefix}_norm_in_proj_conv` : `${prefix}_norm_matvec`,
+    cacheKey: shapeKey(shape),
+    inputs: [
+      { name: 'hidden', tensor: hidden, ...v },
+      { name: 'norm_w', tensor: normW, ...v },
+      { name: 'w0', tensor: w0, ...v },
+      { name: 'w1', tensor: w1, ...v },
+      // The conv variant reads its bias from params (9 bindings would pass WebGPU's guaranteed 8).
+      ...(conv
+        ? [{ name: 'params', tensor: conv.params }]
+        : [
+            { name: 'bias0', tensor: bias0 ?? normW },
+            { name: 'bias1', tensor: bias1 ?? normW },
+          ]),
+    ],
+    outputs: [
+      { name: 'out', tensor: out },
+      ...(conv ? [{ name: 'conv_state', tensor: conv.convState }] : []),
+    ],
+    uniforms: [
+      u32('width', sizes.width),
+      u32('nvec', sizes.width / shape.vec),
+      u32('rows0', sizes.rows0),
+      u32('rows1', sizes.rows1),
+      u32('has_bias', bias0 || conv?.hasBias ? 1 : 0),
+      { name: 'eps', type: 'f32', value: sizes.eps },
+      ...(conv?.uniforms ?? []),
+    ],
+    source: cachedSource(`norm${conv ? '_conv' : ''}:${shapeKey(shape)}`, () =>
+      normMatvecWgsl(shape, conv !== undefined),
+    ),
+    dispatch: rowGrid(backend, sizes.rows0 + sizes.rows1, shape, sizes.batch),
+  };
+}
+
+/**
+ * The head of an x_proj + SSM kernel (after the caller's math functions): every workgroup
+ * computes all of xdbl[b] = x_proj . u[b] (dt_low, B, C: `xRows` = R + 2N rows, few, and every
+ * channel needs them) into workgroup memory `xd`, ROWS rows at a time with LANES lanes each;
+ * then each thread takes channel `c` (returning past the last). The caller appends the
+ * per-channel step and closes `main`. Bindings: xz (u then z per sequence), w_dt, w_b, w_c;
+ * uniforms nvec, dt_rank, states, channels.
+ */
+export const xProjWgsl = (shape: MatvecShape, xRows: number) => /* wgsl */ `${reduceWgsl(shape)}
+const XROWS: u32 = ${xRows}u;
+var<workgroup> xd: array<f32, ${xRows}>;
+fn xz_at(i: u32) -> f32 { return ${shape.vec === 4 ? 'xz[i >> 2u][i & 3u]' : 'xz[i]'}; }
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let b = wid.y;
+  let lane = li % LANES;
+  let group = li / LANES;
+  // u of sequence b: the first half of its xz row (2 * nvec loads wide).
+  let ub = b * 2u * u.nvec;
+  for (var r0 = 0u; r0 < XROWS; r0 = r0 + ROWS) {
+    let r = r0 + group;
+    var acc = 0.0;
+    if (r < u.dt_rank) {
+      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_dt[r * u.nvec + k], xz[ub + k]); }
+    } else if (r < u.dt_rank + u.states) {
+      let row = (r - u.dt_rank) * u.nvec;
+      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_b[row + k], xz[ub + k]); }
+    } else if (r < XROWS) {
+      let row = (r - u.dt_rank - u.states) * u.nvec;
+      for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_c[row + k], xz[ub + k]); }
+    }
+    reduce_lanes(li, vec2<f32>(acc, 0.0));
+    if (lane == 0u && r < XROWS) { xd[r] = partial[li].x; }
+    workgroupBarrier();
+  }
+  let c = wid.x * WG + li;
+  if (c >= u.channels) { return; }`;
+
+/** h[b, m] += out_proj_m . y[b] (+ bias_m), in place. */
+const outProjWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
+@compute @workgroup_size(${shape.wg})
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = wid.y;
+  let lane = li % LANES;
+  let m = group_row(wid, nwg) + li / LANES;
+  var acc = 0.0;
+  if (m < u.width) {
+    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(w_out[m * u.nvec + k], y[b * u.nvec + k]); }
+  }
+  reduce_lanes(li, vec2<f32>(acc, 0.0));
+  if (lane == 0u && m < u.width) {
+    var v = partial[li].x;
+    if (u.has_bias == 1u) { v = v + bias[m]; }
+    hidden[b * u.width + m] = hidden[b * u.width + m] + v;
+  }
+}`;
+
+/**
+ * `out_proj` program: hidden [B, M] += out_proj [M, D] . y [B, D] (+ bias [M] with
+ * `hasBias`; without, `bias` is any stand-in tensor), in place. Named `<prefix>_out_proj`.
+ */
+export function outProjProgram(
+  backend: Backend,
+  t: { y: Tensor; wOut: Tensor; bias: Tensor; hidden: Tensor },
+  sizes: { batch: number; width: number; inner: number; lanes: number; hasBias: boolean },
+  prefix = 'mamba',
+): WebGpuProgram {
+  const shape = matvecShape(backend, sizes.inner, sizes.width, sizes.lanes);
+  const v = elementType(shape.vec);
+  return {
+    kind: 'webgpu',
+    name: `${prefix}_out_proj`,
+    cacheKey: shapeKey(shape),
+    inputs: [
+      { name: 'y', tensor: t.y, ...v },
+      { name: 'w_out', tensor: t.wOut, ...v },
+      { name: 'bias', tensor: t.bias },
+    ],
+    outputs: [{ name: 'hidden', tensor: t.hidden }],
+    uniforms: [
+      u32('width', sizes.width),
+      u32('nvec', sizes.inner / shape.vec),
+      u32('has_bias', sizes.hasBias ? 1 : 0),
+    ],
+    source: cachedSource(`out_proj:${shapeKey(shape)}`, () => outProjWgsl(shape)),
+    dispatch: rowGrid(backend, sizes.width, shape, sizes.batch),
+  };
+}
