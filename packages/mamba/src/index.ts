@@ -10,17 +10,23 @@ export { MambaArgmax } from './webgpu/fused-decode';
 // The fused decode kernels' matrix-vector pieces, shared with other models' decode kernels.
 export {
   type ConvStep,
+  type DecodeLayerSizes,
+  type DecodeParamsOffsets,
   type MatvecShape,
+  type NormMatvecAttrs,
   type Uniform,
   elementType,
+  inProjConvProgram,
   matvecShape,
   normMatvecProgram,
   outProjProgram,
   reduceWgsl,
   rowGrid,
+  runNormMatvec,
   shapeKey,
   sourceCache,
   u32,
+  xProjSsmProgram,
   xProjSsmShape,
   xProjWgsl,
 } from './webgpu/matvec';

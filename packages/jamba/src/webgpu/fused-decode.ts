@@ -23,16 +23,20 @@
 import type { Backend, KernelConfig, Tensor } from '@longseq/backend';
 import { WGSL_EXP_ACC, WGSL_SOFTPLUS_ACC } from '@longseq/backend';
 import {
+  type DecodeLayerSizes,
   type MatvecShape,
+  type NormMatvecAttrs,
   elementType,
+  inProjConvProgram,
   matvecShape,
-  normMatvecProgram,
   outProjProgram,
   reduceWgsl,
   rowGrid,
+  runNormMatvec,
   shapeKey,
   sourceCache,
   u32,
+  xProjSsmProgram,
   xProjSsmShape,
   xProjWgsl,
 } from '@longseq/mamba';
@@ -284,20 +288,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
 const cachedSource = sourceCache();
 
 /** Sizes of one Mamba layer's decode step: batch B, width M, channels D, states N, dt rank R, conv K. */
-export interface JambaMambaDecodeAttrs {
-  readonly batch: number;
-  readonly dModel: number;
-  readonly dInner: number;
-  readonly dState: number;
-  readonly dtRank: number;
-  readonly dConv: number;
-  readonly eps: number;
-  readonly hasInBias: boolean;
-  readonly hasConvBias: boolean;
-  readonly hasOutBias: boolean;
-  /** Threads per matrix row (a power of two, 8..256); 0 picks by device. For tuning and tests. */
-  readonly lanes: number;
-}
+export type JambaMambaDecodeAttrs = DecodeLayerSizes;
 
 /**
  * Inputs (in order): hidden [B, M] (updated in place), input norm [M], in_proj x [D, M],
@@ -319,67 +310,30 @@ async function runLayer(
   const y = backend.empty([B, D]);
   try {
     await backend.run(
-      normMatvecProgram(
+      inProjConvProgram(
         backend,
-        hidden!,
-        norm!,
-        inX!,
-        inZ!,
-        undefined,
-        undefined,
-        xz,
-        { batch: B, width: M, rows0: D, rows1: D, eps: a.eps, lanes: a.lanes },
-        {
-          convState: convState!,
-          params: params!,
-          hasBias: a.hasInBias,
-          uniforms: [
-            u32('off_in_b', off.inB),
-            u32('conv_width', K),
-            u32('has_conv_bias', a.hasConvBias ? 1 : 0),
-            u32('off_conv_w', off.convW),
-            u32('off_conv_b', off.convB),
-          ],
-        },
+        { hidden: hidden!, norm: norm!, inX: inX!, inZ: inZ!, xz, convState: convState!, params: params! },
+        a,
+        off,
         'jamba',
       ),
     );
-    const ssmShape = xProjSsmShape(backend, D, a.lanes);
-    const sv = elementType(ssmShape.vec);
-    await backend.run({
-      kind: 'webgpu',
-      name: 'jamba_x_proj_norm_ssm',
-      cacheKey: `${shapeKey(ssmShape)}r${R + 2 * N}`,
-      inputs: [
-        { name: 'xz', tensor: xz, ...sv },
-        { name: 'w_dt', tensor: wDt!, ...sv },
-        { name: 'w_b', tensor: wB!, ...sv },
-        { name: 'w_c', tensor: wC!, ...sv },
-        { name: 'dt_proj', tensor: dtProj! },
-        { name: 'params', tensor: params! },
-      ],
-      outputs: [
-        { name: 'ssm_state', tensor: ssmState! },
-        { name: 'y', tensor: y },
-      ],
-      uniforms: [
-        u32('nvec', D / ssmShape.vec),
-        u32('channels', D),
-        u32('states', N),
-        u32('dt_rank', R),
-        u32('off_dt_b', off.dtB),
-        u32('off_d', off.dSkip),
-        u32('off_a', off.a),
-        u32('off_dt_n', off.dtNorm),
-        u32('off_b_n', off.bNorm),
-        u32('off_c_n', off.cNorm),
-        { name: 'eps', type: 'f32', value: a.eps },
-      ],
-      source: cachedSource(`x_proj_ssm:${shapeKey(ssmShape)}r${R + 2 * N}`, () =>
-        xProjSsmWgsl(ssmShape, R + 2 * N),
+    await backend.run(
+      xProjSsmProgram(
+        backend,
+        'jamba_x_proj_norm_ssm',
+        { xz, wDt: wDt!, wB: wB!, wC: wC!, dtProj: dtProj!, params: params!, ssmState: ssmState!, y },
+        a,
+        off,
+        xProjSsmWgsl,
+        [
+          u32('off_dt_n', off.dtNorm),
+          u32('off_b_n', off.bNorm),
+          u32('off_c_n', off.cNorm),
+          { name: 'eps', type: 'f32', value: a.eps },
+        ],
       ),
-      dispatch: [Math.ceil(D / ssmShape.wg), B, 1],
-    });
+    );
     await backend.run(
       outProjProgram(
         backend,
@@ -402,40 +356,10 @@ export const jambaMambaDecodeWebGpuKernel: KernelConfig<JambaMambaDecodeAttrs> =
 };
 
 /** logits [B, rows] = W . rmsNorm(h) (the final norm and LM head of a decode step). */
-export const jambaNormMatvecWebGpuKernel: KernelConfig<{
-  batch: number;
-  width: number;
-  rows: number;
-  eps: number;
-  lanes: number;
-}> = {
+export const jambaNormMatvecWebGpuKernel: KernelConfig<NormMatvecAttrs> = {
   kernelName: JambaNormMatvec,
   backendKind: 'webgpu',
-  async run(backend, inputs, a) {
-    const [hidden, norm, w] = inputs as Tensor[];
-    const out = backend.empty([a.batch, a.rows]);
-    try {
-      await backend.run(
-        normMatvecProgram(
-          backend,
-          hidden!,
-          norm!,
-          w!,
-          w!,
-          undefined,
-          undefined,
-          out,
-          { batch: a.batch, width: a.width, rows0: a.rows, rows1: 0, eps: a.eps, lanes: a.lanes },
-          undefined,
-          'jamba',
-        ),
-      );
-    } catch (err) {
-      out.dispose();
-      throw err;
-    }
-    return [out];
-  },
+  run: async (backend, inputs, a) => [await runNormMatvec(backend, inputs, a, 'jamba')],
 };
 
 /**

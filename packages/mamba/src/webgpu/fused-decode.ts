@@ -24,15 +24,16 @@
  */
 import type { Backend, KernelConfig, Tensor } from '@longseq/backend';
 import {
-  WGSL_SILU_ACC,
+  type DecodeLayerSizes,
   type MatvecShape,
-  elementType,
-  normMatvecProgram,
+  type NormMatvecAttrs,
+  WGSL_SILU_ACC,
+  inProjConvProgram,
   outProjProgram,
-  shapeKey,
+  runNormMatvec,
   sourceCache,
   u32,
-  xProjSsmShape,
+  xProjSsmProgram,
   xProjWgsl,
 } from './matvec';
 import { WGSL_EXP_ACCURATE } from './ssm-step';
@@ -42,20 +43,7 @@ export const MambaNormMatvec = 'MambaNormMatvec';
 export const MambaArgmax = 'MambaArgmax';
 
 /** Sizes of one layer, batch B, model width M, channels D, states N, dt rank R, conv width K. */
-export interface FusedDecodeAttrs {
-  readonly batch: number;
-  readonly dModel: number;
-  readonly dInner: number;
-  readonly dState: number;
-  readonly dtRank: number;
-  readonly dConv: number;
-  readonly eps: number;
-  readonly hasInBias: boolean;
-  readonly hasConvBias: boolean;
-  readonly hasOutBias: boolean;
-  /** Threads per matrix row (a power of two, 8..256); 0 lets `matvecShape` choose for the device. */
-  readonly lanes: number;
-}
+export type FusedDecodeAttrs = DecodeLayerSizes;
 
 /**
  * Offsets into the packed per-layer params: conv weight [D, K], conv bias [D], dt bias [D],
@@ -173,70 +161,31 @@ async function runFusedLayer(
     outProj,
     outB,
   ] = inputs as Tensor[];
-  const { batch: B, dModel: M, dInner: D, dState: N, dtRank: R, dConv: K } = a;
+  const { batch: B, dModel: M, dInner: D, dState: N, dConv: K } = a;
   const off = paramsOffsets(D, K, N);
   const xz = backend.empty([B, 2 * D]);
   const y = backend.empty([B, D]);
   try {
     // 1. xz = in_proj(rmsNorm(h)), the x half through the conv step: u = silu(conv(x)).
     await backend.run(
-      normMatvecProgram(
+      inProjConvProgram(
         backend,
-        hidden!,
-        norm!,
-        inX!,
-        inZ!,
-        undefined,
-        undefined,
-        xz,
-        { batch: B, width: M, rows0: D, rows1: D, eps: a.eps, lanes: a.lanes },
-        {
-          convState: convState!,
-          params: params!,
-          hasBias: a.hasInBias,
-          uniforms: [
-            u32('off_in_b', off.inB),
-            u32('conv_width', K),
-            u32('has_conv_bias', a.hasConvBias ? 1 : 0),
-            u32('off_conv_w', off.convW),
-            u32('off_conv_b', off.convB),
-          ],
-        },
+        { hidden: hidden!, norm: norm!, inX: inX!, inZ: inZ!, xz, convState: convState!, params: params! },
+        a,
+        off,
       ),
     );
     // 2. xdbl = x_proj(u) (per workgroup), then dt, the SSM state update and the gated y.
-    const ssmShape = xProjSsmShape(backend, D, a.lanes);
-    const sv = elementType(ssmShape.vec);
-    await backend.run({
-      kind: 'webgpu',
-      name: 'mamba_x_proj_ssm',
-      cacheKey: `${shapeKey(ssmShape)}r${R + 2 * N}`,
-      inputs: [
-        { name: 'xz', tensor: xz, ...sv },
-        { name: 'w_dt', tensor: wDt!, ...sv },
-        { name: 'w_b', tensor: wB!, ...sv },
-        { name: 'w_c', tensor: wC!, ...sv },
-        { name: 'dt_proj', tensor: dtProj! },
-        { name: 'params', tensor: params! },
-      ],
-      outputs: [
-        { name: 'ssm_state', tensor: ssmState! },
-        { name: 'y', tensor: y },
-      ],
-      uniforms: [
-        u32('nvec', D / ssmShape.vec),
-        u32('channels', D),
-        u32('states', N),
-        u32('dt_rank', R),
-        u32('off_dt_b', off.dtB),
-        u32('off_d', off.dSkip),
-        u32('off_a', off.a),
-      ],
-      source: cachedSource(`x_proj_ssm:${shapeKey(ssmShape)}r${R + 2 * N}`, () =>
-        xProjSsmWgsl(ssmShape, R + 2 * N),
+    await backend.run(
+      xProjSsmProgram(
+        backend,
+        'mamba_x_proj_ssm',
+        { xz, wDt: wDt!, wB: wB!, wC: wC!, dtProj: dtProj!, params: params!, ssmState: ssmState!, y },
+        a,
+        off,
+        xProjSsmWgsl,
       ),
-      dispatch: [Math.ceil(D / ssmShape.wg), B, 1],
-    });
+    );
     // 4. h += out_proj(y).
     await backend.run(
       outProjProgram(
@@ -260,35 +209,10 @@ export const mambaFusedDecodeWebGpuKernel: KernelConfig<FusedDecodeAttrs> = {
 };
 
 /** The final norm and LM head for decoding: logits [B, V] = lm_head . rmsNorm(h). */
-export const mambaNormMatvecWebGpuKernel: KernelConfig<{
-  batch: number;
-  width: number;
-  rows: number;
-  eps: number;
-  lanes: number;
-}> = {
+export const mambaNormMatvecWebGpuKernel: KernelConfig<NormMatvecAttrs> = {
   kernelName: MambaNormMatvec,
   backendKind: 'webgpu',
-  async run(backend, inputs, a) {
-    const [hidden, norm, w] = inputs as Tensor[];
-    const out = backend.empty([a.batch, a.rows]);
-    try {
-      await backend.run(
-        normMatvecProgram(backend, hidden!, norm!, w!, w!, undefined, undefined, out, {
-          batch: a.batch,
-          width: a.width,
-          rows0: a.rows,
-          rows1: 0,
-          eps: a.eps,
-          lanes: a.lanes,
-        }),
-      );
-    } catch (err) {
-      out.dispose();
-      throw err;
-    }
-    return out;
-  },
+  run: (backend, inputs, a) => runNormMatvec(backend, inputs, a),
 };
 
 /** Greedy decoding on the GPU: ids [B] (i32) = the argmax of each row of logits [B, V]. */

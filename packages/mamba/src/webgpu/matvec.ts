@@ -270,6 +270,125 @@ export function normMatvecProgram(
 }
 
 /**
+ * Sizes of one fused decode layer (Mamba's and Jamba's): batch B, model width M, channels D,
+ * states N, dt rank R, conv width K, and which biases the layer has.
+ */
+export interface DecodeLayerSizes {
+  readonly batch: number;
+  readonly dModel: number;
+  readonly dInner: number;
+  readonly dState: number;
+  readonly dtRank: number;
+  readonly dConv: number;
+  readonly eps: number;
+  readonly hasInBias: boolean;
+  readonly hasConvBias: boolean;
+  readonly hasOutBias: boolean;
+  /** Threads per matrix row (a power of two, 8..256); 0 lets `matvecShape` choose for the device. */
+  readonly lanes: number;
+}
+
+/** Attributes of a final norm + LM head: logits [batch, rows] from hidden [batch, width]. */
+export interface NormMatvecAttrs {
+  readonly batch: number;
+  readonly width: number;
+  readonly rows: number;
+  readonly eps: number;
+  readonly lanes: number;
+}
+
+/** Offsets into a layer's packed params that the shared programs read. */
+export interface DecodeParamsOffsets {
+  readonly convW: number;
+  readonly convB: number;
+  readonly dtB: number;
+  readonly dSkip: number;
+  readonly a: number;
+  readonly inB: number;
+}
+
+/**
+ * A layer's first kernel: xz [B, 2D] = in_proj(rmsNorm(h)), the x half through the conv step
+ * (conv state shifted in place): u = silu(conv(x)). The in_proj and conv biases come from
+ * params. Named `<prefix>_norm_in_proj_conv`.
+ */
+export function inProjConvProgram(
+  backend: Backend,
+  t: {
+    hidden: Tensor;
+    norm: Tensor;
+    inX: Tensor;
+    inZ: Tensor;
+    xz: Tensor;
+    convState: Tensor;
+    params: Tensor;
+  },
+  a: DecodeLayerSizes,
+  off: DecodeParamsOffsets,
+  prefix = 'mamba',
+): WebGpuProgram {
+  return normMatvecProgram(
+    backend,
+    t.hidden,
+    t.norm,
+    t.inX,
+    t.inZ,
+    undefined,
+    undefined,
+    t.xz,
+    { batch: a.batch, width: a.dModel, rows0: a.dInner, rows1: a.dInner, eps: a.eps, lanes: a.lanes },
+    {
+      convState: t.convState,
+      params: t.params,
+      hasBias: a.hasInBias,
+      uniforms: [
+        u32('off_in_b', off.inB),
+        u32('conv_width', a.dConv),
+        u32('has_conv_bias', a.hasConvBias ? 1 : 0),
+        u32('off_conv_w', off.convW),
+        u32('off_conv_b', off.convB),
+      ],
+    },
+    prefix,
+  );
+}
+
+/**
+ * Runs the final norm and LM head of a decode step: returns logits [B, rows] = W .
+ * rmsNorm(h) from inputs hidden [B, width], norm [width], W [rows, width].
+ */
+export async function runNormMatvec(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  a: NormMatvecAttrs,
+  prefix = 'mamba',
+): Promise<Tensor> {
+  const [hidden, norm, w] = inputs as Tensor[];
+  const out = backend.empty([a.batch, a.rows]);
+  try {
+    await backend.run(
+      normMatvecProgram(
+        backend,
+        hidden!,
+        norm!,
+        w!,
+        w!,
+        undefined,
+        undefined,
+        out,
+        { batch: a.batch, width: a.width, rows0: a.rows, rows1: 0, eps: a.eps, lanes: a.lanes },
+        undefined,
+        prefix,
+      ),
+    );
+  } catch (err) {
+    out.dispose();
+    throw err;
+  }
+  return out;
+}
+
+/**
  * The head of an x_proj + SSM kernel (after the caller's math functions): every workgroup
  * computes all of xdbl[b] = x_proj . u[b] (dt_low, B, C: `xRows` = R + 2N rows, few, and every
  * channel needs them) into workgroup memory `xd`, ROWS rows at a time with LANES lanes each;
@@ -306,6 +425,65 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   }
   let c = wid.x * WG + li;
   if (c >= u.channels) { return; }`;
+
+/**
+ * An x_proj + SSM program (`name`): ssm_state (in place) and y [B, D] from xz [B, 2D], x_proj
+ * (w_dt [R, D], w_b [N, D], w_c [N, D]), dt_proj [D, R] and params, one channel per thread.
+ * `source` builds the kernel (on `xProjWgsl`) for a shape and R + 2N x_proj rows; `uniforms`
+ * are its own beyond nvec, channels, states, dt_rank, off_dt_b, off_d and off_a.
+ */
+export function xProjSsmProgram(
+  backend: Backend,
+  name: string,
+  t: {
+    xz: Tensor;
+    wDt: Tensor;
+    wB: Tensor;
+    wC: Tensor;
+    dtProj: Tensor;
+    params: Tensor;
+    ssmState: Tensor;
+    y: Tensor;
+  },
+  a: DecodeLayerSizes,
+  off: DecodeParamsOffsets,
+  source: (shape: MatvecShape, xRows: number) => string,
+  uniforms: readonly Uniform[] = [],
+): WebGpuProgram {
+  const { batch: B, dInner: D, dState: N, dtRank: R } = a;
+  const shape = xProjSsmShape(backend, D, a.lanes);
+  const v = elementType(shape.vec);
+  const key = `${shapeKey(shape)}r${R + 2 * N}`;
+  return {
+    kind: 'webgpu',
+    name,
+    cacheKey: key,
+    inputs: [
+      { name: 'xz', tensor: t.xz, ...v },
+      { name: 'w_dt', tensor: t.wDt, ...v },
+      { name: 'w_b', tensor: t.wB, ...v },
+      { name: 'w_c', tensor: t.wC, ...v },
+      { name: 'dt_proj', tensor: t.dtProj },
+      { name: 'params', tensor: t.params },
+    ],
+    outputs: [
+      { name: 'ssm_state', tensor: t.ssmState },
+      { name: 'y', tensor: t.y },
+    ],
+    uniforms: [
+      u32('nvec', D / shape.vec),
+      u32('channels', D),
+      u32('states', N),
+      u32('dt_rank', R),
+      u32('off_dt_b', off.dtB),
+      u32('off_d', off.dSkip),
+      u32('off_a', off.a),
+      ...uniforms,
+    ],
+    source: cachedSource(`${name}:${key}`, () => source(shape, R + 2 * N)),
+    dispatch: [Math.ceil(D / shape.wg), B, 1],
+  };
+}
 
 /** h[b, m] += out_proj_m . y[b] (+ bias_m), in place. */
 const outProjWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
