@@ -22,6 +22,7 @@ export {
   outProjProgram,
   reduceWgsl,
   rowGrid,
+  runDecodeLayer,
   runNormMatvec,
   shapeKey,
   sourceCache,

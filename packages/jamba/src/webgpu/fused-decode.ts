@@ -27,16 +27,14 @@ import {
   type MatvecShape,
   type NormMatvecAttrs,
   elementType,
-  inProjConvProgram,
   matvecShape,
-  outProjProgram,
   reduceWgsl,
   rowGrid,
+  runDecodeLayer,
   runNormMatvec,
   shapeKey,
   sourceCache,
   u32,
-  xProjSsmProgram,
   xProjSsmShape,
   xProjWgsl,
 } from '@longseq/mamba';
@@ -302,50 +300,17 @@ async function runLayer(
   inputs: readonly Tensor[],
   a: JambaMambaDecodeAttrs,
 ): Promise<Tensor[]> {
-  const [hidden, norm, inX, inZ, convState, params, wDt, wB, wC, dtProj, ssmState, outProj, outB] =
-    inputs as Tensor[];
-  const { batch: B, dModel: M, dInner: D, dState: N, dtRank: R, dConv: K } = a;
-  const off = jambaParamsOffsets(D, K, N, R);
-  const xz = backend.empty([B, 2 * D]);
-  const y = backend.empty([B, D]);
-  try {
-    await backend.run(
-      inProjConvProgram(
-        backend,
-        { hidden: hidden!, norm: norm!, inX: inX!, inZ: inZ!, xz, convState: convState!, params: params! },
-        a,
-        off,
-        'jamba',
-      ),
-    );
-    await backend.run(
-      xProjSsmProgram(
-        backend,
-        'jamba_x_proj_norm_ssm',
-        { xz, wDt: wDt!, wB: wB!, wC: wC!, dtProj: dtProj!, params: params!, ssmState: ssmState!, y },
-        a,
-        off,
-        xProjSsmWgsl,
-        [
-          u32('off_dt_n', off.dtNorm),
-          u32('off_b_n', off.bNorm),
-          u32('off_c_n', off.cNorm),
-          { name: 'eps', type: 'f32', value: a.eps },
-        ],
-      ),
-    );
-    await backend.run(
-      outProjProgram(
-        backend,
-        { y, wOut: outProj!, bias: a.hasOutBias ? outB! : norm!, hidden: hidden! },
-        { batch: B, width: M, inner: D, lanes: a.lanes, hasBias: a.hasOutBias },
-        'jamba',
-      ),
-    );
-  } finally {
-    xz.dispose();
-    y.dispose();
-  }
+  const off = jambaParamsOffsets(a.dInner, a.dConv, a.dState, a.dtRank);
+  await runDecodeLayer(backend, inputs, a, off, 'jamba', {
+    name: 'jamba_x_proj_norm_ssm',
+    source: xProjSsmWgsl,
+    uniforms: [
+      u32('off_dt_n', off.dtNorm),
+      u32('off_b_n', off.bNorm),
+      u32('off_c_n', off.cNorm),
+      { name: 'eps', type: 'f32', value: a.eps },
+    ],
+  });
   return [];
 }
 

@@ -28,12 +28,10 @@ import {
   type MatvecShape,
   type NormMatvecAttrs,
   WGSL_SILU_ACC,
-  inProjConvProgram,
-  outProjProgram,
+  runDecodeLayer,
   runNormMatvec,
   sourceCache,
   u32,
-  xProjSsmProgram,
   xProjWgsl,
 } from './matvec';
 import { WGSL_EXP_ACCURATE } from './ssm-step';
@@ -133,6 +131,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
 
 /** Generated WGSL by variant (see `sourceCache`). */
 const cachedSource = sourceCache();
+
 /**
  * Inputs (in order): hidden [B, M] (updated in place), norm, in_proj x, in_proj z, in bias x,
  * in bias z, conv state [B, D, K-1] (in place), params, x_proj dt, x_proj B, x_proj C,
@@ -144,61 +143,15 @@ async function runFusedLayer(
   inputs: readonly Tensor[],
   a: FusedDecodeAttrs,
 ): Promise<Tensor[]> {
-  const [
-    hidden,
-    norm,
-    inX,
-    inZ,
-    _inBiasX, // the in_proj biases are read from params (packed with them)
-    _inBiasZ,
-    convState,
-    params,
-    wDt,
-    wB,
-    wC,
-    dtProj,
-    ssmState,
-    outProj,
-    outB,
-  ] = inputs as Tensor[];
-  const { batch: B, dModel: M, dInner: D, dState: N, dConv: K } = a;
-  const off = paramsOffsets(D, K, N);
-  const xz = backend.empty([B, 2 * D]);
-  const y = backend.empty([B, D]);
-  try {
-    // 1. xz = in_proj(rmsNorm(h)), the x half through the conv step: u = silu(conv(x)).
-    await backend.run(
-      inProjConvProgram(
-        backend,
-        { hidden: hidden!, norm: norm!, inX: inX!, inZ: inZ!, xz, convState: convState!, params: params! },
-        a,
-        off,
-      ),
-    );
-    // 2. xdbl = x_proj(u) (per workgroup), then dt, the SSM state update and the gated y.
-    await backend.run(
-      xProjSsmProgram(
-        backend,
-        'mamba_x_proj_ssm',
-        { xz, wDt: wDt!, wB: wB!, wC: wC!, dtProj: dtProj!, params: params!, ssmState: ssmState!, y },
-        a,
-        off,
-        xProjSsmWgsl,
-      ),
-    );
-    // 4. h += out_proj(y).
-    await backend.run(
-      outProjProgram(
-        backend,
-        { y, wOut: outProj!, bias: a.hasOutBias ? outB! : norm!, hidden: hidden! },
-        { batch: B, width: M, inner: D, lanes: a.lanes, hasBias: a.hasOutBias },
-      ),
-    );
-  } finally {
-    // Released now, reused by the next layer: the pool hands the same buffers back.
-    xz.dispose();
-    y.dispose();
-  }
+  // The in_proj biases (inputs 4 and 5) are read from params, packed with them.
+  await runDecodeLayer(
+    backend,
+    [...inputs.slice(0, 4), ...inputs.slice(6)],
+    a,
+    paramsOffsets(a.dInner, a.dConv, a.dState),
+    'mamba',
+    { name: 'mamba_x_proj_ssm', source: xProjSsmWgsl },
+  );
   return [];
 }
 

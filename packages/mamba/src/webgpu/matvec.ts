@@ -535,3 +535,76 @@ export function outProjProgram(
     dispatch: rowGrid(backend, sizes.width, shape, sizes.batch),
   };
 }
+
+/**
+ * Runs one fused decode layer in three dispatches: norm_in_proj_conv, the model's x_proj +
+ * SSM kernel (`xProjSsm`: its program name, source and extra uniforms), out_proj. Programs
+ * are named `<prefix>_...`. Inputs (in order): hidden [B, M] (updated in place), norm [M],
+ * in_proj x [D, M], in_proj z [D, M], conv state [B, D, K-1] (in place), params (packed),
+ * x_proj dt [R, D], x_proj B [N, D], x_proj C [N, D], dt_proj [D, R], ssm state [B, D, N]
+ * (in place), out_proj [M, D], out bias [M] (read with `hasOutBias` only). The results are
+ * the updated hidden and states.
+ */
+export async function runDecodeLayer(
+  backend: Backend,
+  inputs: readonly Tensor[],
+  a: DecodeLayerSizes,
+  off: DecodeParamsOffsets,
+  prefix: string,
+  xProjSsm: {
+    readonly name: string;
+    readonly source: (shape: MatvecShape, xRows: number) => string;
+    readonly uniforms?: readonly Uniform[];
+  },
+): Promise<void> {
+  const [hidden, norm, inX, inZ, convState, params, wDt, wB, wC, dtProj, ssmState, outProj, outBias] =
+    inputs as Tensor[];
+  const { batch: B, dModel: M, dInner: D } = a;
+  const xz = backend.empty([B, 2 * D]);
+  const y = backend.empty([B, D]);
+  try {
+    // 1. xz = in_proj(rmsNorm(h)), the x half through the conv step: u = silu(conv(x)).
+    await backend.run(
+      inProjConvProgram(
+        backend,
+        {
+          hidden: hidden!,
+          norm: norm!,
+          inX: inX!,
+          inZ: inZ!,
+          xz,
+          convState: convState!,
+          params: params!,
+        },
+        a,
+        off,
+        prefix,
+      ),
+    );
+    // 2. xdbl = x_proj(u) (per workgroup), then dt, the SSM state update and the gated y.
+    await backend.run(
+      xProjSsmProgram(
+        backend,
+        xProjSsm.name,
+        { xz, wDt: wDt!, wB: wB!, wC: wC!, dtProj: dtProj!, params: params!, ssmState: ssmState!, y },
+        a,
+        off,
+        xProjSsm.source,
+        xProjSsm.uniforms,
+      ),
+    );
+    // 3. h += out_proj(y).
+    await backend.run(
+      outProjProgram(
+        backend,
+        { y, wOut: outProj!, bias: a.hasOutBias ? outBias! : norm!, hidden: hidden! },
+        { batch: B, width: M, inner: D, lanes: a.lanes, hasBias: a.hasOutBias },
+        prefix,
+      ),
+    );
+  } finally {
+    // Released now, reused by the next layer: the pool hands the same buffers back.
+    xz.dispose();
+    y.dispose();
+  }
+}
