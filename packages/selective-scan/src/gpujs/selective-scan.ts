@@ -65,12 +65,27 @@ const DT = `
       }
       if (this.constants.softplus > 0) {
         if (dt <= 20) {
-          const e = expAcc(dt);
-          const w = 1 + e;
-          if (w === 1) {
-            dt = e;
+          // max(dt, 0) + log1p(e^-|dt|), log1p by the atanh series of WGSL_LOG1P_UNIT: the
+          // shader log near 1 is only absolutely accurate (a small dt came out ulps off).
+          let spAbs = dt;
+          if (dt < 0) {
+            spAbs = -dt;
+          }
+          const spY = expAcc(-spAbs);
+          const spS = spY / (2 + spY);
+          const spS2 = spS * spS;
+          let spP = 0.06666666666666667;
+          spP = 0.07692307692307693 + spS2 * spP;
+          spP = 0.09090909090909091 + spS2 * spP;
+          spP = 0.1111111111111111 + spS2 * spP;
+          spP = 0.14285714285714285 + spS2 * spP;
+          spP = 0.2 + spS2 * spP;
+          spP = 0.3333333333333333 + spS2 * spP;
+          const spLog = 2 * (spS + spS * spS2 * spP);
+          if (dt > 0) {
+            dt = dt + spLog;
           } else {
-            dt = Math.log(w) * (e / (w - 1));
+            dt = spLog;
           }
         }
       }`;
