@@ -39,11 +39,11 @@ import { flashAttentionBackwardGpuJsKernel, flashAttentionGpuJsKernel } from './
 import { type AttentionLayout, packedLayout, paddedLayout } from './layout';
 import { type AttentionMaskOptions, type MaskParams, maskParams } from './reference';
 import {
-  flashAttentionBackwardWebGpuKernel,
   flashAttentionWebGpuKernel,
   pickSubgroupMatrixConfig,
   subgroupMatrixUnavailable,
 } from './webgpu/attention';
+import { flashAttentionBackwardWebGpuKernel } from './webgpu/backward';
 
 /** Smallest and largest head dim the kernels take. */
 export const MIN_HEAD_DIM = 16;
