@@ -30,6 +30,7 @@ import {
 } from '@longseq/backend';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { GpuJsBackend } from '../src';
+import { log1pAcc } from '../src/kernels/math';
 import { NODE_MODES, backendFor, disposeAll, expectClose, random, randomInts } from './helpers';
 
 afterAll(disposeAll);
@@ -364,6 +365,50 @@ describe.each(NODE_MODES)('primitives on gpujs-%s', (mode) => {
         expect((await rmsNorm(x, w)).shape).toEqual([0, 8]);
         expect((await layerNorm(x, w, w)).shape).toEqual([0, 8]);
       });
+    });
+  });
+});
+
+describe.each(NODE_MODES)('math helpers on gpujs-%s', (mode) => {
+  it('log1pAcc: relatively accurate on both branches (atanh series, plain log) for y > -1; NaN stays NaN', async () => {
+    const be = await backendFor(mode);
+    await leakFree(be, async () => {
+      // the series covers y in [-1/2, 1] (small y is where the shader log near 1 fails);
+      // outside it the plain log. y <= -1 is left out: it gets the shader's log of 0 or of a
+      // negative number, which WGSL leaves to the implementation (SwiftShader: -88, log |x|)
+      const n = 200;
+      const y = new Float32Array(n);
+      const u = random(n, 0, 1);
+      for (let i = 0; i < n; i++) {
+        const r = u[i]!;
+        if (i % 4 === 0) y[i] = (r - 0.5) * 10 ** (-1 - 6 * random(1, 0, 1)[0]!);
+        else if (i % 4 === 1) y[i] = -0.5 + 1.5 * r;
+        else if (i % 4 === 2) y[i] = -0.999 + 0.499 * r;
+        else y[i] = 1 + 1000 * r;
+      }
+      y[n - 1] = Number.NaN;
+      const x = be.tensor(y, [n]);
+      const out = be.empty([n]);
+      await be.run({
+        kind: 'gpujs',
+        name: 'Log1pAccTest',
+        cacheKey: '',
+        kernel: /* js */ `function log1pAccTest(x) {
+  return log1pAcc(x[this.thread.x]);
+}`,
+        inputs: [x],
+        output: out,
+        functions: [log1pAcc],
+      });
+      const got = await out.read();
+      const ref64 = Array.from(y, (v) => Math.log1p(v));
+      const ref32 = ref64.map((v) => Math.fround(v));
+      // relative to |ref64|, one float32 ulp of floor: tiny y must keep its digits
+      const scale = ref64.map((v) => (Number.isFinite(v) && v !== 0 ? Math.abs(v) : 1));
+      const rel = (a: ArrayLike<number>) => Array.from(a, (v, i) => v / scale[i]!);
+      expectClose('log1pAcc (relative)', rel(got), rel(ref64), rel(ref32), { atol: 2 ** -23 });
+      x.dispose();
+      out.dispose();
     });
   });
 });

@@ -1,6 +1,7 @@
 export * from './backend';
 export * from './dtype';
 export * from './errors';
+export { GPUJS_LOG1P_ACC } from './gpujs';
 export * from './kernels';
 export * from './numerics';
 export * from './ops';

@@ -1,5 +1,5 @@
 export { type BackendName, NODE_BACKENDS, getBackend, selectedBackends } from './backends';
-export { type CloseOptions, expectClose } from './expect';
+export { type CloseOptions, expectClose, expectCloseRelative } from './expect';
 export {
   type BackendContext,
   type DescribeOptions,

@@ -29,6 +29,7 @@ import { expect, it } from 'vitest';
 import {
   describeEachBackend,
   expectClose,
+  expectCloseRelative,
   freshSeed,
   randomFloats,
   randomInt,
@@ -98,6 +99,28 @@ describeEachBackend('primitives', (ctx) => {
         expectClose(await y.read(), ref.data, ref32.data, { label: `unary ${op}`, seed, atol: 2e-6 * 6 });
       });
     }
+  });
+
+  it('softplus is relatively accurate for x in [-16, -1] and near 0 (log1p without the shader log near 1)', async () => {
+    // softplus(x) = max(x, 0) + log1p(e^-|x|): for x in [-16, -1] it is log1p of e^x in
+    // [1e-7, 0.37], where the shader `log` (WGSL, GLSL) is only absolutely accurate near 1;
+    // Goldberg's form log(1 + y) * (y / ((1 + y) - 1)) was 0.33 off relatively on gpujs-webgpu.
+    const seed = freshSeed();
+    const random = rng(seed);
+    const n = 300;
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const u = random();
+      if (i % 3 === 0) data[i] = (u - 0.5) * 2e-3;
+      else if (i % 3 === 1) data[i] = -16 + 15 * u;
+      else data[i] = -1 + 17 * u;
+    }
+    await scope(async () => {
+      const y = await unary(ctx.backend.tensor(data, [n]), 'softplus');
+      const ref = unaryRef({ shape: [n], data }, 'softplus');
+      const ref32 = unaryRef({ shape: [n], data }, 'softplus', { precision: 'f32' });
+      expectCloseRelative(await y.read(), ref.data, ref32.data, { label: 'softplus', seed });
+    });
   });
 
   it('binary ops broadcast like NumPy', async () => {

@@ -8,6 +8,7 @@
  * through bundlers untouched. Each source starts with `function <name>(`, the name the
  * backend registers it under.
  */
+import { GPUJS_LOG1P_ACC } from '@longseq/backend';
 
 /**
  * 1 when x is NaN, else 0. `x !== x` does not work: WGSL lets implementations assume no
@@ -21,14 +22,13 @@ export const isNan = /* js */ `function isNan(x) {
 }`;
 
 /**
- * log(1 + u) accurate for small u. gpu.js' WGSL log1p is `log(1.0 + x)`, which loses u
- * entirely below 2^-24; the correction factor u / (w - 1) restores it (Goldberg's trick).
+ * log(1 + y) to a few ulp relative, for any y: `GPUJS_LOG1P_ACC` of @longseq/backend (an
+ * atanh series where y is in [-1/2, 1], the plain log elsewhere), shared with the op
+ * packages' gpu.js programs. The shader `log` near 1 is only absolutely accurate, so
+ * Goldberg's `Math.log(1 + y) * (y / ((1 + y) - 1))` was up to 0.33 off relatively for the
+ * small y of softplus(x), x in [-16, -1], on gpu.js' WebGPU mode.
  */
-export const log1pStable = /* js */ `function log1pStable(u) {
-  const w = 1 + u;
-  if (w === 1) return u;
-  return Math.log(w) * (u / (w - 1));
-}`;
+export const log1pAcc: string = GPUJS_LOG1P_ACC;
 
 /**
  * tanh that is finite for any finite x and accurate near 0. Dawn on SwiftShader returns

@@ -1,6 +1,6 @@
 import { type GpuJsProgram, type KernelConfig, Unary, type UnaryAttrs, type UnaryOp } from '@longseq/backend';
 import { runToNew } from './common';
-import { expAccurate, log1pStable, tanhStable } from './math';
+import { expAccurate, log1pAcc, tanhStable } from './math';
 
 /**
  * Each op is a helper source named `unaryOp`; the kernel calls it, so one kernel body serves
@@ -41,9 +41,10 @@ export const UNARY_OP_SOURCES: Readonly<Record<UnaryOp, string>> = {
   silu: /* js */ `function unaryOp(x) {
   return x * (1 / (1 + Math.exp(-x)));
 }`,
-  // max(x, 0) + log1p(e^-|x|): never overflows, keeps small values (see reference.ts)
+  // max(x, 0) + log1p(e^-|x|): never overflows, keeps small values (see reference.ts); the
+  // accurate exp too, since the result is e^x itself for very negative x
   softplus: /* js */ `function unaryOp(x) {
-  return Math.max(x, 0) + log1pStable(Math.exp(-Math.abs(x)));
+  return Math.max(x, 0) + log1pAcc(expAccurate(-Math.abs(x)));
 }`,
   tanh: /* js */ `function unaryOp(x) {
   return tanhStable(x);
@@ -58,7 +59,7 @@ export const UNARY_OP_SOURCES: Readonly<Record<UnaryOp, string>> = {
 /** The helpers an op's `unaryOp` calls. */
 const HELPERS: Partial<Record<UnaryOp, readonly string[]>> = {
   exp: [expAccurate],
-  softplus: [log1pStable],
+  softplus: [log1pAcc, expAccurate],
   tanh: [tanhStable],
   gelu: [tanhStable],
 };

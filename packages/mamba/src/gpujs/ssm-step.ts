@@ -3,7 +3,7 @@
  * kernels: the new state (one thread per (batch, channel, state)), then y (one thread per
  * (batch, channel), reading the new state).
  */
-import type { Backend, GpuJsProgram, Tensor } from '@longseq/backend';
+import { type Backend, GPUJS_LOG1P_ACC, type GpuJsProgram, type Tensor } from '@longseq/backend';
 import { type MambaSsmStepAttrs, mambaSsmStepKernel } from '../contract';
 
 /**
@@ -28,13 +28,15 @@ const expAccurate = /* js */ `function expAccurate(x) {
   return p * Math.pow(2, k1) * Math.pow(2, k - k1);
 }`;
 
-/** softplus with PyTorch's threshold, log1p by Goldberg's correction. */
+/**
+ * softplus with PyTorch's threshold (x itself above 20), in the overflow-free form
+ * max(x, 0) + log1p(e^-|x|); log1p by the backend's atanh series (`GPUJS_LOG1P_ACC`), since
+ * the shader `log` near 1 is only absolutely accurate: the small dt of a very negative x
+ * came out up to 0.33 off relatively with Goldberg's form on gpu.js' WebGPU mode.
+ */
 const softplusTorch = /* js */ `function softplusTorch(x) {
   if (x > 20) return x;
-  const y = expAccurate(x);
-  const w = 1 + y;
-  if (w === 1) return y;
-  return Math.log(w) * (y / (w - 1));
+  return Math.max(x, 0) + log1pAcc(expAccurate(-Math.abs(x)));
 }`;
 
 const newState = /* js */ `function mambaSsmNewState(u, dt, a, b, c, state, dtBias, chans, states) {
@@ -75,7 +77,7 @@ function program(
     scalars,
     output: out,
     loopMaxIterations: 1024,
-    functions: [expAccurate, softplusTorch],
+    functions: [expAccurate, GPUJS_LOG1P_ACC, softplusTorch],
   };
 }
 

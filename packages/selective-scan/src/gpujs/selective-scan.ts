@@ -24,7 +24,13 @@
  * integer divisions are taken as floor((i + 0.5) / m), exact for i < 2^22, and loops count
  * from 0 (gpu.js' WebGPU mode types a counter that starts from an expression as f32).
  */
-import { type Backend, checkBindingSize, type GpuJsProgram, type Tensor } from '@longseq/backend';
+import {
+  type Backend,
+  checkBindingSize,
+  GPUJS_LOG1P_ACC,
+  type GpuJsProgram,
+  type Tensor,
+} from '@longseq/backend';
 import { type ScanInputs, type ScanOutputs, type SelectiveScanAttrs, selectiveScanKernel } from '../contract';
 
 /** Steps per chunk: pass 3 replays up to this many steps per output. */
@@ -65,23 +71,13 @@ const DT = `
       }
       if (this.constants.softplus > 0) {
         if (dt <= 20) {
-          // max(dt, 0) + log1p(e^-|dt|), log1p by the atanh series of WGSL_LOG1P_UNIT: the
-          // shader log near 1 is only absolutely accurate (a small dt came out ulps off).
+          // max(dt, 0) + log1p(e^-|dt|), log1p by the backend's atanh series (GPUJS_LOG1P_ACC):
+          // the shader log near 1 is only absolutely accurate (a small dt came out ulps off).
           let spAbs = dt;
           if (dt < 0) {
             spAbs = -dt;
           }
-          const spY = expAcc(-spAbs);
-          const spS = spY / (2 + spY);
-          const spS2 = spS * spS;
-          let spP = 0.06666666666666667;
-          spP = 0.07692307692307693 + spS2 * spP;
-          spP = 0.09090909090909091 + spS2 * spP;
-          spP = 0.1111111111111111 + spS2 * spP;
-          spP = 0.14285714285714285 + spS2 * spP;
-          spP = 0.2 + spS2 * spP;
-          spP = 0.3333333333333333 + spS2 * spP;
-          const spLog = 2 * (spS + spS * spS2 * spP);
+          const spLog = log1pAcc(expAcc(-spAbs));
           if (dt > 0) {
             dt = dt + spLog;
           } else {
@@ -302,7 +298,7 @@ async function writeScan(
       output: out,
       constants: c,
       loopMaxIterations: LOOP_MAX,
-      functions: [expAcc],
+      functions: [expAcc, GPUJS_LOG1P_ACC],
     } satisfies GpuJsProgram);
 
   const pairCount = batch * d * n * chunks;
