@@ -1,6 +1,6 @@
 /**
- * The kernel contract of the mixture-of-experts combine, shared by the op and both backends'
- * implementations.
+ * The kernel contracts of the mixture of experts (the combine, and the copy of one expert's
+ * weights out of the stacked ones), shared by the ops and both backends' implementations.
  */
 import {
   type Backend,
@@ -49,4 +49,20 @@ export function moeAccumulateKernel(
       return [output];
     },
   };
+}
+
+/**
+ * Inputs `[stacked, out]`: copies expert `expert`'s block of a stacked expert weight
+ * `[E * R, C]` (its rows expert * R .. expert * R + R - 1, `size` = R * C elements) into `out`
+ * `[R, C]`, written in place: out[i] = stacked[expert * size + i]. Returns nothing. Prefill runs
+ * each expert's SwiGLU with the generic matmul on such a copy, reused expert after expert, so
+ * a model holds its experts once (stacked, as the GPU-routed decode reads them).
+ */
+export const JambaExpertCopy = 'JambaExpertCopy';
+
+export interface JambaExpertCopyAttrs {
+  /** The expert, in [0, E). */
+  readonly expert: number;
+  /** Elements of one expert's block, R * C >= 1. */
+  readonly size: number;
 }

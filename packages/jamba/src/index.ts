@@ -8,7 +8,12 @@ export {
   jambaConfigFromHf,
   jambaLayerPlan,
 } from './config';
-export { JambaMoeAccumulate, type JambaMoeAccumulateAttrs } from './contract';
+export {
+  JambaExpertCopy,
+  type JambaExpertCopyAttrs,
+  JambaMoeAccumulate,
+  type JambaMoeAccumulateAttrs,
+} from './contract';
 export { CacheBudgetError } from './errors';
 export {
   JambaCache,
@@ -19,6 +24,7 @@ export {
 } from './cache';
 export {
   type MoeRouting,
+  copyExpert,
   moeAccumulate,
   moeForward,
   registerJambaKernels,

@@ -28,11 +28,15 @@ import {
 } from '@longseq/backend';
 import { attentionVarlen } from '@longseq/flash-attention';
 import {
-  MambaArgmax,
   Sampler,
   type SamplingOptions,
-  argmax,
+  argmaxRows,
+  checkMaxNewTokens,
+  checkTokenIds,
+  generateTokens,
+  lastPositions,
   mambaSsmStep,
+  promptRows,
   registerMambaKernels,
 } from '@longseq/mamba';
 import {
@@ -194,21 +198,7 @@ export class JambaModel {
 
   /** Checks ids on the host: a non-empty batch of equal-length rows of integers in [0, vocab). */
   private checkIds(ids: readonly (readonly number[])[], argument: string): void {
-    if (!Array.isArray(ids) || ids.length === 0 || !ids.every((row) => Array.isArray(row))) {
-      throw new ArgumentError(argument, 'a non-empty array of token id arrays ([B][L])', ids);
-    }
-    const length = ids[0]!.length;
-    if (length === 0) throw new ShapeError(argument, '[B, L] with L >= 1', [ids.length, 0]);
-    for (let b = 0; b < ids.length; b++) {
-      const row = ids[b]!;
-      if (row.length !== length)
-        throw new ShapeError(argument, `rows of equal length ${length}`, `row ${b} of length ${row.length}`);
-      for (const id of row) {
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
-          throw new ArgumentError(`${argument}[${b}]`, `token ids in [0, ${this.config.vocabSize})`, id);
-        }
-      }
-    }
+    checkTokenIds(ids, argument, this.config.vocabSize);
   }
 
   private checkCache(cache: JambaCache, argument: string): void {
@@ -289,15 +279,7 @@ export class JambaModel {
         hidden.dispose();
         hidden = next;
       }
-      let last = hidden;
-      if (options.lastOnly) {
-        const rows = backend.tensor(
-          Array.from({ length: batch }, (_, b) => b * length + length - 1),
-          [batch, 1],
-          'i32',
-        );
-        last = await gather(hidden.reshape([batch * length, config.dModel]), rows);
-      }
+      const last = options.lastOnly ? await lastPositions(hidden, batch, length) : hidden;
       return this.head(last);
     });
   }
@@ -539,10 +521,11 @@ export class JambaModel {
 
   /**
    * WebGPU's fused feed-forward of a decode step, `h` [B, M] updated in place: a dense MLP in
-   * two dispatches (norm + gate/up + SiLU product; down + residual), or the MoE: the router
-   * (norm + product) read back and routed on the host, then each expert with tokens runs its
-   * gate/up on its rows, and after all of them (they read h) each adds its down product
-   * times the routing weight into its rows. Experts without tokens launch nothing.
+   * two dispatches (norm + gate/up + SiLU product; down + residual), or the MoE: routed on the
+   * GPU (`JambaMoeDecode`, stacked experts), or the router (norm + product) read back and
+   * routed on the host, then each expert with tokens runs its gate/up on its rows (of the
+   * stacks, or its own tensors), and after all of them (they read h) each adds its down
+   * product times the routing weight into its rows. Experts without tokens launch nothing.
    */
   private async fusedFeedForward(
     layer: JambaLayerWeights,
@@ -576,7 +559,7 @@ export class JambaModel {
       a: JambaSwigluDecodeAttrs,
     ) => runKernel(`${JambaSwigluDecode}Down`, backend, [act, w.downProj, rows, weights, h], a);
     if (ff.kind === 'mlp') {
-      const a = { ...base, tokens: batch, indexed: false, rowOffset: 0 };
+      const a = { ...base, tokens: batch, indexed: false, rowOffset: 0, expert: 0 };
       // ids and the norm weight stand in for the unread rows and weights
       const act = await gateUp(ff, ids, a);
       try {
@@ -586,7 +569,7 @@ export class JambaModel {
       }
       return;
     }
-    const E = ff.experts.length;
+    const E = ff.router.shape[0]!;
     if (ff.stacked && this.decodeRouting === 'gpu') {
       const routing = (await runKernel(
         JambaMoeDecode,
@@ -625,16 +608,23 @@ export class JambaModel {
     const acts: Tensor[] = [];
     try {
       const used = routing.tokensOf.flatMap((list, e) => (list.length > 0 ? [e] : []));
+      // stacked experts: expert e's rows of the stacks; else its own tensors
+      const stacked = ff.stacked;
+      const expertOf = (e: number): JambaMlpWeights =>
+        stacked
+          ? { kind: 'mlp', gateProj: stacked.gate, upProj: stacked.up, downProj: stacked.down }
+          : ff.experts![e]!;
       const attrsOf = (e: number) => ({
         ...base,
         tokens: routing.tokensOf[e]!.length,
         indexed: true,
         rowOffset: offsets[e]!,
+        expert: stacked ? e : 0,
       });
-      for (const e of used) acts.push(await gateUp(ff.experts[e]!, rows, attrsOf(e)));
+      for (const e of used) acts.push(await gateUp(expertOf(e), rows, attrsOf(e)));
       for (let i = 0; i < used.length; i++) {
         const e = used[i]!;
-        await down(ff.experts[e]!, acts[i]!, rows, weights, attrsOf(e));
+        await down(expertOf(e), acts[i]!, rows, weights, attrsOf(e));
       }
     } finally {
       for (const t of acts) t.dispose();
@@ -722,25 +712,10 @@ export class JambaModel {
   async stepGreedy(seqIds: readonly number[], ids: readonly number[], cache: JambaCache): Promise<number[]> {
     const logits = await this.step(seqIds, ids, cache);
     try {
-      return await this.argmaxRows(logits, seqIds.length);
+      return await argmaxRows(logits, seqIds.length, this.config.vocabSize);
     } finally {
       logits.dispose();
     }
-  }
-
-  private async argmaxRows(logits: Tensor, batch: number): Promise<number[]> {
-    const vocab = this.config.vocabSize;
-    registerMambaKernels();
-    if (hasKernel(MambaArgmax, this.backend.kind)) {
-      const chosen = (await runKernel(MambaArgmax, this.backend, [logits], { batch, vocab })) as Tensor;
-      try {
-        return Array.from(await chosen.read());
-      } finally {
-        chosen.dispose();
-      }
-    }
-    const values = await logits.read();
-    return Array.from({ length: batch }, (_, b) => argmax(values, b * vocab, (b + 1) * vocab));
   }
 
   /**
@@ -753,13 +728,9 @@ export class JambaModel {
     options: JambaGenerateOptions,
   ): Promise<JambaGenerateResult> {
     this.checkAlive();
-    const ids = (Array.isArray(prompt[0]) ? prompt : [prompt]) as readonly (readonly number[])[];
+    const ids = promptRows(prompt);
     this.checkIds(ids, 'prompt');
-    if (options === null || typeof options !== 'object')
-      throw new ArgumentError('options', 'an object', options);
-    const { maxNewTokens } = options;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
-      throw new ArgumentError('options.maxNewTokens', 'an integer >= 0', maxNewTokens);
+    const maxNewTokens = checkMaxNewTokens(options);
     const numSamples = options.numSamples ?? 1;
     if (!Number.isInteger(numSamples) || numSamples < 1)
       throw new ArgumentError('options.numSamples', 'an integer >= 1', numSamples);
@@ -773,25 +744,27 @@ export class JambaModel {
     const sampler = new Sampler(options);
     const vocab = this.config.vocabSize;
     const rows = ids.length * numSamples;
-    const out: number[][] = Array.from({ length: rows }, () => []);
-    const logitsOut: Float32Array[] = [];
-    const result = () => ({ ids: out, ...(options.returnLogits ? { logits: logitsOut } : {}) });
-    if (maxNewTokens === 0) return result();
+    const returnLogits = options.returnLogits ?? false;
+    if (maxNewTokens === 0)
+      return { ids: Array.from({ length: rows }, () => []), ...(returnLogits ? { logits: [] } : {}) };
 
     if (!useCache) {
       const seqs = ids.flatMap((p) => Array.from({ length: numSamples }, () => [...p]));
-      for (let i = 0; i < maxNewTokens; i++) {
-        const { logits } = await this.forward(seqs, { lastOnly: true });
-        const last = (await logits.read()) as Float32Array;
-        logits.dispose();
-        if (options.returnLogits) logitsOut.push(last);
-        for (let r = 0; r < rows; r++) {
-          const id = sampler.next(last, r * vocab, vocab);
-          out[r]!.push(id);
-          seqs[r]!.push(id);
-        }
-      }
-      return result();
+      const forwardLast = async () => (await this.forward(seqs, { lastOnly: true })).logits;
+      const first = await forwardLast();
+      const firstLogits = await first.read().finally(() => first.dispose());
+      return generateTokens({
+        sampler,
+        rows,
+        vocab,
+        maxNewTokens,
+        first: firstLogits as Float32Array,
+        returnLogits,
+        step: (chosen) => {
+          for (let r = 0; r < rows; r++) seqs[r]!.push(chosen[r]!);
+          return forwardLast();
+        },
+      });
     }
 
     const length = ids[0]!.length;
@@ -809,7 +782,7 @@ export class JambaModel {
       seqIds.push(...prefilled.seqIds);
       const promptLogits = (await prefilled.logits.read()) as Float32Array;
       prefilled.logits.dispose();
-      let last: Float32Array = new Float32Array(rows * vocab);
+      const last = new Float32Array(rows * vocab);
       const order: number[] = [];
       for (let b = 0; b < ids.length; b++) {
         const seq = prefilled.seqIds[b]!;
@@ -821,26 +794,20 @@ export class JambaModel {
         }
       }
       seqIds.splice(0, seqIds.length, ...order);
-      const idsOnly = sampler.greedy && !options.returnLogits;
-      let chosen = seqIds.map((_, r) => sampler.next(last, r * vocab, vocab));
-      for (let i = 0; i < maxNewTokens; i++) {
-        for (let r = 0; r < rows; r++) out[r]!.push(chosen[r]!);
-        if (options.returnLogits) logitsOut.push(last);
-        if (i === maxNewTokens - 1) break;
-        if (idsOnly) {
-          chosen = await this.stepGreedy(seqIds, chosen, cache);
-        } else {
-          const logits = await this.step(seqIds, chosen, cache);
-          last = (await logits.read()) as Float32Array;
-          logits.dispose();
-          chosen = seqIds.map((_, r) => sampler.next(last, r * vocab, vocab));
-        }
-      }
+      return await generateTokens({
+        sampler,
+        rows,
+        vocab,
+        maxNewTokens,
+        first: last,
+        returnLogits,
+        step: (chosen) => this.step(seqIds, chosen, cache),
+        stepGreedy: (chosen) => this.stepGreedy(seqIds, chosen, cache),
+      });
     } finally {
       if (options.cache) {
         for (const s of seqIds) if (cache.has(s)) cache.free(s);
       } else cache.dispose();
     }
-    return result();
   }
 }

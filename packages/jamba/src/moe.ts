@@ -7,12 +7,16 @@
  * The experts run grouped: the router logits come back to the host, which lists the tokens
  * of each expert; each expert gathers its rows, multiplies only those, and its outputs are
  * added back into their tokens' rows with their routing weights (`moeAccumulate`). An expert
- * no token chose launches nothing.
+ * no token chose launches nothing. Where the experts are stacked (WebGPU: one tensor per
+ * projection holding every expert, as the GPU-routed decode reads them), each expert with
+ * tokens is first copied out of the stacks (`copyExpert`) into one set of scratch weights,
+ * reused expert after expert: the model holds its experts once.
  */
 import {
   ArgumentError,
   ShapeError,
   type Tensor,
+  checkBindingSize,
   checkDType,
   checkRank,
   checkSameBackend,
@@ -26,8 +30,13 @@ import {
   silu,
 } from '@longseq/backend';
 import { linear } from '@longseq/nn';
-import { JambaMoeAccumulate, type JambaMoeAccumulateAttrs } from './contract';
-import { moeAccumulateGpuJsKernel } from './gpujs/moe';
+import {
+  JambaExpertCopy,
+  type JambaExpertCopyAttrs,
+  JambaMoeAccumulate,
+  type JambaMoeAccumulateAttrs,
+} from './contract';
+import { expertCopyGpuJsKernel, moeAccumulateGpuJsKernel } from './gpujs/moe';
 import type { JambaMlpWeights, JambaMoeWeights } from './weights';
 import {
   jambaMambaDecodeWebGpuKernel,
@@ -36,19 +45,21 @@ import {
   jambaSwigluDownWebGpuKernel,
   jambaSwigluGateUpWebGpuKernel,
 } from './webgpu/fused-decode';
-import { moeAccumulateWebGpuKernel } from './webgpu/moe';
+import { expertCopyWebGpuKernel, moeAccumulateWebGpuKernel } from './webgpu/moe';
 
 let registered = false;
 /**
- * Registers the Jamba kernels (done on first use): the MoE combine for both backend kinds,
- * and WebGPU's fused Mamba decode layer and norm + LM head (gpu.js decodes through the
- * composed ops).
+ * Registers the Jamba kernels (done on first use): the MoE combine and the expert copy for
+ * both backend kinds, and WebGPU's fused Mamba decode layer and norm + LM head (gpu.js
+ * decodes through the composed ops).
  */
 export function registerJambaKernels(): void {
   if (registered) return;
   registerKernelsOnce([
     moeAccumulateWebGpuKernel,
     moeAccumulateGpuJsKernel,
+    expertCopyWebGpuKernel,
+    expertCopyGpuJsKernel,
     jambaMambaDecodeWebGpuKernel,
     jambaNormMatvecWebGpuKernel,
     jambaSwigluGateUpWebGpuKernel,
@@ -99,6 +110,41 @@ export async function moeAccumulate(
     attrs,
   )) as Tensor[];
   return out[0]!;
+}
+
+/**
+ * Copies expert `expert`'s weights out of a stacked weight `[E * R, C]` (the experts' `[R, C]`
+ * blocks one after another along the rows) into `out` `[R, C]`, in place. Validates before any
+ * GPU work: ShapeError (`stacked` not `[E * R, C]` for out's R, C), ArgumentError (`expert`
+ * not in [0, E)), DTypeError (not f32).
+ */
+export async function copyExpert(stacked: Tensor, expert: number, out: Tensor): Promise<void> {
+  checkTensor(stacked, 'stacked');
+  checkTensor(out, 'out');
+  checkDType(stacked, 'stacked', ['f32']);
+  checkDType(out, 'out', ['f32']);
+  checkRank(out, 'out', 2, 2, '[R, C]');
+  const [rows, cols] = out.shape as [number, number];
+  if (rows < 1 || cols < 1) throw new ShapeError('out', '[R, C] with R, C >= 1', out.shape);
+  if (
+    stacked.rank !== 2 ||
+    stacked.shape[1] !== cols ||
+    stacked.shape[0]! % rows !== 0 ||
+    stacked.shape[0] === 0
+  )
+    throw new ShapeError(
+      'stacked',
+      `[E * ${rows}, ${cols}] (experts' [R, C] blocks along the rows)`,
+      stacked.shape,
+    );
+  const experts = stacked.shape[0]! / rows;
+  if (!Number.isInteger(expert) || expert < 0 || expert >= experts)
+    throw new ArgumentError('expert', `an integer in [0, ${experts})`, expert);
+  checkSameBackend(stacked.backend, { out });
+  checkBindingSize(stacked.backend, 'stacked', stacked.size, stacked.shape);
+  registerJambaKernels();
+  const attrs: JambaExpertCopyAttrs = { expert, size: rows * cols };
+  await runKernel(JambaExpertCopy, stacked.backend, [stacked, out], attrs);
 }
 
 /** The routing of T tokens: for each token its top-k experts (best first) and their weights. */
@@ -166,7 +212,8 @@ export async function swiglu(x: Tensor, w: JambaMlpWeights): Promise<Tensor> {
 
 /**
  * The sparse MoE block on tokens x `[T, M]`: routes on the host (one read of the `[T, E]`
- * router logits), then runs each expert that has tokens on its rows only. Returns the output
+ * router logits), then runs each expert that has tokens on its rows only (stacked experts:
+ * on a copy of its weights, see the top of this file). Returns the output
  * `[T, M]` and the routing.
  */
 export async function moeForward(
@@ -177,35 +224,57 @@ export async function moeForward(
   checkTensor(x, 'x');
   checkRank(x, 'x', 2, 2, '[T, M]');
   const [tokens, width] = x.shape as [number, number];
-  const numExperts = w.experts.length;
+  const numExperts = w.router.shape[0]!;
   const backend = x.backend;
   return scope(async () => {
     const logits = await matmul(x, w.router, { transposeB: true });
     const routing = routeTokens(await logits.read(), tokens, numExperts, topK);
     logits.dispose();
+    // stacked experts: one set of scratch weights, each expert with tokens copied into it in
+    // turn (the copy is queued after the previous expert's products that read it)
+    const stacked = w.stacked;
+    const F = stacked ? stacked.gate.shape[0]! / numExperts : 0;
+    const scratch: JambaMlpWeights | undefined = stacked && {
+      kind: 'mlp',
+      gateProj: backend.empty([F, width]),
+      upProj: backend.empty([F, width]),
+      downProj: backend.empty([width, F]),
+    };
     let acc: Tensor | undefined;
-    for (let e = 0; e < numExperts; e++) {
-      const list = routing.tokensOf[e]!;
-      if (list.length === 0) continue; // no tokens: no work launched
-      const next = await scope(async () => {
-        const rowOf = new Int32Array(tokens).fill(-1);
-        const weight = new Float32Array(tokens);
-        list.forEach((t, r) => {
-          rowOf[t] = r;
-          for (let j = 0; j < topK; j++)
-            if (routing.experts[t * topK + j] === e) weight[t] = routing.weights[t * topK + j]!;
+    try {
+      for (let e = 0; e < numExperts; e++) {
+        const list = routing.tokensOf[e]!;
+        if (list.length === 0) continue; // no tokens: no work launched
+        const next = await scope(async () => {
+          const rowOf = new Int32Array(tokens).fill(-1);
+          const weight = new Float32Array(tokens);
+          list.forEach((t, r) => {
+            rowOf[t] = r;
+            for (let j = 0; j < topK; j++)
+              if (routing.experts[t * topK + j] === e) weight[t] = routing.weights[t * topK + j]!;
+          });
+          const rows =
+            list.length === tokens ? x : await gather(x, backend.tensor(list, [list.length], 'i32'));
+          let expert: JambaMlpWeights;
+          if (stacked && scratch) {
+            await copyExpert(stacked.gate, e, scratch.gateProj);
+            await copyExpert(stacked.up, e, scratch.upProj);
+            await copyExpert(stacked.down, e, scratch.downProj);
+            expert = scratch;
+          } else expert = w.experts![e]!;
+          const y = await swiglu(rows, expert);
+          return moeAccumulate(
+            acc,
+            y,
+            backend.tensor(rowOf, [tokens], 'i32'),
+            backend.tensor(weight, [tokens], 'f32'),
+          );
         });
-        const rows = list.length === tokens ? x : await gather(x, backend.tensor(list, [list.length], 'i32'));
-        const y = await swiglu(rows, w.experts[e]!);
-        return moeAccumulate(
-          acc,
-          y,
-          backend.tensor(rowOf, [tokens], 'i32'),
-          backend.tensor(weight, [tokens], 'f32'),
-        );
-      });
-      acc?.dispose();
-      acc = next;
+        acc?.dispose();
+        acc = next;
+      }
+    } finally {
+      if (scratch) for (const t of [scratch.gateProj, scratch.upProj, scratch.downProj]) t.dispose();
     }
     // T = 0 cannot happen (the model checks ids); keep the types honest anyway
     const output = acc ?? backend.tensor(new Float32Array(tokens * width), [tokens, width]);

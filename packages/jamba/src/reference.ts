@@ -8,41 +8,10 @@
  * D Mamba channels, N states, K conv width, R dt rank, F MLP width, E experts, k top-k.
  */
 import { type RefOptions, rounderFor } from '@longseq/backend';
-import { ssmStepRef } from '@longseq/mamba';
+import { type RefRound, convStepRef, matvecRef, rmsNormRef, ssmStepRef } from '@longseq/mamba';
 import type { JambaConfig } from './config';
 import { type MoeRouting, routeTokens } from './moe';
 import type { JambaTensorReader } from './weights';
-
-type Round = (v: number) => number;
-const exact: Round = (v) => v;
-
-/** out[o] = sum_i W[o, i] x[i] (+ bias[o]) for rows [from, to) of W; `r` rounds each step (f32 baseline). */
-function matvec(
-  W: ArrayLike<number>,
-  x: ArrayLike<number>,
-  cols: number,
-  from: number,
-  to: number,
-  bias?: ArrayLike<number>,
-  r: Round = exact,
-) {
-  const out = new Float64Array(to - from);
-  for (let o = from; o < to; o++) {
-    let acc = bias ? bias[o]! : 0;
-    for (let i = 0; i < cols; i++) acc = r(acc + r(W[o * cols + i]! * x[i]!));
-    out[o - from] = acc;
-  }
-  return out;
-}
-
-function rmsNorm(x: ArrayLike<number>, w: ArrayLike<number>, eps: number): Float64Array {
-  let sq = 0;
-  for (let i = 0; i < x.length; i++) sq += x[i]! ** 2;
-  const inv = 1 / Math.sqrt(sq / x.length + eps);
-  return Float64Array.from({ length: x.length }, (_, i) => x[i]! * inv * w[i]!);
-}
-
-const silu = (v: number) => v / (1 + Math.exp(-v));
 
 export interface HostMlp {
   readonly gate: Float32Array;
@@ -51,11 +20,17 @@ export interface HostMlp {
 }
 
 /** SwiGLU of one row: down(silu(gate x) * up x). */
-function swigluRef(w: HostMlp, x: ArrayLike<number>, M: number, F: number, r: Round = exact): Float64Array {
-  const g = matvec(w.gate, x, M, 0, F, undefined, r);
-  const u = matvec(w.up, x, M, 0, F, undefined, r);
+function swigluRef(
+  w: HostMlp,
+  x: ArrayLike<number>,
+  M: number,
+  F: number,
+  r: RefRound = (v) => v,
+): Float64Array {
+  const g = matvecRef(w.gate, x, M, 0, F, undefined, r);
+  const u = matvecRef(w.up, x, M, 0, F, undefined, r);
   const h = g.map((v, i) => r(r(v / r(1 + r(Math.exp(-v)))) * u[i]!));
-  return matvec(w.down, h, F, 0, M, undefined, r);
+  return matvecRef(w.down, h, F, 0, M, undefined, r);
 }
 
 /**
@@ -76,7 +51,7 @@ export function moeRef(
   const logits = new Float64Array(tokens * E);
   for (let t = 0; t < tokens; t++)
     logits.set(
-      matvec(weights.router, Array.prototype.slice.call(x, t * M, (t + 1) * M), M, 0, E, undefined, r),
+      matvecRef(weights.router, Array.prototype.slice.call(x, t * M, (t + 1) * M), M, 0, E, undefined, r),
       t * E,
     );
   const routing = routeTokens(logits, tokens, E, topK);
@@ -215,13 +190,13 @@ export function jambaRef(
       const id = ids[b]![t]!;
       let hidden = Float64Array.from(w.embeddings.subarray(id * M, (id + 1) * M));
       w.layers.forEach((layer, l) => {
-        const normed = rmsNorm(hidden, layer.inputNorm, eps);
+        const normed = rmsNormRef(hidden, layer.inputNorm, eps);
         let mixed: Float64Array;
         if (layer.attention) {
           // GQA without positional encoding: query head h reads kv head floor(h / (H / Hkv))
-          const q = matvec(layer.attention.q, normed, M, 0, H * d);
-          state.keys[l]![b]!.push(matvec(layer.attention.k, normed, M, 0, Hkv * d));
-          state.values[l]![b]!.push(matvec(layer.attention.v, normed, M, 0, Hkv * d));
+          const q = matvecRef(layer.attention.q, normed, M, 0, H * d);
+          state.keys[l]![b]!.push(matvecRef(layer.attention.k, normed, M, 0, Hkv * d));
+          state.values[l]![b]!.push(matvecRef(layer.attention.v, normed, M, 0, Hkv * d));
           const keys = state.keys[l]![b]!;
           const values = state.values[l]![b]!;
           const o = new Float64Array(H * d);
@@ -238,37 +213,27 @@ export function jambaRef(
             for (let j = 0; j < keys.length; j++)
               for (let i = 0; i < d; i++) o[h * d + i]! += (p[j]! / total) * values[j]![g * d + i]!;
           }
-          mixed = matvec(layer.attention.o, o, H * d, 0, M);
+          mixed = matvecRef(layer.attention.o, o, H * d, 0, M);
         } else {
           const mw = layer.mamba!;
-          const x = matvec(mw.inProj, normed, M, 0, D, mw.inBias);
-          const z = matvec(mw.inProj, normed, M, D, 2 * D, mw.inBias);
-          const conv = state.conv[l]!;
-          const u = new Float64Array(D);
-          for (let c = 0; c < D; c++) {
-            const past = conv.subarray((b * D + c) * (K - 1), (b * D + c + 1) * (K - 1));
-            let acc = mw.convBias ? mw.convBias[c]! : 0;
-            for (let j = 0; j < K - 1; j++) acc += mw.conv[c * K + j]! * past[j]!;
-            acc += mw.conv[c * K + K - 1]! * x[c]!;
-            past.copyWithin(0, 1);
-            past[K - 2] = x[c]!;
-            u[c] = silu(acc);
-          }
+          const x = matvecRef(mw.inProj, normed, M, 0, D, mw.inBias);
+          const z = matvecRef(mw.inProj, normed, M, D, 2 * D, mw.inBias);
+          const u = convStepRef(state.conv[l]!, b, x, mw.conv, mw.convBias, D, K);
           // Jamba's RMSNorms on dt, B and C before dt_proj and the scan
-          const dtLow = rmsNorm(matvec(mw.xProj, u, D, 0, R), mw.dtNorm, eps);
-          const Bt = rmsNorm(matvec(mw.xProj, u, D, R, R + N), mw.bNorm, eps);
-          const Ct = rmsNorm(matvec(mw.xProj, u, D, R + N, R + 2 * N), mw.cNorm, eps);
-          const dt = matvec(mw.dtProj, dtLow, R, 0, D);
+          const dtLow = rmsNormRef(matvecRef(mw.xProj, u, D, 0, R), mw.dtNorm, eps);
+          const Bt = rmsNormRef(matvecRef(mw.xProj, u, D, R, R + N), mw.bNorm, eps);
+          const Ct = rmsNormRef(matvecRef(mw.xProj, u, D, R + N, R + 2 * N), mw.cNorm, eps);
+          const dt = matvecRef(mw.dtProj, dtLow, R, 0, D);
           const ssm = state.ssm[l]!.subarray(b * D * N, (b + 1) * D * N);
           const step = ssmStepRef(
             { u, dt, A: mw.A, B: Bt, C: Ct, D: mw.D, z, dtBias: mw.dtBias, state: ssm },
             { batch: 1, channels: D, states: N },
           );
           ssm.set(step.state);
-          mixed = matvec(mw.outProj, step.y, D, 0, M, mw.outBias);
+          mixed = matvecRef(mw.outProj, step.y, D, 0, M, mw.outBias);
         }
         hidden = hidden.map((h, i) => h + mixed[i]!);
-        const n2 = rmsNorm(hidden, layer.preFfNorm, eps);
+        const n2 = rmsNormRef(hidden, layer.preFfNorm, eps);
         let ff: Float64Array;
         if (layer.moe) {
           const r = moeRef(n2, 1, layer.moe, { M, F, topK: config.topK });
@@ -277,8 +242,8 @@ export function jambaRef(
         } else ff = swigluRef(layer.mlp!, n2, M, F);
         hidden = hidden.map((h, i) => h + ff[i]!);
       });
-      const final = rmsNorm(hidden, w.finalNorm, eps);
-      logits[b]!.set(matvec(w.lmHead, final, M, 0, V), t * V);
+      const final = rmsNormRef(hidden, w.finalNorm, eps);
+      logits[b]!.set(matvecRef(w.lmHead, final, M, 0, V), t * V);
     }
   }
   return { logits, state };

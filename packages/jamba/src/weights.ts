@@ -6,7 +6,7 @@
  * are split on the host at load time, so the model never slices a tensor on the device.
  */
 import type { Backend, Tensor } from '@longseq/backend';
-import { seededRandom } from '@longseq/mamba';
+import { seededInitReader } from '@longseq/mamba';
 import type { Checkpoint } from '@longseq/nn';
 import type { JambaConfig } from './config';
 import { jambaParamsOffsets } from './webgpu/fused-decode';
@@ -60,15 +60,24 @@ export interface JambaMlpWeights {
   readonly downProj: Tensor; // [M, F]
 }
 
+/**
+ * A mixture of SwiGLU experts. The experts' weights are held once, in one of two layouts:
+ * `stacked` (WebGPU) or `experts` (gpu.js, and WebGPU where a stack would pass the device's
+ * binding limit).
+ */
 export interface JambaMoeWeights {
   readonly kind: 'moe';
-  readonly router: Tensor; // [E, M]
-  readonly experts: readonly JambaMlpWeights[];
+  /** [E, M]; E is the number of experts. */
+  readonly router: Tensor;
+  /** Per expert, its own tensors; absent where `stacked` holds the experts. */
+  readonly experts?: readonly JambaMlpWeights[];
   /**
-   * WebGPU only: the experts' weights once more, stacked (gate and up [E * F, M], down
-   * [E * M, F]), for the decode step that routes on the GPU and reads only the chosen
-   * experts' rows (`JambaMoeDecode`). Absent on gpu.js, or where a stack would pass the
-   * device's binding limit (decoding then routes on the host).
+   * The experts stacked along the rows, expert e's block at rows e * F (gate and up
+   * [E * F, M]) and e * M (down [E * M, F]): the decode step that routes on the GPU reads only
+   * the chosen experts' rows (`JambaMoeDecode`); the host-routed decode reads an expert's
+   * rows by offset, and prefill copies each expert with tokens into scratch weights
+   * (`copyExpert`). Absent on gpu.js, or where a stack would pass the device's binding limit
+   * (then `experts` holds them, and decoding routes on the host).
    */
   readonly stacked?: { readonly gate: Tensor; readonly up: Tensor; readonly down: Tensor };
 }
@@ -186,48 +195,36 @@ export function uploadJambaWeights(
       let feedForward: JambaMlpWeights | JambaMoeWeights;
       if (experts > 1) {
         const router = load(`${f}router.weight`, [experts, M]);
-        // each tensor read once (a random reader draws anew on every read), uploaded per expert
-        // and, on WebGPU, stacked
-        const host = Array.from({ length: experts }, (_, e) => {
-          const p = `${f}experts.${e}.`;
-          return {
-            gate: read(`${p}gate_proj.weight`, [F, M]),
-            up: read(`${p}up_proj.weight`, [F, M]),
-            down: read(`${p}down_proj.weight`, [M, F]),
-          };
-        });
-        const list: JambaMlpWeights[] = host.map((h) => ({
-          kind: 'mlp',
-          gateProj: up(h.gate, [F, M]),
-          upProj: up(h.up, [F, M]),
-          downProj: up(h.down, [M, F]),
-        }));
         const stackBytes = experts * F * M * 4;
         const stack =
           backend.kind === 'webgpu' &&
           stackBytes <= backend.limits.maxStorageBufferBindingSize &&
           stackBytes <= backend.limits.maxBufferSize;
-        const stacked = (part: 'gate' | 'up' | 'down', shape: [number, number]) => {
-          const data = new Float32Array(experts * shape[0] * shape[1]);
-          host.forEach((h, e) => {
-            data.set(h[part], e * shape[0] * shape[1]);
-          });
-          return up(data, [experts * shape[0], shape[1]]);
-        };
-        feedForward = {
-          kind: 'moe',
-          router,
-          experts: list,
-          ...(stack
-            ? {
-                stacked: {
-                  gate: stacked('gate', [F, M]),
-                  up: stacked('up', [F, M]),
-                  down: stacked('down', [M, F]),
-                },
-              }
-            : {}),
-        };
+        if (stack) {
+          // each expert's tensors read in the same order as unstacked (a random reader draws
+          // anew on every read), into the stacks
+          const gate = new Float32Array(experts * F * M);
+          const upW = new Float32Array(experts * F * M);
+          const down = new Float32Array(experts * M * F);
+          for (let e = 0; e < experts; e++) {
+            const x = `${f}experts.${e}.`;
+            gate.set(read(`${x}gate_proj.weight`, [F, M]), e * F * M);
+            upW.set(read(`${x}up_proj.weight`, [F, M]), e * F * M);
+            down.set(read(`${x}down_proj.weight`, [M, F]), e * M * F);
+          }
+          feedForward = {
+            kind: 'moe',
+            router,
+            stacked: {
+              gate: up(gate, [experts * F, M]),
+              up: up(upW, [experts * F, M]),
+              down: up(down, [experts * M, F]),
+            },
+          };
+        } else {
+          const list = Array.from({ length: experts }, (_, e) => mlp(`${f}experts.${e}.`));
+          feedForward = { kind: 'moe', router, experts: list };
+        }
       } else feedForward = mlp(f);
       layers.push({
         inputNorm: load(`${p}input_layernorm.weight`, [M]),
@@ -256,25 +253,10 @@ export function jambaCheckpointReader(checkpoint: Checkpoint): JambaTensorReader
  * norms 1, A_log = log(1..N), D = 1, dt bias = softplus^-1 of a dt in [1e-3, 1e-1].
  */
 export function jambaRandomReader(config: JambaConfig, seed: number): JambaTensorReader {
-  const random = seededRandom(seed);
-  const uniform = (count: number, scale: number) =>
-    Float32Array.from({ length: count }, () => (2 * random() - 1) * scale);
-  return (name, shape) => {
-    const count = shape.reduce((x, y) => x * y, 1);
-    if (name.endsWith('norm.weight') || name.endsWith('layernorm.weight') || name.endsWith('.D'))
-      return new Float32Array(count).fill(1);
-    if (name.endsWith('A_log'))
-      return Float32Array.from({ length: count }, (_, i) => Math.log((i % config.dState) + 1));
-    if (name.endsWith('dt_proj.bias')) {
-      return Float32Array.from({ length: count }, () => {
-        const dt = Math.exp(random() * (Math.log(0.1) - Math.log(0.001)) + Math.log(0.001));
-        return dt + Math.log(-Math.expm1(-dt));
-      });
-    }
-    if (name.endsWith('.bias')) return uniform(count, 0.02);
-    const fanIn = shape[shape.length - 1]!;
-    return uniform(count, name.includes('embed_tokens') ? 1 : 1 / Math.sqrt(fanIn));
-  };
+  return seededInitReader(seed, config.dState, {
+    ones: ['norm.weight', 'layernorm.weight', '.D'],
+    embeddings: ['embed_tokens', 1],
+  });
 }
 
 /** Every tensor of a set of weights once (lmHead may be the embeddings). */
@@ -289,7 +271,7 @@ export function jambaWeightTensors(weights: JambaWeights): Tensor[] {
     addAll(layer.mixer);
     if (layer.feedForward.kind === 'moe') {
       all.add(layer.feedForward.router);
-      for (const e of layer.feedForward.experts) addAll(e);
+      for (const e of layer.feedForward.experts ?? []) addAll(e);
       if (layer.feedForward.stacked) addAll(layer.feedForward.stacked);
     } else addAll(layer.feedForward);
   }

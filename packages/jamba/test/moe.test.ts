@@ -42,7 +42,7 @@ function randomMoe(backend: Backend, M: number, F: number, E: number, s: number)
   };
   const dispose = () => {
     device.router.dispose();
-    for (const e of device.experts) for (const t of [e.gateProj, e.upProj, e.downProj]) t.dispose();
+    for (const e of device.experts!) for (const t of [e.gateProj, e.upProj, e.downProj]) t.dispose();
   };
   return { host, device, dispose };
 }
@@ -158,7 +158,7 @@ describeEachBackend('moeForward (grouped experts)', (ctx) => {
       const used = routing.tokensOf.map((list) => list.length > 0);
       expect(used.filter(Boolean).length).toBeLessThanOrEqual(T * k);
       expect(used.filter((u) => !u).length).toBeGreaterThanOrEqual(E - T * k);
-      moe.device.experts.forEach((e, i) => {
+      moe.device.experts!.forEach((e, i) => {
         for (const t of [e.gateProj, e.upProj, e.downProj] as Tensor[])
           expect(bound.has(t.handle), `expert ${i} (${used[i] ? 'used' : 'unused'})`).toBe(used[i]);
       });
@@ -199,6 +199,7 @@ describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
       model.decodePath = path;
       model.decodeRouting = routing;
       const bound = new Set<unknown>();
+      const programs: Program[] = [];
       const original = ctx.backend.run.bind(ctx.backend);
       let run: { mockRestore(): void } | undefined;
       try {
@@ -206,21 +207,36 @@ describeEachBackend('JambaModel routing on jamba-tiny', (ctx) => {
         logits.dispose();
         run = vi.spyOn(ctx.backend, 'run').mockImplementation((program: Program) => {
           for (const h of boundHandles(program)) bound.add(h);
+          programs.push(program);
           return original(program);
         });
         (await model.step(seqIds, [43], cache)).dispose();
         for (const l of [0, 2]) {
           const ff = model.weights.layers[l]!.feedForward;
           if (ff.kind !== 'moe') throw new Error(`layer ${l} has experts`);
-          const used = ff.experts.map((e) => bound.has(e.gateProj.handle));
-          if (routing === 'gpu') {
-            // one kernel reads the chosen experts' rows of the stacked weights (the NaN test below)
-            expect(used.filter(Boolean), `layer ${l}`).toHaveLength(0);
-            for (const t of Object.values(ff.stacked!)) expect(bound.has(t.handle)).toBe(true);
+          if (ff.stacked) {
+            // WebGPU holds the experts once, stacked
+            expect(ff.experts).toBeUndefined();
+            const stacks = new Set(Object.values(ff.stacked).map((t) => t.handle));
+            const reading = programs.filter((p) => boundHandles(p).some((h) => stacks.has(h)));
+            if (routing === 'gpu') {
+              // one kernel reads the chosen experts' rows of the stacks (the NaN test below)
+              expect(reading.map((p) => p.name)).toEqual(['jamba_moe_gate_up', 'jamba_moe_down_add']);
+              continue;
+            }
+            // routed on the host: each program reading the stacks names its expert (fused:
+            // gate/up and down; composed: the copies of gate, up and down), two experts in all
+            const experts = reading.map((p) =>
+              p.kind === 'webgpu' ? p.uniforms?.find((u) => u.name === 'expert')?.value : undefined,
+            );
+            expect(reading.length, `layer ${l}`).toBe(path === 'auto' ? 4 : 6);
+            expect(new Set(experts).size, `layer ${l}: ${experts}`).toBe(2);
+            expect(experts.every((e) => Number.isInteger(e) && e! >= 0 && e! < 4)).toBe(true);
             continue;
           }
+          const used = ff.experts!.map((e) => bound.has(e.gateProj.handle));
           expect(used.filter(Boolean), `layer ${l}`).toHaveLength(2);
-          ff.experts.forEach((e, i) => {
+          ff.experts!.forEach((e, i) => {
             expect(bound.has(e.upProj.handle)).toBe(used[i]);
             expect(bound.has(e.downProj.handle)).toBe(used[i]);
           });

@@ -34,12 +34,28 @@ export {
 export { type SsmStepInputs, mambaSsmStep, registerMambaKernels } from './ssm-step';
 export {
   type MambaRefState,
+  type RefRound,
   type SsmStepRefInputs,
+  convStepRef,
   mambaRef,
+  matvecRef,
+  rmsNormRef,
+  siluRef,
   softplusTorch,
   ssmStepRef,
 } from './reference';
 export { type SamplingOptions, Sampler, argmax, seededRandom } from './sampler';
+// Language-model pieces shared with models built on this package (token id checks, the last
+// positions, the argmax rows, generate()'s token loop).
+export {
+  type GenerateTokensOptions,
+  argmaxRows,
+  checkMaxNewTokens,
+  checkTokenIds,
+  generateTokens,
+  lastPositions,
+  promptRows,
+} from './lm';
 export {
   type ForwardOptions,
   type GenerateOptions,
@@ -52,7 +68,9 @@ export {
   type MambaWeights,
   type TensorReader,
   checkpointReader,
+  type SeededInitNames,
   randomReader,
+  seededInitReader,
   uploadMambaWeights,
   weightTensors,
 } from './weights';

@@ -34,14 +34,17 @@ import {
 } from '@longseq/nn';
 import { selectiveScan } from '@longseq/selective-scan';
 import { type MambaConfig, mambaConfigFromHf } from './config';
-import { type SamplingOptions, Sampler, argmax } from './sampler';
-import { mambaSsmStep, registerMambaKernels } from './ssm-step';
 import {
-  type FusedDecodeAttrs,
-  MambaArgmax,
-  MambaFusedDecodeLayer,
-  MambaNormMatvec,
-} from './webgpu/fused-decode';
+  argmaxRows,
+  checkMaxNewTokens,
+  checkTokenIds,
+  generateTokens,
+  lastPositions,
+  promptRows,
+} from './lm';
+import { type SamplingOptions, Sampler } from './sampler';
+import { mambaSsmStep, registerMambaKernels } from './ssm-step';
+import { type FusedDecodeAttrs, MambaFusedDecodeLayer, MambaNormMatvec } from './webgpu/fused-decode';
 import {
   type MambaLayerWeights,
   type MambaWeights,
@@ -130,22 +133,7 @@ export class MambaModel {
 
   /** Checks ids on the host: a non-empty batch of equal-length rows of integers in [0, vocab). */
   private checkIds(ids: readonly (readonly number[])[], argument: string, allowEmptyRows = false): void {
-    if (!Array.isArray(ids) || ids.length === 0 || !ids.every((row) => Array.isArray(row))) {
-      throw new ArgumentError(argument, 'a non-empty array of token id arrays ([B][L])', ids);
-    }
-    const length = ids[0]!.length;
-    if (!allowEmptyRows && length === 0)
-      throw new ShapeError(argument, '[B, L] with L >= 1', [ids.length, 0]);
-    for (let b = 0; b < ids.length; b++) {
-      const row = ids[b]!;
-      if (row.length !== length)
-        throw new ShapeError(argument, `rows of equal length ${length}`, `row ${b} of length ${row.length}`);
-      for (const id of row) {
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
-          throw new ArgumentError(`${argument}[${b}]`, `token ids in [0, ${this.config.vocabSize})`, id);
-        }
-      }
-    }
+    checkTokenIds(ids, argument, this.config.vocabSize, allowEmptyRows);
   }
 
   /**
@@ -176,16 +164,7 @@ export class MambaModel {
         hidden.dispose();
         hidden = next;
       }
-      let last = hidden;
-      if (options.lastOnly) {
-        // Row b * L + L - 1 of hidden viewed as [B * L, M]: each sequence's last position.
-        const rows = backend.tensor(
-          Array.from({ length: batch }, (_, b) => b * length + length - 1),
-          [batch, 1],
-          'i32',
-        );
-        last = await gather(hidden.reshape([batch * length, this.config.dModel]), rows);
-      }
+      const last = options.lastOnly ? await lastPositions(hidden, batch, length) : hidden;
       const logits = await this.head(last);
       hidden.dispose();
       // Returned in plain arrays so the scope keeps them (it does not look inside class instances).
@@ -355,25 +334,11 @@ export class MambaModel {
   async stepGreedy(ids: readonly number[], state: MambaState): Promise<number[]> {
     const logits = await this.step(ids, state);
     try {
-      return await this.argmaxRows(logits, state.batch);
+      // on the GPU where the fused decode path runs
+      return await argmaxRows(logits, state.batch, this.config.vocabSize, this.decodePath === 'auto');
     } finally {
       logits.dispose();
     }
-  }
-
-  /** Argmax of each row of logits `[B, V]`: on the GPU where the fused decode path runs. */
-  private async argmaxRows(logits: Tensor, batch: number): Promise<number[]> {
-    const vocab = this.config.vocabSize;
-    if (this.decodePath === 'auto' && hasKernel(MambaArgmax, this.backend.kind)) {
-      const chosen = (await runKernel(MambaArgmax, this.backend, [logits], { batch, vocab })) as Tensor;
-      try {
-        return Array.from(await chosen.read());
-      } finally {
-        chosen.dispose();
-      }
-    }
-    const values = await logits.read();
-    return Array.from({ length: batch }, (_, b) => argmax(values, b * vocab, (b + 1) * vocab));
   }
 
   /** The fused decode step: one kernel call per layer, states and residual updated in place. */
@@ -444,23 +409,17 @@ export class MambaModel {
     options: GenerateOptions,
   ): Promise<GenerateResult> {
     this.checkAlive();
-    const ids = (Array.isArray(prompt[0]) ? prompt : [prompt]) as readonly (readonly number[])[];
+    const ids = promptRows(prompt);
     this.checkIds(ids, 'prompt');
-    if (options === null || typeof options !== 'object')
-      throw new ArgumentError('options', 'an object', options);
-    const { maxNewTokens } = options;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
-      throw new ArgumentError('options.maxNewTokens', 'an integer >= 0', maxNewTokens);
-    }
+    const maxNewTokens = checkMaxNewTokens(options);
     const prefill = options.prefill ?? 'scan';
     if (prefill !== 'scan' && prefill !== 'step')
       throw new ArgumentError('options.prefill', "'scan' or 'step'", prefill);
     const sampler = new Sampler(options);
     const batch = ids.length;
     const vocab = this.config.vocabSize;
-    const out: number[][] = ids.map(() => []);
-    const logitsOut: Float32Array[] = [];
-    if (maxNewTokens === 0) return { ids: out, ...(options.returnLogits ? { logits: logitsOut } : {}) };
+    if (maxNewTokens === 0)
+      return { ids: ids.map(() => []), ...(options.returnLogits ? { logits: [] } : {}) };
 
     let state: MambaState;
     let last: Float32Array;
@@ -482,27 +441,19 @@ export class MambaModel {
       last = (await logits!.read()) as Float32Array;
       logits!.dispose();
     }
-    // Greedy decoding without the logits asked for needs only the ids: stepGreedy (the argmax
-    // on the GPU where it can, B ids read back instead of B x V logits).
-    const idsOnly = sampler.greedy && !options.returnLogits;
     try {
-      let chosen = ids.map((_, b) => sampler.next(last, b * vocab, vocab));
-      for (let i = 0; i < maxNewTokens; i++) {
-        for (let b = 0; b < batch; b++) out[b]!.push(chosen[b]!);
-        if (options.returnLogits) logitsOut.push(last);
-        if (i === maxNewTokens - 1) break;
-        if (idsOnly) {
-          chosen = await this.stepGreedy(chosen, state);
-        } else {
-          const logits = await this.step(chosen, state);
-          last = (await logits.read()) as Float32Array;
-          logits.dispose();
-          chosen = ids.map((_, b) => sampler.next(last, b * vocab, vocab));
-        }
-      }
+      return await generateTokens({
+        sampler,
+        rows: batch,
+        vocab,
+        maxNewTokens,
+        first: last,
+        returnLogits: options.returnLogits ?? false,
+        step: (chosen) => this.step(chosen, state),
+        stepGreedy: (chosen) => this.stepGreedy(chosen, state),
+      });
     } finally {
       state.dispose();
     }
-    return { ids: out, ...(options.returnLogits ? { logits: logitsOut } : {}) };
   }
 }

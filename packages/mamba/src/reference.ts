@@ -104,32 +104,73 @@ function hostWeights(config: MambaConfig, read: TensorReader) {
   };
 }
 
-/** out[o] = sum_i W[o, i] x[i] (+ bias[o]) for rows [from, to) of W. */
-function matvec(
+/** Rounds each step of a reference (`rounderFor`: identity in float64, Math.fround for the f32 baseline). */
+export type RefRound = (v: number) => number;
+const exact: RefRound = (v) => v;
+
+/**
+ * Float64 reference pieces shared by the models built on this package (@longseq/jamba):
+ * out[o] = sum_i W[o, i] x[i] (+ bias[o]) for rows [from, to) of a row-major W with `cols`
+ * columns; `r` rounds each step (the f32 baseline), exact by default.
+ */
+export function matvecRef(
   W: ArrayLike<number>,
   x: ArrayLike<number>,
   cols: number,
   from: number,
   to: number,
   bias?: ArrayLike<number>,
-) {
+  r: RefRound = exact,
+): Float64Array {
   const out = new Float64Array(to - from);
   for (let o = from; o < to; o++) {
     let acc = bias ? bias[o]! : 0;
-    for (let i = 0; i < cols; i++) acc += W[o * cols + i]! * x[i]!;
+    for (let i = 0; i < cols; i++) acc = r(acc + r(W[o * cols + i]! * x[i]!));
     out[o - from] = acc;
   }
   return out;
 }
 
-function rmsNorm(x: ArrayLike<number>, w: ArrayLike<number>, eps: number): Float64Array {
+/** RMSNorm of one row in float64: x / sqrt(mean(x^2) + eps) * w. */
+export function rmsNormRef(x: ArrayLike<number>, w: ArrayLike<number>, eps: number): Float64Array {
   let sq = 0;
   for (let i = 0; i < x.length; i++) sq += x[i]! ** 2;
   const inv = 1 / Math.sqrt(sq / x.length + eps);
   return Float64Array.from({ length: x.length }, (_, i) => x[i]! * inv * w[i]!);
 }
 
-const silu = (v: number) => v / (1 + Math.exp(-v));
+/** SiLU in float64: v * sigmoid(v). */
+export const siluRef = (v: number): number => v / (1 + Math.exp(-v));
+
+/**
+ * One token of Mamba's causal depthwise conv and its SiLU, in float64: for sequence b,
+ * u[c] = silu(bias[c] + sum_j weight[c, j] (state[b, c], x[c])[j]) over the K - 1 inputs kept
+ * in `state` ([B, D, K-1], channel-major) and this token's x [D]; x is then shifted into the
+ * state (in place). weight [D, K] (or [D, 1, K]). Returns u [D].
+ */
+export function convStepRef(
+  state: Float64Array,
+  b: number,
+  x: ArrayLike<number>,
+  weight: ArrayLike<number>,
+  bias: ArrayLike<number> | undefined,
+  channels: number,
+  width: number,
+): Float64Array {
+  const D = channels;
+  const K = width;
+  const u = new Float64Array(D);
+  for (let c = 0; c < D; c++) {
+    const past = state.subarray((b * D + c) * (K - 1), (b * D + c + 1) * (K - 1));
+    let acc = bias ? bias[c]! : 0;
+    for (let j = 0; j < K - 1; j++) acc += weight[c * K + j]! * past[j]!;
+    acc += weight[c * K + K - 1]! * x[c]!;
+    past.copyWithin(0, 1);
+    past[K - 2] = x[c]!;
+    u[c] = siluRef(acc);
+  }
+  return u;
+}
 
 /**
  * The language model in float64, one token at a time through the recurrence: for each
@@ -157,36 +198,26 @@ export function mambaRef(
       const id = ids[b]![t]!;
       let hidden = Float64Array.from(w.embeddings.subarray(id * M, (id + 1) * M));
       w.layers.forEach((layer, l) => {
-        const normed = rmsNorm(hidden, layer.norm, config.eps);
-        const x = matvec(layer.inProj, normed, M, 0, D, layer.inBias);
-        const z = matvec(layer.inProj, normed, M, D, 2 * D, layer.inBias);
+        const normed = rmsNormRef(hidden, layer.norm, config.eps);
+        const x = matvecRef(layer.inProj, normed, M, 0, D, layer.inBias);
+        const z = matvecRef(layer.inProj, normed, M, D, 2 * D, layer.inBias);
         // causal conv over (state, x), then shift x into the state
-        const conv = state.conv[l]!;
-        const u = new Float64Array(D);
-        for (let c = 0; c < D; c++) {
-          const past = conv.subarray((b * D + c) * (K - 1), (b * D + c + 1) * (K - 1));
-          let acc = layer.convBias ? layer.convBias[c]! : 0;
-          for (let j = 0; j < K - 1; j++) acc += layer.conv[c * K + j]! * past[j]!;
-          acc += layer.conv[c * K + K - 1]! * x[c]!;
-          past.copyWithin(0, 1);
-          past[K - 2] = x[c]!;
-          u[c] = silu(acc);
-        }
-        const dtLow = matvec(layer.xProj, u, D, 0, R);
-        const Bt = matvec(layer.xProj, u, D, R, R + N);
-        const Ct = matvec(layer.xProj, u, D, R + N, R + 2 * N);
-        const dt = matvec(layer.dtProj, dtLow, R, 0, D);
+        const u = convStepRef(state.conv[l]!, b, x, layer.conv, layer.convBias, D, K);
+        const dtLow = matvecRef(layer.xProj, u, D, 0, R);
+        const Bt = matvecRef(layer.xProj, u, D, R, R + N);
+        const Ct = matvecRef(layer.xProj, u, D, R + N, R + 2 * N);
+        const dt = matvecRef(layer.dtProj, dtLow, R, 0, D);
         const ssm = state.ssm[l]!.subarray(b * D * N, (b + 1) * D * N);
         const step = ssmStepRef(
           { u, dt, A: layer.A, B: Bt, C: Ct, D: layer.D, z, dtBias: layer.dtBias, state: ssm },
           { batch: 1, channels: D, states: N },
         );
         ssm.set(step.state);
-        const out = matvec(layer.outProj, step.y, D, 0, M, layer.outBias);
+        const out = matvecRef(layer.outProj, step.y, D, 0, M, layer.outBias);
         hidden = hidden.map((h, i) => h + out[i]!);
       });
-      const final = rmsNorm(hidden, w.normF, config.eps);
-      logits[b]!.set(matvec(w.lmHead, final, M, 0, V), t * V);
+      const final = rmsNormRef(hidden, w.normF, config.eps);
+      logits[b]!.set(matvecRef(w.lmHead, final, M, 0, V), t * V);
     }
   }
   return { logits, state };

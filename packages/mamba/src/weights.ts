@@ -7,6 +7,7 @@
 import type { Backend, Tensor } from '@longseq/backend';
 import type { Checkpoint } from '@longseq/nn';
 import type { MambaConfig } from './config';
+import { seededRandom } from './sampler';
 import { paramsOffsets } from './webgpu/fused-decode';
 
 export interface MambaLayerWeights {
@@ -147,22 +148,37 @@ export function checkpointReader(checkpoint: Checkpoint): TensorReader {
  * = log(1..N), D = 1, dt bias = softplus^-1 of a dt in [1e-3, 1e-1].
  */
 export function randomReader(config: MambaConfig, seed: number): TensorReader {
-  let a = seed >>> 0;
-  const random = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededInitReader(seed, config.dState, {
+    ones: ['norm.weight', 'norm_f.weight', '.D'],
+    embeddings: ['embeddings', 0.02],
+  });
+}
+
+/** How `seededInitReader` tells the tensors apart by hub name. */
+export interface SeededInitNames {
+  /** Names ending with one of these are all ones (norm weights, D). */
+  readonly ones: readonly string[];
+  /** The token embeddings (names containing the string), uniform in [-scale, scale]. */
+  readonly embeddings: readonly [name: string, scale: number];
+}
+
+/**
+ * The random initialization of a Mamba-style checkpoint by tensor name, shared by the models
+ * built on this package (their `fromRandom`): ones where `names.ones` say; A_log = log(1..N), N = dState;
+ * dt_proj.bias = softplus^-1 of a dt log-uniform in [1e-3, 1e-1]; other biases uniform in
+ * [-0.02, 0.02]; the embeddings uniform in [-scale, scale]; other weights
+ * uniform in [-1/sqrt(fan in), 1/sqrt(fan in)]. One seeded generator (`seededRandom`) draws
+ * them in the order they are read, so the same seed and order give the same weights.
+ */
+export function seededInitReader(seed: number, dState: number, names: SeededInitNames): TensorReader {
+  const random = seededRandom(seed);
   const uniform = (count: number, scale: number) =>
     Float32Array.from({ length: count }, () => (2 * random() - 1) * scale);
   return (name, shape) => {
     const count = shape.reduce((x, y) => x * y, 1);
-    if (name.endsWith('norm.weight') || name.endsWith('norm_f.weight') || name.endsWith('.D'))
-      return new Float32Array(count).fill(1);
+    if (names.ones.some((suffix) => name.endsWith(suffix))) return new Float32Array(count).fill(1);
     if (name.endsWith('A_log'))
-      return Float32Array.from({ length: count }, (_, i) => Math.log((i % config.dState) + 1));
+      return Float32Array.from({ length: count }, (_, i) => Math.log((i % dState) + 1));
     if (name.endsWith('dt_proj.bias')) {
       return Float32Array.from({ length: count }, () => {
         const dt = Math.exp(random() * (Math.log(0.1) - Math.log(0.001)) + Math.log(0.001));
@@ -171,7 +187,8 @@ export function randomReader(config: MambaConfig, seed: number): TensorReader {
     }
     if (name.endsWith('.bias')) return uniform(count, 0.02);
     const fanIn = shape[shape.length - 1]!;
-    return uniform(count, name.includes('embeddings') ? 0.02 : 1 / Math.sqrt(fanIn));
+    const [embeddings, scale] = names.embeddings;
+    return uniform(count, name.includes(embeddings) ? scale : 1 / Math.sqrt(fanIn));
   };
 }
 

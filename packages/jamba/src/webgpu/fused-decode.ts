@@ -107,7 +107,8 @@ const xProjSsmWgsl = (shape: MatvecShape, xRows: number) => /* wgsl */ `${MATH}$
 /**
  * A SwiGLU's first half on the token rows it serves, with the pre-feed-forward RMSNorm:
  * out[i, f] = silu(gate_f . n) * (up_f . n), n = rmsNorm(hidden[t]) for t = rows[off + i]
- * (indexed: an expert's tokens) or t = i (a dense MLP). One row group per (i, f).
+ * (indexed: an expert's tokens) or t = i (a dense MLP). One row group per (i, f). The weights'
+ * rows start at expert * F (one expert of stacked weights; 0 for an expert's own tensors).
  */
 const normGateUpWgsl = (shape: MatvecShape) => /* wgsl */ `${MATH}${reduceWgsl(shape, 4)}
 @compute @workgroup_size(${shape.wg})
@@ -120,7 +121,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   let f = group_row(wid, nwg) + li / LANES;
   var acc = vec4<f32>(0.0, 0.0, 0.0, 0.0);
   if (f < u.rows) {
-    let row = f * u.nvec;
+    let row = (u.expert * u.rows + f) * u.nvec;
     for (var k = lane; k < u.nvec; k = k + LANES) {
       let h = hidden[base + k];
       let n = h * norm_w[k];
@@ -139,6 +140,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
  * A SwiGLU's second half added into the residual stream in place: hidden[t, m] +=
  * w_i * (down_m . act[i]) for t = rows[off + i] and w_i = weights[off + i] (an expert's tokens
  * and routing weights), or t = i and w = 1 (a dense MLP). The rows of one call are distinct.
+ * down's rows start at expert * M (as the gate/up half's).
  */
 const downAddWgsl = (shape: MatvecShape) => /* wgsl */ `${reduceWgsl(shape)}
 @compute @workgroup_size(${shape.wg})
@@ -154,7 +156,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   let m = group_row(wid, nwg) + li / LANES;
   var acc = 0.0;
   if (m < u.width) {
-    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(down[m * u.nvec + k], act[i * u.nvec + k]); }
+    let row = (u.expert * u.width + m) * u.nvec;
+    for (var k = lane; k < u.nvec; k = k + LANES) { acc = acc + dotv(down[row + k], act[i * u.nvec + k]); }
   }
   reduce_lanes(li, vec2<f32>(acc, 0.0));
   if (lane == 0u && m < u.width) {
@@ -331,7 +334,8 @@ export const jambaNormMatvecWebGpuKernel: KernelConfig<NormMatvecAttrs> = {
  * One SwiGLU (a dense MLP, or one expert on the tokens routed to it) of a decode step, added
  * into the residual stream in place. Attributes: `tokens` rows served (n), `batch` rows of
  * hidden, M, F, eps, `indexed` (rows/weights give the tokens and their routing weights, from
- * `rowOffset`), lanes.
+ * `rowOffset`), `expert` (the block of stacked weights [E * F, M] / [E * M, F] to read; 0 for
+ * an MLP's or an expert's own tensors), lanes.
  */
 export interface JambaSwigluDecodeAttrs {
   readonly tokens: number;
@@ -341,6 +345,7 @@ export interface JambaSwigluDecodeAttrs {
   readonly eps: number;
   readonly indexed: boolean;
   readonly rowOffset: number;
+  readonly expert: number;
   readonly lanes: number;
 }
 
@@ -375,6 +380,7 @@ export const jambaSwigluGateUpWebGpuKernel: KernelConfig<JambaSwigluDecodeAttrs>
           u32('rows', a.intermediate),
           u32('indexed', a.indexed ? 1 : 0),
           u32('row_off', a.rowOffset),
+          u32('expert', a.expert),
           { name: 'eps', type: 'f32', value: a.eps },
         ],
         source: cachedSource(`gate_up:${shapeKey(shape)}`, () => normGateUpWgsl(shape)),
@@ -415,6 +421,7 @@ export const jambaSwigluDownWebGpuKernel: KernelConfig<JambaSwigluDecodeAttrs> =
         u32('nvec', a.intermediate / shape.vec),
         u32('indexed', a.indexed ? 1 : 0),
         u32('row_off', a.rowOffset),
+        u32('expert', a.expert),
       ],
       source: cachedSource(`down_add:${shapeKey(shape)}`, () => downAddWgsl(shape)),
       dispatch: rowGrid(backend, a.dModel, shape, a.tokens),
