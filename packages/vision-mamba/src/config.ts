@@ -49,9 +49,28 @@ export interface VimConfig {
   readonly dtRank: number;
   /** RMSNorm (true) or LayerNorm with bias (false). */
   readonly rmsNorm: boolean;
-  /** Accepted either way: every sum is float32 here, so the residual always is. */
+  /**
+   * Accepted either way, results do not change: upstream it keeps the residual stream in
+   * float32 when the model runs in half precision, and here every tensor and sum is float32.
+   */
   readonly residualInFp32: boolean;
+  /**
+   * Accepted either way, results do not change: upstream it picks a Triton kernel that does
+   * the residual add and the norm in one pass (the same arithmetic as add, then norm).
+   */
   readonly fusedAddNorm: boolean;
+  /**
+   * in_proj and out_proj have biases (`mixer.in_proj.bias` [2D], `mixer.out_proj.bias` [M]):
+   * hustvl's Mamba `bias` (in `ssm_cfg`), false by default.
+   */
+  readonly projBias: boolean;
+  /** Each direction's conv has a bias (`mixer.conv1d*.bias` [D]): Mamba's `conv_bias`, true by default. */
+  readonly convBias: boolean;
+  /**
+   * The mixer's output is scaled per channel by `mixer.gamma` [M] (hustvl's `init_layer_scale`
+   * set: its value only initializes gamma, which the checkpoint holds).
+   */
+  readonly layerScale: boolean;
   /** Only 'v2' (separate backward parameters, shared in/out projections). */
   readonly bimambaType: 'v2';
   /** Divide the merged directions by their count (2 for 'bi', 4 for 'cross4'). */
@@ -86,6 +105,28 @@ function configString<T extends string>(
   return v as T;
 }
 
+/**
+ * A boolean of the Mamba mixer, at the top level of config.json (as this package writes it) or
+ * in hustvl's `ssm_cfg` (the keyword arguments of its Mamba); undefined when neither names it.
+ */
+function mixerBool(config: HfConfig, field: string): boolean | undefined {
+  const ssm = config.ssm_cfg;
+  if (ssm !== undefined && ssm !== null && (typeof ssm !== 'object' || Array.isArray(ssm)))
+    throw new ConfigError('ssm_cfg', "an object (the Mamba mixer's arguments)", ssm);
+  const top = config[field];
+  const nested = (ssm as HfConfig | null | undefined)?.[field];
+  const [name, v] = top !== undefined && top !== null ? [field, top] : [`ssm_cfg.${field}`, nested];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new ConfigError(name, 'true or false', v);
+  return v;
+}
+
+/**
+ * Which optional tensors a checkpoint holds, for the fields config.json leaves out (hustvl's
+ * configs rarely carry `ssm_cfg`): layer 0's in_proj bias, conv bias and gamma.
+ */
+export type VimTensorPresence = (name: string) => boolean;
+
 function requireFalse(config: HfConfig, field: string, why: string): void {
   const v = config[field];
   if (v !== undefined && v !== null && v !== false) throw new ConfigError(field, `false (${why})`, v);
@@ -97,8 +138,11 @@ function requireFalse(config: HfConfig, field: string, why: string): void {
  * if_rope, use_double_cls_token, if_bidirectional). Defaults follow the training script's
  * Vim (apps/training/vim-mnist/vim_model.py): stride = patch_size, d_conv 4, expand 2,
  * dt_rank 'auto', RMSNorm, middle class token, absolute position embedding, divided output.
+ * The mixer's optional tensors follow `bias`, `conv_bias` (top level or in `ssm_cfg`) and
+ * `init_layer_scale`; where config.json names none of them, `has` (the checkpoint's tensor
+ * names) decides, else Mamba's defaults (no projection biases, conv bias, no gamma).
  */
-export function vimConfigFromJson(config: HfConfig): VimConfig {
+export function vimConfigFromJson(config: HfConfig, has?: VimTensorPresence): VimConfig {
   const architecture =
     typeof config.architecture === 'string'
       ? config.architecture
@@ -134,6 +178,13 @@ export function vimConfigFromJson(config: HfConfig): VimConfig {
     dtRank = dtRankRaw;
   }
   const clsToken = configBool(config, ['if_cls_token'], true);
+  const layer0 = 'layers.0.mixer.';
+  const projBias = mixerBool(config, 'bias') ?? has?.(`${layer0}in_proj.bias`) ?? false;
+  const convBias = mixerBool(config, 'conv_bias') ?? has?.(`${layer0}conv1d.bias`) ?? true;
+  const scale = config.init_layer_scale;
+  if (scale !== undefined && scale !== null && typeof scale !== 'number')
+    throw new ConfigError('init_layer_scale', 'a number or null', scale);
+  const layerScale = scale !== undefined ? scale !== null : (has?.(`${layer0}gamma`) ?? false);
   return {
     imgSize,
     patchSize,
@@ -150,6 +201,9 @@ export function vimConfigFromJson(config: HfConfig): VimConfig {
     rmsNorm: configBool(config, ['rms_norm'], true),
     residualInFp32: configBool(config, ['residual_in_fp32'], true),
     fusedAddNorm: configBool(config, ['fused_add_norm'], true),
+    projBias,
+    convBias,
+    layerScale,
     bimambaType: 'v2',
     divideOut: configBool(config, ['if_devide_out', 'if_divide_out'], true),
     clsToken,
@@ -182,6 +236,9 @@ export function vimConfig(overrides: Partial<VimConfig> = {}): VimConfig {
     rmsNorm: true,
     residualInFp32: true,
     fusedAddNorm: true,
+    projBias: false,
+    convBias: true,
+    layerScale: false,
     bimambaType: 'v2',
     divideOut: true,
     clsToken: true,
@@ -212,6 +269,10 @@ export function vimConfigToJson(c: VimConfig): Record<string, unknown> {
     rms_norm: c.rmsNorm,
     residual_in_fp32: c.residualInFp32,
     fused_add_norm: c.fusedAddNorm,
+    bias: c.projBias,
+    conv_bias: c.convBias,
+    // its value only initializes gamma; the checkpoint holds the trained one
+    init_layer_scale: c.layerScale ? 1 : null,
     bimamba_type: c.bimambaType,
     if_devide_out: c.divideOut,
     if_cls_token: c.clsToken,

@@ -27,6 +27,7 @@ import {
   matmul,
   max,
   mean,
+  mul,
   rmsNorm,
   scope,
   silu,
@@ -47,6 +48,7 @@ import {
   type TensorReader,
   type VimLayerWeights,
   type VimWeights,
+  checkVimTensorNames,
   uploadVimWeights,
   vimRandomReader,
   vimWeightTensors,
@@ -90,8 +92,13 @@ export class VisionMamba {
   /** Loads a hustvl/Vim-layout folder (`config.json` + `model.safetensors` or a sharded index). */
   static async load(backend: Backend, source: FileSource | string): Promise<VisionMamba> {
     const files = typeof source === 'string' ? nodeFileSource(source) : source;
-    const config = vimConfigFromJson(await loadConfig(files));
+    const json = await loadConfig(files);
+    vimConfigFromJson(json); // a bad config is refused before the weights are read
     const checkpoint = await loadCheckpoint(files);
+    // fields config.json leaves out (hustvl's Mamba `bias`, `conv_bias`, `init_layer_scale`)
+    // follow the tensors the checkpoint holds; a tensor the config leaves unused is an error
+    const config = vimConfigFromJson(json, (name) => checkpoint.has(name));
+    checkVimTensorNames(config, checkpoint.names);
     return new VisionMamba(
       backend,
       config,
@@ -261,18 +268,23 @@ export class VisionMamba {
     let zs: Tensor;
     if (tokens) {
       // One GEMM over every token: [B, L, 2D]; the gathers reorder and transpose to [B, K*D, L].
-      const xz = await linear(normed, layer.inProj);
+      const xz = await linear(normed, layer.inProj, layer.inProjBias);
       xs = (await vimGather(xz, weights.scanIndexX)).reshape([batch, K * D, L]);
       zs = (await vimGather(xz, weights.scanIndexZ)).reshape([batch, K * D, L]);
     } else {
-      // in_proj [D, M] against normed [B, L, M] transposed: [B, D, L], channels-first.
-      const x = await matmul(layer.inProjX, normed, { transposeB: true });
-      const z = await matmul(layer.inProjZ, normed, { transposeB: true });
+      // in_proj [D, M] against normed [B, L, M] transposed: [B, D, L], channels-first (its
+      // bias a [D, 1] column broadcast over the tokens).
+      let x = await matmul(layer.inProjX, normed, { transposeB: true });
+      let z = await matmul(layer.inProjZ, normed, { transposeB: true });
+      if (layer.inProjBiasX && layer.inProjBiasZ) {
+        x = await add(x, layer.inProjBiasX);
+        z = await add(z, layer.inProjBiasZ);
+      }
       // Each direction's sequence, stacked along the channels: [B, K*D, L].
       xs = (await vimGather(x, weights.scanIndex)).reshape([batch, K * D, L]);
       zs = (await vimGather(z, weights.scanIndex)).reshape([batch, K * D, L]);
     }
-    const conv = await causalConv1d(xs, layer.convWeight, { bias: layer.convBias });
+    const conv = await causalConv1d(xs, layer.convWeight, layer.convBias ? { bias: layer.convBias } : {});
     const u = await silu(conv.output);
     // Block-diagonal projections: each direction's x_proj / dt_proj on its own channels.
     const dtLow = await matmul(layer.xProjDt, u); // [B, K*R, L]
@@ -291,7 +303,12 @@ export class VisionMamba {
       tokenMajor: tokens,
     });
     // [B, L, D] through out_proj as one GEMM, or merged [B, D, L] read transposed: [B, L, M].
-    if (tokens) return linear(merged, layer.outProj);
-    return matmul(merged, layer.outProj, { transposeA: true, transposeB: true });
+    let out = tokens
+      ? await linear(merged, layer.outProj, layer.outProjBias)
+      : await matmul(merged, layer.outProj, { transposeA: true, transposeB: true });
+    if (!tokens && layer.outProjBias) out = await add(out, layer.outProjBias);
+    // hustvl's layer scale: out * gamma, per channel
+    if (layer.gamma) out = await mul(out, layer.gamma);
+    return out;
   }
 }

@@ -126,14 +126,14 @@ const silu = (x: number, r: Rounder) => r(x * r(1 / r(1 + r(Math.exp(-x)))));
 /**
  * The whole model on the host, image by image. images `[B, C, S, S]`. Each block:
  *   residual += hidden (the first block takes the tokens as the residual); h = norm(residual)
- *   x = in_proj_x h, z = in_proj_z h                                   [L, D] each
+ *   x = in_proj_x h (+ its bias), z = in_proj_z h (+ its bias)           [L, D] each
  *   for each direction k with order o_k (scanOrder):
  *     x_k[t] = x[o_k[t]], z_k[t] = z[o_k[t]]                          the direction's sequence
- *     u = silu(causal_conv_k(x_k));  (dt, B, C) = x_proj_k u
+ *     u = silu(causal_conv_k(x_k) (+ its bias));  (dt, B, C) = x_proj_k u
  *     delta = softplus(dt_proj_k dt + dt_bias_k);  A = -exp(A_k_log)
  *     h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_k[t] = (C_t . h_t + D_k u_t) silu(z_k[t])
  *   y[j] = scale * sum_k y_k[inverse_k[j]]   (scale 1/K with if_devide_out, else 1)
- *   hidden = out_proj y
+ *   hidden = out_proj y (+ its bias), times gamma per channel with a layer scale
  * then residual += hidden, norm_f, the class token (or the pool), head.
  */
 export function vimRef(
@@ -171,14 +171,17 @@ export function vimRef(
       norm: w(`${l}norm.weight`),
       normBias: config.rmsNorm ? undefined : w(`${l}norm.bias`),
       inProj: w(`${m}in_proj.weight`),
+      inBias: config.projBias ? w(`${m}in_proj.bias`) : undefined,
       outProj: w(`${m}out_proj.weight`),
+      outBias: config.projBias ? w(`${m}out_proj.bias`) : undefined,
+      gamma: config.layerScale ? w(`${m}gamma`) : undefined,
       dirs: order.directions.map(({ name, order: o }) => {
         const sfx = DIRECTION_SUFFIX[name];
         return {
           order: o,
           inverse: inverseOrder(o),
           conv: w(`${m}conv1d${sfx}.weight`),
-          convBias: w(`${m}conv1d${sfx}.bias`),
+          convBias: config.convBias ? w(`${m}conv1d${sfx}.bias`) : undefined,
           xProj: w(`${m}x_proj${sfx}.weight`),
           dtProj: w(`${m}dt_proj${sfx}.weight`),
           dtBias: w(`${m}dt_proj${sfx}.bias`),
@@ -224,11 +227,14 @@ export function vimRef(
         for (let t = 0; t < L; t++)
           for (let m = 0; m < M; m++) residual[t]![m] = r(residual[t]![m]! + hidden[t]![m]!);
       const h = residual.map((row) => normRow(row, layer.norm, layer.normBias, config.eps, r));
+      const inBias = (o: number) => (layer.inBias ? layer.inBias[o]! : 0);
       const x = h.map((row) =>
-        Float64Array.from({ length: D }, (_, c) => dot(layer.inProj, c * M, row, 0, M, r)),
+        Float64Array.from({ length: D }, (_, c) => r(dot(layer.inProj, c * M, row, 0, M, r) + inBias(c))),
       );
       const z = h.map((row) =>
-        Float64Array.from({ length: D }, (_, c) => dot(layer.inProj, (D + c) * M, row, 0, M, r)),
+        Float64Array.from({ length: D }, (_, c) =>
+          r(dot(layer.inProj, (D + c) * M, row, 0, M, r) + inBias(D + c)),
+        ),
       );
       const merged = Array.from({ length: L }, () => new Float64Array(D));
       for (const dir of layer.dirs) {
@@ -237,7 +243,7 @@ export function vimRef(
         // Causal depthwise conv over the direction's steps, then SiLU.
         const u = xk.map((_, t) =>
           Float64Array.from({ length: D }, (_, c) => {
-            let acc = dir.convBias[c]!;
+            let acc = dir.convBias ? dir.convBias[c]! : 0;
             for (let j = 0; j < kw; j++) {
               const src = t - (kw - 1) + j;
               if (src >= 0) acc = r(acc + r(dir.conv[c * kw + j]! * xk[src]![c]!));
@@ -273,7 +279,11 @@ export function vimRef(
       }
       hidden = merged.map((row) => {
         const scaled = row.map((v) => r(v * scale));
-        return Float64Array.from({ length: M }, (_, m) => dot(layer.outProj, m * D, scaled, 0, D, r));
+        return Float64Array.from({ length: M }, (_, m) => {
+          let v = dot(layer.outProj, m * D, scaled, 0, D, r);
+          if (layer.outBias) v = r(v + layer.outBias[m]!);
+          return layer.gamma ? r(v * layer.gamma[m]!) : v;
+        });
       });
     }
     if (hidden)

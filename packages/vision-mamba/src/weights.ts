@@ -4,7 +4,8 @@
  * stacked along the channels (K*D), so one causal conv, one selective scan (B and C grouped
  * by direction) and block-diagonal x_proj / dt_proj matmuls serve all directions at once.
  */
-import type { Backend, Tensor } from '@longseq/backend';
+import { ArgumentError, type Backend, type Tensor } from '@longseq/backend';
+import { ConfigError } from '@longseq/nn';
 import type { VimConfig } from './config';
 import { DIRECTION_SUFFIX, SCAN_DIRECTIONS, inverseOrder, scanOrder } from './scan-order';
 
@@ -25,10 +26,11 @@ export function vimTensorShapes(config: VimConfig): Map<string, number[]> {
     shapes.set(`${l}norm.weight`, [M]);
     if (!config.rmsNorm) shapes.set(`${l}norm.bias`, [M]);
     shapes.set(`${l}mixer.in_proj.weight`, [2 * D, M]);
+    if (config.projBias) shapes.set(`${l}mixer.in_proj.bias`, [2 * D]);
     for (const direction of SCAN_DIRECTIONS[config.scan]) {
       const s = DIRECTION_SUFFIX[direction];
       shapes.set(`${l}mixer.conv1d${s}.weight`, [D, 1, K]);
-      shapes.set(`${l}mixer.conv1d${s}.bias`, [D]);
+      if (config.convBias) shapes.set(`${l}mixer.conv1d${s}.bias`, [D]);
       shapes.set(`${l}mixer.x_proj${s}.weight`, [R + 2 * N, D]);
       shapes.set(`${l}mixer.dt_proj${s}.weight`, [D, R]);
       shapes.set(`${l}mixer.dt_proj${s}.bias`, [D]);
@@ -36,12 +38,49 @@ export function vimTensorShapes(config: VimConfig): Map<string, number[]> {
       shapes.set(`${l}mixer.D${s}`, [D]);
     }
     shapes.set(`${l}mixer.out_proj.weight`, [M, D]);
+    if (config.projBias) shapes.set(`${l}mixer.out_proj.bias`, [M]);
+    if (config.layerScale) shapes.set(`${l}mixer.gamma`, [M]);
   }
   shapes.set('norm_f.weight', [M]);
   if (!config.rmsNorm) shapes.set('norm_f.bias', [M]);
   shapes.set('head.weight', [config.numClasses, M]);
   shapes.set('head.bias', [config.numClasses]);
   return shapes;
+}
+
+/** The config.json field that would make a checkpoint tensor part of the model, for the error. */
+function fieldFor(name: string): string | undefined {
+  if (/^layers\.\d+\.mixer\.(in|out)_proj\.bias$/.test(name)) return 'bias';
+  if (/^layers\.\d+\.mixer\.conv1d\w*\.bias$/.test(name)) return 'conv_bias';
+  if (/^layers\.\d+\.mixer\.gamma$/.test(name)) return 'init_layer_scale';
+  return undefined;
+}
+
+/**
+ * Refuses a checkpoint with tensors the config does not use, so none is ignored silently
+ * (a bias or layer scale the model would leave out changes every result): a ConfigError
+ * naming the field that adds it (`bias`, `conv_bias`, `init_layer_scale`), else an
+ * ArgumentError naming `checkpoint` and the first such tensor.
+ */
+export function checkVimTensorNames(config: VimConfig, names: readonly string[]): void {
+  const shapes = vimTensorShapes(config);
+  const unused = names.filter((n) => !shapes.has(n)).sort();
+  if (unused.length === 0) return;
+  const first = unused[0]!;
+  const field = fieldFor(first);
+  const more = unused.length > 1 ? ` (and ${unused.length - 1} more)` : '';
+  if (field) {
+    throw new ConfigError(
+      field,
+      `a value that uses ${first}, which the checkpoint holds${more}`,
+      field === 'bias' ? config.projBias : field === 'conv_bias' ? config.convBias : null,
+    );
+  }
+  throw new ArgumentError(
+    'checkpoint',
+    `only the tensors of a Vim with this config.json`,
+    `unexpected tensor ${first}${more}`,
+  );
 }
 
 export interface VimLayerWeights {
@@ -51,8 +90,12 @@ export interface VimLayerWeights {
   readonly inProjZ: Tensor; // [D, M]
   /** in_proj whole, [2D, M] (the 'tokens' layout's one GEMM). */
   readonly inProj: Tensor;
+  /** in_proj's bias (config.projBias): whole [2D], and its x and z halves as [D, 1] columns. */
+  readonly inProjBias?: Tensor;
+  readonly inProjBiasX?: Tensor;
+  readonly inProjBiasZ?: Tensor;
   readonly convWeight: Tensor; // [K*D, dConv]
-  readonly convBias: Tensor; // [K*D]
+  readonly convBias?: Tensor; // [K*D] (config.convBias)
   /** Block-diagonal over directions: [K*R, K*D], [K*N, K*D], [K*N, K*D]. */
   readonly xProjDt: Tensor;
   readonly xProjB: Tensor;
@@ -64,6 +107,9 @@ export interface VimLayerWeights {
   readonly A: Tensor;
   readonly D: Tensor; // [K*D]
   readonly outProj: Tensor; // [M, D]
+  readonly outProjBias?: Tensor; // [M] (config.projBias)
+  /** The mixer output's per-channel scale, [M] (config.layerScale). */
+  readonly gamma?: Tensor;
 }
 
 export interface VimWeights {
@@ -154,7 +200,7 @@ export function uploadVimWeights(backend: Backend, config: VimConfig, read: Tens
         const xProj = get(`${m}x_proj${s}.weight`);
         return {
           conv: get(`${m}conv1d${s}.weight`),
-          convBias: get(`${m}conv1d${s}.bias`),
+          convBias: config.convBias ? get(`${m}conv1d${s}.bias`) : undefined,
           xDt: xProj.subarray(0, R * D),
           xB: xProj.subarray(R * D, (R + N) * D),
           xC: xProj.subarray((R + N) * D, (R + 2 * N) * D),
@@ -164,14 +210,24 @@ export function uploadVimWeights(backend: Backend, config: VimConfig, read: Tens
           D: get(`${m}D${s}`),
         };
       });
+      const inBias = config.projBias ? get(`${m}in_proj.bias`) : undefined;
       layers.push({
         norm: up(get(`${l}norm.weight`), [M]),
         ...(config.rmsNorm ? {} : { normBias: up(get(`${l}norm.bias`), [M]) }),
         inProjX: up(inProj.subarray(0, D * M), [D, M]),
         inProjZ: up(inProj.subarray(D * M), [D, M]),
         inProj: up(inProj, [2 * D, M]),
+        ...(inBias
+          ? {
+              inProjBias: up(inBias, [2 * D]),
+              inProjBiasX: up(inBias.subarray(0, D), [D, 1]),
+              inProjBiasZ: up(inBias.subarray(D), [D, 1]),
+            }
+          : {}),
         convWeight: up(concat(dirs.map((d) => d.conv)), [K * D, Kc]),
-        convBias: up(concat(dirs.map((d) => d.convBias)), [K * D]),
+        ...(config.convBias
+          ? { convBias: up(concat(dirs.map((d) => d.convBias as Float32Array)), [K * D]) }
+          : {}),
         xProjDt: up(
           blockDiagonal(
             dirs.map((d) => d.xDt),
@@ -208,6 +264,8 @@ export function uploadVimWeights(backend: Backend, config: VimConfig, read: Tens
         A: up(concat(dirs.map((d) => d.A)), [K * D, N]),
         D: up(concat(dirs.map((d) => d.D)), [K * D]),
         outProj: up(get(`${m}out_proj.weight`), [M, D]),
+        ...(config.projBias ? { outProjBias: up(get(`${m}out_proj.bias`), [M]) } : {}),
+        ...(config.layerScale ? { gamma: up(get(`${m}gamma`), [M]) } : {}),
       });
     }
     const scanIdx = new Int32Array(K * D * L);
@@ -264,7 +322,8 @@ export function vimWeightTensors(weights: VimWeights): Tensor[] {
  * a tensor's values do not depend on the order tensors are read in (the model and vimRef read
  * in different orders). Close to Vim's initialization for benchmarks and tests: small uniform
  * weights scaled by fan-in, A_log = log(1..N), D = 1, dt bias = softplus^-1 of a dt in
- * [1e-3, 1e-1], norms 1 (each with a little noise, so a test that mixes two up fails).
+ * [1e-3, 1e-1], norms and gamma 1 (each with a little noise, so a test that mixes two up
+ * fails), other biases uniform in [-0.02, 0.02].
  */
 export function vimRandomReader(config: VimConfig, seed: number): TensorReader {
   return (name, shape) => {
@@ -283,6 +342,7 @@ export function vimRandomReader(config: VimConfig, seed: number): TensorReader {
       Float32Array.from({ length: count }, () => center + (2 * random() - 1) * scale);
     const count = shape.reduce((x, y) => x * y, 1);
     if (name.endsWith('norm.weight') || name.endsWith('norm_f.weight')) return uniform(count, 0.1, 1);
+    if (name.endsWith('.gamma')) return uniform(count, 0.2, 1);
     if (/\.D(_\w+)?$/.test(name)) return uniform(count, 0.1, 1);
     if (name.endsWith('_log')) {
       return Float32Array.from({ length: count }, (_, i) => Math.log((i % config.dState) + 1));

@@ -6,8 +6,18 @@ import {
   randomFloats,
   rng,
 } from '@longseq/test-harness';
-import { expect, it } from 'vitest';
-import { type VimConfig, VisionMamba, vimConfig, vimRandomReader, vimRef } from '../src';
+import type { SafetensorsTensorInput } from '@longseq/nn';
+import { afterAll, expect, it } from 'vitest';
+import {
+  type VimConfig,
+  VisionMamba,
+  vimConfig,
+  vimConfigToJson,
+  vimRandomReader,
+  vimRef,
+  vimTensorShapes,
+} from '../src';
+import { cleanTempDirs, writeCheckpoint } from './helpers';
 
 const seed = freshSeed();
 
@@ -99,6 +109,37 @@ const CASES: {
     scanAlgorithm: 'parallel',
   },
   {
+    name: 'in_proj and out_proj biases, layer scale (gamma), convs without bias, depth 2',
+    config: {
+      imgSize: 12,
+      patchSize: 4,
+      embedDim: 8,
+      depth: 2,
+      numClasses: 5,
+      dState: 4,
+      projBias: true,
+      layerScale: true,
+      convBias: false,
+    },
+    batch: 2,
+  },
+  {
+    name: "in_proj and out_proj biases, layer scale, cross4, 'tokens' layout (biases through linear)",
+    config: {
+      imgSize: 9,
+      patchSize: 3,
+      embedDim: 8,
+      depth: 1,
+      numClasses: 4,
+      dState: 4,
+      scan: 'cross4',
+      projBias: true,
+      layerScale: true,
+    },
+    batch: 2,
+    layout: 'tokens',
+  },
+  {
     name: 'cross4 scan over a 3x3 grid with the middle class token, depth 2',
     config: { imgSize: 9, patchSize: 3, embedDim: 8, depth: 2, numClasses: 4, dState: 4, scan: 'cross4' },
     batch: 2,
@@ -148,6 +189,45 @@ describeEachBackend('VisionMamba against vimRef (random weights and images)', (c
       }
     });
   }
+});
+
+describeEachBackend('VisionMamba.load: the mixer biases and layer scale a checkpoint holds', (ctx) => {
+  afterAll(cleanTempDirs);
+
+  it('config.json without bias / conv_bias / init_layer_scale: the tensors decide, and are used', async () => {
+    const name = 'load with biases';
+    const s = caseSeed(seed, name);
+    const config = vimConfig({
+      imgSize: 8,
+      patchSize: 4,
+      embedDim: 8,
+      depth: 2,
+      numClasses: 3,
+      dState: 3,
+      dtRank: 2,
+      projBias: true,
+      layerScale: true,
+      convBias: false,
+    });
+    const read = vimRandomReader(config, s);
+    const tensors: Record<string, SafetensorsTensorInput> = {};
+    for (const [n, shape] of vimTensorShapes(config)) tensors[n] = { shape, data: read(n, shape) };
+    const { bias: _b, conv_bias: _c, init_layer_scale: _g, ...json } = vimConfigToJson(config);
+    const model = await VisionMamba.load(ctx.backend, writeCheckpoint(json, tensors));
+    try {
+      expect(model.config).toMatchObject({ projBias: true, layerScale: true, convBias: false });
+      const shape = [2, 3, 8, 8];
+      const images = { data: randomFloats(2 * 3 * 64, rng(s)), shape };
+      const logits = await model.classify(images);
+      const got = await logits.read();
+      logits.dispose();
+      const ref64 = vimRef(config, read, images);
+      const ref32 = vimRef(config, read, images, { precision: 'f32' });
+      expectClose(got, ref64.logits, ref32.logits, { label: `${name}: logits`, seed: s, atol: 1e-5 });
+    } finally {
+      model.dispose();
+    }
+  });
 });
 
 it('vimRandomReader gives each tensor the same values whatever order they are read in', () => {
