@@ -44,12 +44,13 @@ Usage:
   longseq bench attention [--backend NAME|all] [--batch-heads BH] [--n 1024,2048,4096] [--d 64]
                           [--causal both|true|false] [--algorithm flash,naive] [--backward]
                           [--repeats K] [--warmup W] [--tile br,bc,tr,tc] [--timer auto|wall]
-                          [--variant auto,subgroup-matrix] [--json] [--svg out.svg]
+                          [--variant auto,subgroup-matrix] [--fresh-device] [--json] [--svg out.svg]
       FlashAttention against naive attention (scores materialized): time, TFLOP/s (4 N^2 d
       per head forward, half when causal; backward 2.5x), speedup over naive, and a check of
       the last rows against the float64 reference (backward: dq, dk, dv of head 0 up to
       N = 512). --variant subgroup-matrix times the opt-in forward on matrix units (needs
-      LONGSEQ_WEBGPU_SUBGROUP_MATRIX=1). --svg plots time vs N.
+      LONGSEQ_WEBGPU_SUBGROUP_MATRIX=1). --svg plots time vs N. --fresh-device measures each
+      case on a new device, so one size's large buffers cannot slow the next.
   longseq bench attention --memory [--backend NAME] [--n START] [--max-n MAX] [--d 64]
       Peak bytes beyond inputs and outputs of flash and naive as N doubles from START, until
       each no longer fits the device (flash grows as N, naive as N^2).

@@ -46,6 +46,31 @@ describe('longseq bench attention', () => {
     expect(plot).toContain('naive');
   });
 
+  it('--fresh-device: every case measured and checked, each on a device of its own', async () => {
+    const { code, stdout, stderr } = await runCli([
+      'bench',
+      'attention',
+      '--n',
+      '24',
+      '--d',
+      '16',
+      '--batch-heads',
+      '2',
+      '--repeats',
+      '1',
+      '--algorithm',
+      'naive',
+      '--fresh-device',
+      '--json',
+    ]);
+    expect(code, stderr).toBe(0);
+    const doc = JSON.parse(stdout);
+    expect(doc.config.freshDevice).toBe(true);
+    expect(doc.failures).toEqual([]);
+    expect(doc.results.map((r: { label: string }) => r.label)).toEqual(['naive', 'naive causal']);
+    for (const r of doc.results) expect(r.check.pass, r.label).toBe(true);
+  }, 300_000);
+
   it('--memory: flash extra bytes grow at most linearly, naive quadratically', async () => {
     const { code, stdout, stderr } = await runCli([
       'bench',

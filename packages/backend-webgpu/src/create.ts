@@ -10,7 +10,12 @@ export interface WebGpuBackendOptions {
   /** Use this device as is (it is not destroyed by dispose()). */
   readonly device?: GPUDevice;
   readonly powerPreference?: GPUPowerPreference;
-  /** Node only: toggles for the `webgpu` package's `create()`, e.g. 'enable-dawn-features=allow_unsafe_apis'. */
+  /**
+   * Node only: flags for the `webgpu` package's `create()`, e.g.
+   * 'enable-dawn-features=allow_unsafe_apis'. Flags in the environment variable
+   * LONGSEQ_DAWN_TOGGLES (separated by ';') are added, so benchmarks can try Dawn toggles
+   * without code changes.
+   */
   readonly dawnToggles?: readonly string[];
   /** Features the device must have, besides the optional ones requested when offered. */
   readonly requiredFeatures?: readonly string[];
@@ -27,6 +32,15 @@ export interface WebGpuBackendOptions {
 }
 
 const SUBGROUP_MATRIX = 'chromium-experimental-subgroup-matrix';
+
+function envToggles(): string[] {
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  const value = proc?.env?.LONGSEQ_DAWN_TOGGLES ?? '';
+  return value
+    .split(';')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+}
 
 function wantsSubgroupMatrix(options: WebGpuBackendOptions): boolean {
   if (options.subgroupMatrix !== undefined) return options.subgroupMatrix;
@@ -98,7 +112,7 @@ async function defaultGpu(options: WebGpuBackendOptions): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   if (isNode()) {
-    const toggles = [...(options.dawnToggles ?? [])];
+    const toggles = [...(options.dawnToggles ?? []), ...envToggles()];
     if (wantsSubgroupMatrix(options)) toggles.push('enable-dawn-features=allow_unsafe_apis');
     return nodeGpu(toggles);
   }

@@ -66,6 +66,8 @@ interface Config {
   readonly tile?: Partial<FlashTile>;
   /** Flash forward kernels to time: 'auto' (the default choice) and/or the opt-in 'subgroup-matrix'. */
   readonly variants: readonly FlashVariant[];
+  /** A new device for every measured case (`--fresh-device`). */
+  readonly freshDevice: boolean;
 }
 
 /**
@@ -297,6 +299,7 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
       tile: { type: 'string' },
       variant: { type: 'string' },
       memory: { type: 'boolean' },
+      'fresh-device': { type: 'boolean' },
       'max-n': { type: 'string' },
       json: { type: 'boolean' },
       svg: { type: 'string' },
@@ -343,6 +346,7 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
     timer,
     ...(tile ? { tile } : {}),
     variants: variants as FlashVariant[],
+    freshDevice: boolFlag(p, 'fresh-device'),
   };
   if (boolFlag(p, 'memory')) return memoryCommand(config, intFlag(p, 'max-n', DEFAULTS.maxN), p, io);
 
@@ -350,7 +354,7 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
   const failures: string[] = [];
   let adapter: Record<string, string> | undefined;
   for (const name of config.backends) {
-    const backend = await createBackend(name);
+    let backend = await createBackend(name);
     adapter ??= describeAdapter(backend);
     if (config.variants.includes('subgroup-matrix')) {
       const configs = subgroupMatrixConfigs(backend);
@@ -378,6 +382,13 @@ export async function benchAttentionCommand(args: string[], io: Io): Promise<num
               const what = `${algorithm}${variant === 'auto' ? '' : ` ${variant}`}${causal ? ' causal' : ''}`;
               io.stderr.write(`bench attention: ${name} N=${n} ${what}\n`);
               try {
+                if (config.freshDevice && results.length + failures.length > 0) {
+                  // A device of its own per measurement: one size's large allocations cannot
+                  // slow the next (seen on the H100: flash at N 4096 took 16 ms after naive's
+                  // buffers in the same device, 2.9 ms alone).
+                  backend.dispose();
+                  backend = await createBackend(name);
+                }
                 results.push(...(await benchOne(backend, config, n, causal, algorithm, data, variant)));
               } catch (err) {
                 failures.push(`${name} N=${n} ${what}: ${messageOf(err)}`);
