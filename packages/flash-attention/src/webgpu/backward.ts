@@ -10,6 +10,19 @@
  *           streams its visible key blocks and accumulates dQ += dS K.
  * WGSL has no float atomics, so dQ has its own pass instead of atomic adds.
  *
+ * Tiles (backwardTile): blocks of BQ query rows by BK keys, chosen per head-dim capacity
+ * from the device's workgroup memory and invocations (the first of DKDV_BLOCKS / DQ_BLOCKS
+ * that fits). At d = 64 the H100 (48 KiB) takes 32 x 32 blocks in both passes with 128
+ * threads, each a 4 x 2 micro-tile of S = Q K^T and dP = dO V^T in registers (5.3 FMAs per
+ * workgroup-memory read, 3.2 before), P and dS through workgroup memory as vec4s along the
+ * owned rows, and each thread accumulating 4 owned rows x 1 vec4 column of dK, dV or dQ
+ * (8 FMAs per read). The streamed block is loaded into registers while the previous one is
+ * computed; with d % 4 = 0 the loads are vec4s. Three barriers per block. On the H100 at
+ * bh 16, N 4096, d 64 this took the backward from 24.6 to 15.4 ms (causal 13.0 to 7.93);
+ * 4 x 4 micro-tiles (64 threads: 31.3 ms), 2 x 2 (256 threads: 16.3 ms), 16 x 32 blocks
+ * (17.5 ms), a 64-row dQ block (15.5 ms) and a fully unrolled score epilogue (15.9 ms; it
+ * also compiles for minutes on SwiftShader) were slower. SwiftShader (32 KiB) takes the
+ * 32 x 32 blocks up to d = 32 and 16 x 32 / 32 x 16 at d = 64.
  *
  * Special values follow the forward (attention.ts).
  */
@@ -27,6 +40,7 @@ import {
   d4Decl,
   d4Init,
   d4Key,
+  pairs,
   ROW_WG,
   spanBinding,
   unroll,
@@ -94,28 +108,69 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 `;
 }
 
+/** A backward block: BQ query rows by BK keys, each thread a TR x TC micro-tile of its scores. */
+interface BackwardBlock {
+  readonly bq: number;
+  readonly bk: number;
+  readonly tr: number;
+  readonly tc: number;
+}
+
 /**
- * Backward tile shape (FlashAttention-2's loop order). The dK/dV pass: a workgroup owns
- * `own` keys (K, V and the dK, dV accumulators stay on chip) and streams the query rows of
- * every head of the group through workgroup memory `stream` at a time. The dQ pass: a
- * workgroup owns `own` query rows and streams the keys. The product own x d and
- * stream x d are fixed per head-dim capacity, so each tile is a few KiB and one shape
- * serves every head dim up to the capacity.
+ * Blocks tried in order for the dK/dV pass (BK keys owned, query blocks of BQ rows streamed)
+ * and the dQ pass (BQ query rows owned, key blocks of BK streamed): the first that fits the
+ * device's workgroup memory and invocations for the head-dim capacity wins. On the H100
+ * (48 KiB) d = 64 takes 32 x 32 blocks; SwiftShader (32 KiB) takes them for d <= 32 and
+ * the halved ones at d = 64.
  */
-interface BackwardTile {
-  /** Rows whose gradients the workgroup accumulates (keys for dK/dV, queries for dQ). */
-  readonly own: number;
-  /** Rows streamed through workgroup memory per step. */
-  readonly stream: number;
-  readonly wg: number;
+const DKDV_BLOCKS: readonly BackwardBlock[] = [
+  { bq: 32, bk: 64, tr: 4, tc: 4 },
+  { bq: 32, bk: 32, tr: 4, tc: 2 },
+  { bq: 16, bk: 32, tr: 2, tc: 2 },
+  { bq: 16, bk: 16, tr: 2, tc: 1 },
+  { bq: 8, bk: 16, tr: 1, tc: 1 },
+  { bq: 8, bk: 8, tr: 1, tc: 1 },
+  { bq: 4, bk: 8, tr: 1, tc: 1 },
+  { bq: 4, bk: 4, tr: 1, tc: 1 },
+  { bq: 2, bk: 2, tr: 1, tc: 1 },
+  { bq: 1, bk: 1, tr: 1, tc: 1 },
+];
+const DQ_BLOCKS: readonly BackwardBlock[] = [
+  { bq: 64, bk: 32, tr: 4, tc: 4 },
+  { bq: 32, bk: 32, tr: 4, tc: 2 },
+  { bq: 32, bk: 16, tr: 2, tc: 2 },
+  { bq: 16, bk: 16, tr: 1, tc: 2 },
+  { bq: 16, bk: 8, tr: 1, tc: 1 },
+  { bq: 8, bk: 8, tr: 1, tc: 1 },
+  { bq: 8, bk: 4, tr: 1, tc: 1 },
+  { bq: 4, bk: 4, tr: 1, tc: 1 },
+  { bq: 2, bk: 2, tr: 1, tc: 1 },
+  { bq: 1, bk: 1, tr: 1, tc: 1 },
+];
+
+/**
+ * Backward tile shape (FlashAttention-2's loop order). Scores are [query rows, keys]; thread
+ * (ty, tx) = (lid / NTX, lid % NTX) computes rows ty + a * NTY (a < TR) by keys tx + b * NTX
+ * (b < TC). The accumulators (dK, dV or dQ: own x D4CAP vec4s) are dealt as thread
+ * (rt, ct) = (lid / NC, lid % NC) owning rows rt * KA + k (k < KA) and vec4 columns
+ * ct + j * NC (j < CA).
+ */
+interface BackwardTile extends BackwardBlock {
+  readonly pass: 'dkdv' | 'dq';
   /** vec4s per head row the tiles hold (a power of two) and the padded row stride. */
   readonly d4cap: number;
   readonly stride: number;
-  /** Score entries per thread (rows of the stream block), and thread groups along them. */
-  readonly kr: number;
-  readonly nrg: number;
-  /** Accumulator vec4s per thread. */
-  readonly acc: number;
+  readonly ntx: number;
+  readonly nty: number;
+  readonly wg: number;
+  /** Rows whose gradients the workgroup accumulates (keys for dK/dV, queries for dQ), and rows streamed. */
+  readonly own: number;
+  readonly stream: number;
+  readonly ka: number;
+  readonly nc: number;
+  readonly ca: number;
+  /** Row stride (vec4s along the owned rows, odd) of P and dS in workgroup memory. */
+  readonly ps: number;
   readonly bytes: number;
 }
 
@@ -127,161 +182,204 @@ function backwardCap(d4: number): number {
   return Math.max(8, capacity(d4));
 }
 
+function backwardShape(b: BackwardBlock, d4cap: number, pass: 'dkdv' | 'dq'): BackwardTile | undefined {
+  const own = pass === 'dkdv' ? b.bk : b.bq;
+  const stream = pass === 'dkdv' ? b.bq : b.bk;
+  const ntx = b.bk / b.tc;
+  const nty = b.bq / b.tr;
+  const wg = ntx * nty;
+  if (!Number.isInteger(ntx) || !Number.isInteger(nty) || (own * d4cap) % wg !== 0) return undefined;
+  const acc = (own * d4cap) / wg;
+  const ka = Math.min(4, own, acc);
+  const nr = own / ka;
+  if (!Number.isInteger(nr) || wg % nr !== 0) return undefined;
+  const nc = wg / nr;
+  if (d4cap % nc !== 0) return undefined;
+  const ca = d4cap / nc;
+  const stride = d4cap + 1;
+  const own4 = Math.ceil(own / 4);
+  const ps = own4 % 2 === 0 ? own4 + 1 : own4;
+  // Q, dO, K, V tiles; P and dS (dQ needs only dS) as vec4s along the owned rows; lse and D.
+  const bytes =
+    16 * stride * 2 * (b.bq + b.bk) + 16 * stream * ps * (pass === 'dkdv' ? 2 : 1) + 8 * b.bq + 64;
+  return { ...b, pass, d4cap, stride, ntx, nty, wg, own, stream, ka, nc, ca, ps, bytes };
+}
+
 function backwardTile(d4: number, pass: 'dkdv' | 'dq', maxBytes: number, maxThreads: number): BackwardTile {
   const d4cap = backwardCap(d4);
-  const stride = d4cap + 1;
-  // dK/dV: 32 keys x 16 query rows at d = 64; dQ: 32 query rows x 16 keys (halved to fit
-  // smaller workgroup memories). 32 x 32 blocks fit the H100's 48 KiB but were not measured.
-  let own = Math.min(64, 512 / d4cap);
-  let stream = Math.min(32, 256 / d4cap);
-  const shape = (): BackwardTile => {
-    // Scores are computed as [query rows, keys]: for dK/dV the keys are the owned rows.
-    const keys = pass === 'dkdv' ? own : stream;
-    const queries = pass === 'dkdv' ? stream : own;
-    const wg = Math.min(128, maxThreads, keys * queries);
-    const nrg = Math.max(1, wg / keys);
-    const kr = Math.max(1, queries / nrg);
-    const acc = Math.max(1, (own * d4cap) / wg);
-    // Two owned-row tiles (K, V or Q, dO), two streamed, P and dS (dQ needs only dS), lse and D.
-    const bytes =
-      16 * stride * 2 * (own + stream) + 4 * queries * keys * (pass === 'dkdv' ? 2 : 1) + 8 * queries + 64;
-    return { own, stream, wg, d4cap, stride, kr, nrg, acc, bytes };
-  };
-  let t = shape();
-  while (t.bytes > maxBytes && (own > 1 || stream > 1)) {
-    if (own >= stream && own > 1) own /= 2;
-    else stream /= 2;
-    t = shape();
-  }
-  return t;
+  const shapes = (pass === 'dkdv' ? DKDV_BLOCKS : DQ_BLOCKS)
+    .map((b) => backwardShape(b, d4cap, pass))
+    .filter((t): t is BackwardTile => t !== undefined);
+  return shapes.find((t) => t.bytes <= maxBytes && t.wg <= maxThreads) ?? shapes.at(-1)!;
 }
 
-/** Whether every accumulator of a thread has the same vec4 column (WG a multiple of D4CAP). */
-function sharedCol(t: BackwardTile): boolean {
-  return t.wg % t.d4cap === 0;
-}
-
-/**
- * The rows and vec4 columns of the accumulators a thread owns: element idx = lid + a * WG
- * of the [own, D4CAP] block (own_a its row, col_a its column).
- */
-function ownedDecls(t: BackwardTile): string {
-  return unroll(
-    t.acc,
-    (a) =>
-      sharedCol(t)
-        ? `let own_${a} = lid / D4CAP + ${(a * t.wg) / t.d4cap}u;\n  let col_${a} = lid % D4CAP;`
-        : `let own_${a} = (lid + ${a * t.wg}u) / D4CAP;\n  let col_${a} = (lid + ${a * t.wg}u) % D4CAP;`,
-    '\n  ',
-  );
-}
-
-/** WGSL shared by the two tiled backward passes: the row loaders and the score/gradient step. */
-function backwardTiledCommon(d4: number, t: BackwardTile, queries: number, keys: number): string {
+/** WGSL shared by the two tiled backward passes: row loaders, tiles and the score/gradient step. */
+function backwardTiledCommon(d4: number, t: BackwardTile, vec4In: boolean): string {
+  const { tr, tc } = t;
+  const loader = (fn: string, name: string, which: number) =>
+    vec4In
+      ? `fn ${fn}(row: u32, c: u32) -> vec4<f32> { return ${name}[(row >> 2u) + c]; }`
+      : `fn ${fn}(row: u32, c: u32) -> vec4<f32> { return read4(${which}u, row, c); }`;
   return /* wgsl */ `
-${backwardCommon(d4, ['q', 'k', 'v', 'd_out'], t.d4cap)}
+${backwardCommon(d4, vec4In ? [] : ['q', 'k', 'v', 'd_out'], t.d4cap)}
 const WG: u32 = ${t.wg}u;
-const NRG: u32 = ${t.nrg}u;
+const NTX: u32 = ${t.ntx}u;
+const NTY: u32 = ${t.nty}u;
+const NC: u32 = ${t.nc}u;
+const KA: u32 = ${t.ka}u;
 const D4CAP: u32 = ${t.d4cap}u;
-const BQ: u32 = ${queries}u;
-const BK: u32 = ${keys}u;
+const BQ: u32 = ${t.bq}u;
+const BK: u32 = ${t.bk}u;
+const LOG2E: f32 = 1.4426950408889634;
 // Query-side tiles (Q, dO) and key-side tiles (K, V), rows padded to an odd vec4 stride.
 var<workgroup> q_s: array<array<vec4<f32>, ${t.stride}>, BQ>;
 var<workgroup> do_s: array<array<vec4<f32>, ${t.stride}>, BQ>;
 var<workgroup> k_s: array<array<vec4<f32>, ${t.stride}>, BK>;
 var<workgroup> v_s: array<array<vec4<f32>, ${t.stride}>, BK>;
-var<workgroup> ds_s: array<array<f32, BK>, BQ>;
 var<workgroup> lse_s: array<f32, BQ>;
 var<workgroup> delta_s: array<f32, BQ>;
 var<workgroup> span_shared: array<u32, ${SPAN_FIELDS}>;
 
-// Rows i0.. of the query side (zeros and lse -inf past q_len) into q_s, do_s, lse_s, delta_s.
-fn load_queries(lid: u32, q_head: u32, stat_base: u32, i0: u32, q_len: u32) {
-  for (var idx = lid; idx < BQ * D4CAP; idx += WG) {
-    let r = idx / D4CAP;
-    let c = idx % D4CAP;
-    var qv = vec4<f32>(0.0);
-    var gv = vec4<f32>(0.0);
-    if (i0 + r < q_len) {
-      let row = q_head + (i0 + r) * u.q_token_stride;
-      qv = read4(0u, row, c);
-      gv = read4(4u, row, c);
-    }
-    q_s[r][c] = qv;
-    do_s[r][c] = gv;
+// Vec4 column c (< D4) of the head row starting at element row.
+${loader('load_q', 'q', 0)}
+${loader('load_k', 'k', 1)}
+${loader('load_v', 'v', 2)}
+${loader('load_do', 'd_out', 4)}
+
+// P and dS of one (query row, key) pair from its score and dP: (0, 0) outside the row's keys.
+fn grad_pair(dot: f32, dp: f32, row_lse: f32, row_delta: f32, head: u32, pos: i32, key: i32, row_ok: bool, k_len: u32) -> vec2<f32> {
+  if (!(row_ok && key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right)) {
+    return vec2<f32>(0.0);
   }
-  for (var r = lid; r < BQ; r += WG) {
-    var st = vec2<f32>(neg_inf(), 0.0);
-    if (i0 + r < q_len) { st = stats[stat_base + i0 + r]; }
-    lse_s[r] = st.x;
-    delta_s[r] = st.y;
-  }
+  let p = exp2((finish_score(dot, head, pos, key) - row_lse) * LOG2E);
+  return vec2<f32>(p, p * (dp - row_delta) * grad_factor(dot));
 }
 
-// Keys j0.. (zeros past k_len) into k_s, v_s.
-fn load_keys(lid: u32, k_head: u32, j0: u32, k_len: u32) {
-  for (var idx = lid; idx < BK * D4CAP; idx += WG) {
-    let r = idx / D4CAP;
-    let c = idx % D4CAP;
-    var kv = vec4<f32>(0.0);
-    var vv = vec4<f32>(0.0);
-    if (j0 + r < k_len) {
-      let row = k_head + (j0 + r) * u.k_token_stride;
-      kv = read4(1u, row, c);
-      vv = read4(2u, row, c);
-    }
-    k_s[r][c] = kv;
-    v_s[r][c] = vv;
-  }
-}
-
-// P and dS of the block (query rows i0.., keys j0..), recomputed from lse: thread (rg, c)
-// takes key c and query rows rg + k * NRG; P is written to p_s when the pass needs it.
-fn scores(lid: u32, head: u32, i0: u32, q_len: u32, j0: u32, k_len: u32, offset: i32) {
-  let c = lid % BK;
-  let rg = lid / BK;
-  let key = i32(j0 + c);
+// P and dS of the block (query rows i0.., keys j0..), recomputed from lse: the thread's
+// TR x TC micro-tile, S = Q K^T and dP = dO V^T in registers, then store_grad per pair.
+fn scores(ty: u32, tx: u32, head: u32, i0: u32, q_len: u32, j0: u32, k_len: u32, offset: i32) {
   // Accumulated at constant indices (registers); the epilogue is a loop, so SwiftShader
-  // compiles one copy of the score function rather than KR.
-  var qk: array<f32, ${t.kr}>;
-  var dp: array<f32, ${t.kr}>;
-  ${unroll(t.kr, (k) => `qk[${k}] = 0.0;\n  dp[${k}] = 0.0;`, '\n  ')}
+  // compiles one copy of the score function rather than TR x TC (it compiles the unrolled
+  // form for minutes).
+  var s: array<f32, ${tr * tc}>;
+  var dp: array<f32, ${tr * tc}>;
+  ${unroll(tr * tc, (i) => `s[${i}] = 0.0;\n  dp[${i}] = 0.0;`, '\n  ')}
   for (var e = 0u; e < D4; e++) {
-    let kv = k_s[c][e];
-    let vv = v_s[c][e];
-    ${unroll(t.kr, (k) => `qk[${k}] += dot(q_s[rg + ${k}u * NRG][e], kv);\n    dp[${k}] += dot(do_s[rg + ${k}u * NRG][e], vv);`, '\n    ')}
+    ${unroll(tc, (b) => `let kv_${b} = k_s[tx + ${b * t.ntx}u][e];\n    let vv_${b} = v_s[tx + ${b * t.ntx}u][e];`, '\n    ')}
+    ${unroll(tr, (a) => `let qv_${a} = q_s[ty + ${a * t.nty}u][e];\n    let gv_${a} = do_s[ty + ${a * t.nty}u][e];`, '\n    ')}
+    ${pairs(
+      tr,
+      tc,
+      (a, b) =>
+        `s[${a * tc + b}] = fma(qv_${a}.w, kv_${b}.w, fma(qv_${a}.z, kv_${b}.z, fma(qv_${a}.y, kv_${b}.y, fma(qv_${a}.x, kv_${b}.x, s[${a * tc + b}]))));\n    ` +
+        `dp[${a * tc + b}] = fma(gv_${a}.w, vv_${b}.w, fma(gv_${a}.z, vv_${b}.z, fma(gv_${a}.y, vv_${b}.y, fma(gv_${a}.x, vv_${b}.x, dp[${a * tc + b}]))));`,
+      '\n    ',
+    )}
   }
-  for (var k = 0u; k < ${t.kr}u; k++) {
-    let r = rg + k * NRG;
-    let i = i0 + r;
-    let pos = i32(i) + offset;
+  for (var a = 0u; a < ${tr}u; a++) {
+    let r = ty + a * NTY;
+    let pos = i32(i0 + r) + offset;
     let row_lse = lse_s[r];
-    var p = 0.0;
-    var ds = 0.0;
-    if (i < q_len && key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right && !is_neg_inf(row_lse)) {
-      p = exp(finish_score(qk[k], head, pos, key) - row_lse);
-      ds = p * (dp[k] - delta_s[r]) * grad_factor(qk[k]);
+    let row_delta = delta_s[r];
+    let row_ok = i0 + r < q_len && !is_neg_inf(row_lse);
+    for (var b = 0u; b < ${tc}u; b++) {
+      let c = tx + b * NTX;
+      let g = grad_pair(s[a * ${tc}u + b], dp[a * ${tc}u + b], row_lse, row_delta, head, pos, i32(j0 + c), row_ok, k_len);
+      store_grad(r, c, g.x, g.y);
     }
-    store_p(r, c, p);
-    ds_s[r][c] = ds;
   }
 }
 `;
 }
 
+/** The owned-row expressions of accumulator row k: a vec4 read when KA is 4 (rows 4 * rt..). */
+function ownedRead(t: BackwardTile, tile: string, at: string, k: number): string {
+  return t.ka === 4
+    ? `${tile}_${at}[${k}]`
+    : `${tile}[${at}][(rt * KA + ${k}u) / 4u][(rt * KA + ${k}u) % 4u]`;
+}
+
+function ownedLoads(t: BackwardTile, tile: string, at: string): string {
+  return t.ka === 4 ? `let ${tile}_${at} = ${tile}[${at}][rt];` : '';
+}
+
+/** Stores accumulator `name` (rows base(rt * KA + k), vec4 columns ct + j * NC) to global memory. */
+function storeAccumulators(
+  t: BackwardTile,
+  names: readonly string[],
+  row0: string,
+  len: string,
+  head: string,
+  stride: string,
+): string {
+  return pairs(
+    t.ka,
+    t.ca,
+    (k, j) => `{
+    let o = rt * KA + ${k}u;
+    let col = ct + ${j * t.nc}u;
+    if (${row0} + o < ${len} && col < D4) {
+      let base = ${head} + (${row0} + o) * ${stride};
+      for (var comp = 0u; comp < 4u; comp++) {
+        let e = col * 4u + comp;
+        if (e < u.d) {
+          ${names.map((n) => `${n}[base + e] = ${n}_${k}_${j}[comp];`).join('\n          ')}
+        }
+      }
+    }
+  }`,
+    '\n  ',
+  );
+}
+
 /**
- * dK and dV, tiled: one workgroup per (block of keys, kv head, sequence). K and V of the
- * block sit in workgroup memory and dK, dV in registers (thread owns vec4 column
- * idx % D4CAP of key idx / D4CAP, idx = lid + t * WG); every query head of the group and
- * every query block that sees the keys streams through (Q, dO, lse, D), P and dS are
- * recomputed per block, then dV += P^T dO and dK += dS^T Q. Query blocks outside the
- * causal / window band are not visited.
+ * dK and dV, tiled: one workgroup per (block of BK keys, kv head, sequence). K and V of the
+ * block sit in workgroup memory and dK, dV in registers; every query head of the group and
+ * every query block that sees the keys streams through (Q, dO, lse, D; the next block is
+ * loaded into registers while the current one is computed), P and dS are recomputed per
+ * block into workgroup memory, then dV += P^T dO and dK += dS^T Q. Query blocks outside the
+ * causal / window band are not visited. Three barriers per block.
  */
-function backwardDkvSource(d4: number, t: BackwardTile): string {
+function backwardDkvSource(d4: number, t: BackwardTile, vec4In: boolean): string {
+  const loads = Math.ceil((t.bq * t.d4cap) / t.wg);
+  const statLoads = Math.ceil(t.bq / t.wg);
+  const fetch = (i0: string, qHead: string, statBase: string) =>
+    [
+      unroll(
+        loads,
+        (i) => `{
+      let idx = lid + ${i * t.wg}u;
+      let r = idx / D4CAP;
+      let c = idx % D4CAP;
+      qr_${i} = vec4<f32>(0.0);
+      gr_${i} = vec4<f32>(0.0);
+      if (idx < BQ * D4CAP && ${i0} + r < q_len && c < D4) {
+        let row = ${qHead} + (${i0} + r) * u.q_token_stride;
+        qr_${i} = load_q(row, c);
+        gr_${i} = load_do(row, c);
+      }
+    }`,
+        '\n    ',
+      ),
+      unroll(
+        statLoads,
+        (i) => `{
+      let r = lid + ${i * t.wg}u;
+      st_${i} = vec2<f32>(neg_inf(), 0.0);
+      if (r < BQ && ${i0} + r < q_len) { st_${i} = stats[${statBase} + ${i0} + r]; }
+    }`,
+        '\n    ',
+      ),
+    ].join('\n    ');
   return /* wgsl */ `
-${backwardTiledCommon(d4, t, t.stream, t.own)}
-var<workgroup> p_s: array<array<f32, BK>, BQ>;
-fn store_p(r: u32, c: u32, p: f32) { p_s[r][c] = p; }
+${backwardTiledCommon(d4, t, vec4In)}
+// P and dS of the block, [query row][key], vec4s along the keys.
+var<workgroup> p_s: array<array<vec4<f32>, ${t.ps}>, BQ>;
+var<workgroup> ds_s: array<array<vec4<f32>, ${t.ps}>, BQ>;
+fn store_grad(r: u32, c: u32, p: f32, ds: f32) {
+  p_s[r][c / 4u][c % 4u] = p;
+  ds_s[r][c / 4u][c % 4u] = ds;
+}
 
 @compute @workgroup_size(${t.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -298,7 +396,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (j0 >= k_len) { return; }
   let k_head = k_base_seq + kv_head * u.k_head_stride;
   let offset = i32(k_len) - i32(q_len);
-  load_keys(lid, k_head, j0, k_len);
+  // Keys j0.. (zeros past k_len) into k_s, v_s.
+  for (var idx = lid; idx < BK * D4CAP; idx += WG) {
+    let r = idx / D4CAP;
+    let c = idx % D4CAP;
+    var kv = vec4<f32>(0.0);
+    var vv = vec4<f32>(0.0);
+    if (j0 + r < k_len && c < D4) {
+      let row = k_head + (j0 + r) * u.k_token_stride;
+      kv = load_k(row, c);
+      vv = load_v(row, c);
+    }
+    k_s[r][c] = kv;
+    v_s[r][c] = vv;
+  }
   // Query i (at p = i + offset) sees key j when p - left <= j <= p + right.
   let j_last = min(j0 + BK, k_len) - 1u;
   let i_lo = max(0, i32(j0) - u.window_right - offset);
@@ -309,62 +420,105 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     blk_lo = u32(i_lo) / BQ;
     blk_hi = u32(i_hi) / BQ + 1u;
   }
-  ${ownedDecls(t)}
-  ${unroll(t.acc, (a) => `var dk_${a} = vec4<f32>(0.0);\n  var dv_${a} = vec4<f32>(0.0);`, '\n  ')}
-  for (var g = 0u; g < u.group; g++) {
-    let head = kv_head * u.group + g;
-    let q_head = q_base_seq + head * u.q_head_stride;
-    let stat_base = lse_base + head * u.lse_head_stride;
-    for (var blk = blk_lo; blk < blk_hi; blk++) {
-      let i0 = blk * BQ;
-      workgroupBarrier();
-      load_queries(lid, q_head, stat_base, i0, q_len);
-      workgroupBarrier();
-      scores(lid, head, i0, q_len, j0, k_len, offset);
-      workgroupBarrier();
-      for (var r = 0u; r < BQ; r++) {
-        ${sharedCol(t) ? 'let dov = do_s[r][col_0];\n        let qv = q_s[r][col_0];' : ''}
-        ${unroll(
-          t.acc,
-          (a) => `{
-          let p = p_s[r][own_${a}];
-          let ds = ds_s[r][own_${a}];
-          dv_${a} = fma(vec4<f32>(p), ${sharedCol(t) ? 'dov' : `do_s[r][col_${a}]`}, dv_${a});
-          dk_${a} = fma(vec4<f32>(ds), ${sharedCol(t) ? 'qv' : `q_s[r][col_${a}]`}, dk_${a});
-        }`,
-          '\n        ',
-        )}
+  // Steps run over (head of the group, query block).
+  let nblk = blk_hi - blk_lo;
+  let steps = u.group * nblk;
+  let tx = lid % NTX;
+  let ty = lid / NTX;
+  let rt = lid / NC;
+  let ct = lid % NC;
+  ${pairs(t.ka, t.ca, (k, j) => `var dk_${k}_${j} = vec4<f32>(0.0);\n  var dv_${k}_${j} = vec4<f32>(0.0);`, '\n  ')}
+  // The next query block in registers: Q and dO vec4s idx % D4CAP of rows idx / D4CAP, (lse, D).
+  ${unroll(loads, (i) => `var qr_${i} = vec4<f32>(0.0);\n  var gr_${i} = vec4<f32>(0.0);`, '\n  ')}
+  ${unroll(statLoads, (i) => `var st_${i} = vec2<f32>(0.0);`, '\n  ')}
+  if (steps > 0u) {
+    let h0 = kv_head * u.group;
+    ${fetch('blk_lo * BQ', 'q_base_seq + h0 * u.q_head_stride', 'lse_base + h0 * u.lse_head_stride')}
+  }
+  for (var step = 0u; step < steps; step++) {
+    let head = kv_head * u.group + step / nblk;
+    let i0 = (blk_lo + step % nblk) * BQ;
+    workgroupBarrier();
+    ${unroll(
+      loads,
+      (i) => `{
+      let idx = lid + ${i * t.wg}u;
+      ${loads * t.wg > t.bq * t.d4cap ? 'if (idx < BQ * D4CAP) {' : '{'}
+        q_s[idx / D4CAP][idx % D4CAP] = qr_${i};
+        do_s[idx / D4CAP][idx % D4CAP] = gr_${i};
       }
+    }`,
+      '\n    ',
+    )}
+    ${unroll(
+      statLoads,
+      (i) => `{
+      let r = lid + ${i * t.wg}u;
+      if (r < BQ) {
+        lse_s[r] = st_${i}.x;
+        delta_s[r] = st_${i}.y;
+      }
+    }`,
+      '\n    ',
+    )}
+    workgroupBarrier();
+    scores(ty, tx, head, i0, q_len, j0, k_len, offset);
+    if (step + 1u < steps) {
+      let hn = kv_head * u.group + (step + 1u) / nblk;
+      let i0n = (blk_lo + (step + 1u) % nblk) * BQ;
+      ${fetch('i0n', 'q_base_seq + hn * u.q_head_stride', 'lse_base + hn * u.lse_head_stride')}
+    }
+    workgroupBarrier();
+    for (var r = 0u; r < BQ; r++) {
+      ${ownedLoads(t, 'p_s', 'r')}
+      ${ownedLoads(t, 'ds_s', 'r')}
+      ${unroll(t.ca, (j) => `let gv_${j} = do_s[r][ct + ${j * t.nc}u];\n      let qv_${j} = q_s[r][ct + ${j * t.nc}u];`, '\n      ')}
+      ${pairs(
+        t.ka,
+        t.ca,
+        (k, j) =>
+          `dv_${k}_${j} = fma(vec4<f32>(${ownedRead(t, 'p_s', 'r', k)}), gv_${j}, dv_${k}_${j});\n      ` +
+          `dk_${k}_${j} = fma(vec4<f32>(${ownedRead(t, 'ds_s', 'r', k)}), qv_${j}, dk_${k}_${j});`,
+        '\n      ',
+      )}
     }
   }
-  ${unroll(
-    t.acc,
-    (a) => `if (own_${a} < BK && j0 + own_${a} < k_len && col_${a} < D4) {
-    let base = k_head + (j0 + own_${a}) * u.k_token_stride;
-    for (var comp = 0u; comp < 4u; comp++) {
-      let e = col_${a} * 4u + comp;
-      if (e < u.d) {
-        dk[base + e] = dk_${a}[comp];
-        dv[base + e] = dv_${a}[comp];
-      }
-    }
-  }`,
-    '\n  ',
-  )}
+  ${storeAccumulators(t, ['dk', 'dv'], 'j0', 'k_len', 'k_head', 'u.k_token_stride')}
 }
 `;
 }
 
 /**
- * dQ, tiled: one workgroup per (block of query rows, head, sequence). Q, dO, lse and D of
+ * dQ, tiled: one workgroup per (block of BQ query rows, head, sequence). Q, dO, lse and D of
  * the block sit in workgroup memory and dQ in registers; the visible key blocks stream
- * through (K, V), dS is recomputed per block and dQ += dS K. WGSL has no float atomics, so
- * dQ has this pass of its own rather than atomic adds from the dK/dV pass.
+ * through (K, V; the next block loaded into registers while the current one is computed),
+ * dS is recomputed per block and dQ += dS K. WGSL has no float atomics, so dQ has this pass
+ * of its own rather than atomic adds from the dK/dV pass.
  */
-function backwardDqSource(d4: number, t: BackwardTile): string {
+function backwardDqSource(d4: number, t: BackwardTile, vec4In: boolean): string {
+  const loads = Math.ceil((t.bk * t.d4cap) / t.wg);
+  const fetch = (j0: string) =>
+    unroll(
+      loads,
+      (i) => `{
+      let idx = lid + ${i * t.wg}u;
+      let r = idx / D4CAP;
+      let c = idx % D4CAP;
+      kr_${i} = vec4<f32>(0.0);
+      vr_${i} = vec4<f32>(0.0);
+      if (idx < BK * D4CAP && ${j0} + r < k_len && c < D4) {
+        let row = k_head + (${j0} + r) * u.k_token_stride;
+        kr_${i} = load_k(row, c);
+        vr_${i} = load_v(row, c);
+      }
+    }`,
+      '\n    ',
+    );
   return /* wgsl */ `
-${backwardTiledCommon(d4, t, t.own, t.stream)}
-fn store_p(r: u32, c: u32, p: f32) {}
+${backwardTiledCommon(d4, t, vec4In)}
+// dS of the block, [key][query row], vec4s along the query rows.
+var<workgroup> ds_s: array<array<vec4<f32>, ${t.ps}>, BK>;
+fn store_grad(r: u32, c: u32, p: f32, ds: f32) { ds_s[c][r / 4u][r % 4u] = ds; }
 
 @compute @workgroup_size(${t.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -383,7 +537,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let q_head = q_base_seq + head * u.q_head_stride;
   let k_head = k_base_seq + (head / u.group) * u.k_head_stride;
   let offset = i32(k_len) - i32(q_len);
-  load_queries(lid, q_head, lse_base + head * u.lse_head_stride, i0, q_len);
+  // Rows i0.. (zeros and lse -inf past q_len) into q_s, do_s, lse_s, delta_s.
+  for (var idx = lid; idx < BQ * D4CAP; idx += WG) {
+    let r = idx / D4CAP;
+    let c = idx % D4CAP;
+    var qv = vec4<f32>(0.0);
+    var gv = vec4<f32>(0.0);
+    if (i0 + r < q_len && c < D4) {
+      let row = q_head + (i0 + r) * u.q_token_stride;
+      qv = load_q(row, c);
+      gv = load_do(row, c);
+    }
+    q_s[r][c] = qv;
+    do_s[r][c] = gv;
+  }
+  for (var r = lid; r < BQ; r += WG) {
+    var st = vec2<f32>(neg_inf(), 0.0);
+    if (i0 + r < q_len) { st = stats[lse_base + head * u.lse_head_stride + i0 + r]; }
+    lse_s[r] = st.x;
+    delta_s[r] = st.y;
+  }
   let i_last = min(i0 + BQ, q_len) - 1u;
   let key_lo = max(0, i32(i0) + offset - u.window_left);
   let key_hi = min(i32(k_len) - 1, i32(i_last) + offset + u.window_right);
@@ -393,33 +566,50 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     blk_lo = u32(key_lo) / BK;
     blk_hi = u32(key_hi) / BK + 1u;
   }
-  ${ownedDecls(t)}
-  ${unroll(t.acc, (a) => `var dq_${a} = vec4<f32>(0.0);`, '\n  ')}
+  let tx = lid % NTX;
+  let ty = lid / NTX;
+  let rt = lid / NC;
+  let ct = lid % NC;
+  ${pairs(t.ka, t.ca, (k, j) => `var dq_${k}_${j} = vec4<f32>(0.0);`, '\n  ')}
+  // The next key block in registers: K and V vec4s idx % D4CAP of keys idx / D4CAP.
+  ${unroll(loads, (i) => `var kr_${i} = vec4<f32>(0.0);\n  var vr_${i} = vec4<f32>(0.0);`, '\n  ')}
+  if (blk_lo < blk_hi) {
+    ${fetch('blk_lo * BK')}
+  }
   for (var blk = blk_lo; blk < blk_hi; blk++) {
     let j0 = blk * BK;
     workgroupBarrier();
-    load_keys(lid, k_head, j0, k_len);
+    ${unroll(
+      loads,
+      (i) => `{
+      let idx = lid + ${i * t.wg}u;
+      ${loads * t.wg > t.bk * t.d4cap ? 'if (idx < BK * D4CAP) {' : '{'}
+        k_s[idx / D4CAP][idx % D4CAP] = kr_${i};
+        v_s[idx / D4CAP][idx % D4CAP] = vr_${i};
+      }
+    }`,
+      '\n    ',
+    )}
     workgroupBarrier();
-    scores(lid, head, i0, q_len, j0, k_len, offset);
+    scores(ty, tx, head, i0, q_len, j0, k_len, offset);
+    if (blk + 1u < blk_hi) {
+      let jn = j0 + BK;
+      ${fetch('jn')}
+    }
     workgroupBarrier();
     for (var c = 0u; c < BK; c++) {
-      ${sharedCol(t) ? 'let kv = k_s[c][col_0];' : ''}
-      ${unroll(t.acc, (a) => `dq_${a} = fma(vec4<f32>(ds_s[own_${a}][c]), ${sharedCol(t) ? 'kv' : `k_s[c][col_${a}]`}, dq_${a});`, '\n      ')}
+      ${ownedLoads(t, 'ds_s', 'c')}
+      ${unroll(t.ca, (j) => `let kv_${j} = k_s[c][ct + ${j * t.nc}u];`, '\n      ')}
+      ${pairs(t.ka, t.ca, (k, j) => `dq_${k}_${j} = fma(vec4<f32>(${ownedRead(t, 'ds_s', 'c', k)}), kv_${j}, dq_${k}_${j});`, '\n      ')}
     }
   }
-  ${unroll(
-    t.acc,
-    (a) => `if (own_${a} < BQ && i0 + own_${a} < q_len && col_${a} < D4) {
-    let base = q_head + (i0 + own_${a}) * u.q_token_stride;
-    for (var comp = 0u; comp < 4u; comp++) {
-      let e = col_${a} * 4u + comp;
-      if (e < u.d) { dq[base + e] = dq_${a}[comp]; }
-    }
-  }`,
-    '\n  ',
-  )}
+  ${storeAccumulators(t, ['dq'], 'i0', 'q_len', 'q_head', 'u.q_token_stride')}
 }
 `;
+}
+
+function tileKey(t: BackwardTile): string {
+  return `${t.bq}x${t.bk}x${t.tr}x${t.tc}`;
 }
 
 async function writeBackward(
@@ -444,11 +634,14 @@ async function writeBackward(
     const uniforms = commonUniforms(attrs);
     const key = d4Key(d4, capacity(d4));
     const statsBinding: WgslBinding = { name: 'stats', tensor: stats, elementType: 'vec2<f32>' };
+    // Rows start at multiples of d, so with d % 4 = 0 the tiled passes read vec4s.
+    const vec4In = layout.d % 4 === 0;
+    const el = vec4In ? 'vec4<f32>' : undefined;
     const operands: WgslBinding[] = [
-      { name: 'q', tensor: q! },
-      { name: 'k', tensor: k! },
-      { name: 'v', tensor: v! },
-      { name: 'd_out', tensor: dOut! },
+      { name: 'q', tensor: q!, elementType: el },
+      { name: 'k', tensor: k!, elementType: el },
+      { name: 'v', tensor: v!, elementType: el },
+      { name: 'd_out', tensor: dOut!, elementType: el },
       statsBinding,
       { name: 'spans', tensor: spans },
     ];
@@ -494,24 +687,24 @@ async function writeBackward(
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_backward_dkdv',
-      cacheKey: `${d4Key(d4, backwardCap(d4))}|own${dkvTile.own}x${dkvTile.stream}`,
+      cacheKey: `${d4Key(d4, backwardCap(d4))}|${tileKey(dkvTile)}|vec4${vec4In ? 1 : 0}`,
       inputs: operands,
       outputs: [
         { name: 'dk', tensor: dk },
         { name: 'dv', tensor: dv },
       ],
       uniforms,
-      source: backwardDkvSource(d4, dkvTile),
+      source: backwardDkvSource(d4, dkvTile, vec4In),
       dispatch: [Math.ceil(layout.maxKLen / dkvTile.own), layout.kvHeads, sequences],
     });
     await backend.run({
       kind: 'webgpu',
       name: 'flash_attention_backward_dq',
-      cacheKey: `${d4Key(d4, backwardCap(d4))}|own${dqTile.own}x${dqTile.stream}`,
+      cacheKey: `${d4Key(d4, backwardCap(d4))}|${tileKey(dqTile)}|vec4${vec4In ? 1 : 0}`,
       inputs: operands,
       outputs: [{ name: 'dq', tensor: dq }],
       uniforms,
-      source: backwardDqSource(d4, dqTile),
+      source: backwardDqSource(d4, dqTile, vec4In),
       dispatch: [Math.ceil(layout.maxQLen / dqTile.own), layout.heads, sequences],
     });
   } finally {
