@@ -273,6 +273,50 @@ describeEachBackend('attention', (ctx) => {
     }
   });
 
+  it("NaN without a mask (the plain program's one-sum poison test): a query row alone, a key row everywhere", async () => {
+    const { backend } = ctx;
+    const random = rng(caseSeed(SEED, 'nan-unmasked'));
+    const n = 40;
+    const d = 16;
+    const q = randomFloats(n * d, random);
+    const k = randomFloats(n * d, random);
+    const v = randomFloats(n * d, random);
+    const shape = [1, 1, n, d];
+    const run = async (qd: Float32Array, kd: Float32Array) => {
+      const tq = backend.tensor(qd, shape);
+      const tk = backend.tensor(kd, shape);
+      const tv = backend.tensor(v, shape);
+      try {
+        const { output, lse } = await attention(tq, tk, tv, { returnLse: true });
+        const got = { out: await output.read(), lse: await lse.read() };
+        output.dispose();
+        lse.dispose();
+        return got;
+      } finally {
+        for (const t of [tq, tk, tv]) t.dispose();
+      }
+    };
+    const qNan = q.slice();
+    qNan[7 * d + 2] = Number.NaN;
+    const one = await run(qNan, k);
+    const ref = attentionRef(hostOf(q, shape), hostOf(k, shape), hostOf(v, shape), {});
+    for (let i = 0; i < n; i++) {
+      expect(Number.isNaN(one.lse[i]!), `lse row ${i}`).toBe(i === 7);
+      if (i !== 7) {
+        for (let e = 0; e < d; e++) {
+          expect(Math.abs(one.out[i * d + e]! - ref.output.data[i * d + e]!)).toBeLessThan(1e-5);
+        }
+      }
+    }
+    const kNan = k.slice();
+    kNan[30 * d + 9] = Number.NaN;
+    const all = await run(q, kNan);
+    for (let i = 0; i < n; i++) {
+      expect(Number.isNaN(all.lse[i]!), `lse row ${i}`).toBe(true);
+      for (let e = 0; e < d; e++) expect(Number.isNaN(all.out[i * d + e]!), `row ${i}`).toBe(true);
+    }
+  });
+
   it('naive: NaN in one query row poisons that row only', async () => {
     // (naive adds the -Infinity mask to materialized scores, so a NaN key reaches every row.)
     const { backend } = ctx;
