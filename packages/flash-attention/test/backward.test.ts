@@ -49,7 +49,8 @@ const CASES: GradCase[] = [
     d: 16,
     options: { window: [4, 2], softcap: 3, alibiSlopes: [0.25, 0.5], seqlensQ: [12, 5], seqlensK: [15, 8] },
   },
-  // Several key and query blocks in both tiled passes (d 64: 32 x 16 and 16 x 32 blocks),
+  // Several key and query blocks in both tiled passes (d 64: 16 x 32 and 32 x 16 blocks on
+  // SwiftShader, 32 x 32 where workgroup memory is 48 KiB),
   // GQA summed over the group, the causal band skipping blocks, nq != nk.
   {
     name: 'tiled: GQA 2/1, causal, d 64, many blocks',
@@ -59,6 +60,18 @@ const CASES: GradCase[] = [
     nq: 45,
     nk: 71,
     d: 64,
+    options: { causal: true },
+  },
+  // Head-dim capacity 64 (the smallest blocks, 16 accumulator vec4s a thread) with a d that
+  // is not a multiple of 4 (scalar loads), several key and query blocks in both passes.
+  {
+    name: 'tiled: d 130, GQA 2/1, causal, nq != nk',
+    b: 1,
+    h: 2,
+    hkv: 1,
+    nq: 10,
+    nk: 13,
+    d: 130,
     options: { causal: true },
   },
   {
