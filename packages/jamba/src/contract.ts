@@ -66,3 +66,18 @@ export interface JambaExpertCopyAttrs {
   /** Elements of one expert's block, R * C >= 1. */
   readonly size: number;
 }
+
+/** A backend kind's JambaExpertCopy: `copy` runs its program on the checked inputs. */
+export function expertCopyKernel(
+  backendKind: BackendKind,
+  copy: (backend: Backend, stacked: Tensor, out: Tensor, attrs: JambaExpertCopyAttrs) => Promise<void>,
+): KernelConfig<JambaExpertCopyAttrs> {
+  return {
+    kernelName: JambaExpertCopy,
+    backendKind,
+    async run(backend, inputs, attrs) {
+      await copy(backend, inputs[0]!, inputs[1]!, attrs);
+      return [];
+    },
+  };
+}

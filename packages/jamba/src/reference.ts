@@ -8,7 +8,7 @@
  * D Mamba channels, N states, K conv width, R dt rank, F MLP width, E experts, k top-k.
  */
 import { type RefOptions, rounderFor } from '@longseq/backend';
-import { type RefRound, convStepRef, matvecRef, rmsNormRef, ssmStepRef } from '@longseq/mamba';
+import { type RefRound, matvecRef, mixerStepRef, rmsNormRef } from '@longseq/mamba';
 import type { JambaConfig } from './config';
 import { type MoeRouting, routeTokens } from './moe';
 import type { JambaTensorReader } from './weights';
@@ -215,22 +215,8 @@ export function jambaRef(
           }
           mixed = matvecRef(layer.attention.o, o, H * d, 0, M);
         } else {
-          const mw = layer.mamba!;
-          const x = matvecRef(mw.inProj, normed, M, 0, D, mw.inBias);
-          const z = matvecRef(mw.inProj, normed, M, D, 2 * D, mw.inBias);
-          const u = convStepRef(state.conv[l]!, b, x, mw.conv, mw.convBias, D, K);
-          // Jamba's RMSNorms on dt, B and C before dt_proj and the scan
-          const dtLow = rmsNormRef(matvecRef(mw.xProj, u, D, 0, R), mw.dtNorm, eps);
-          const Bt = rmsNormRef(matvecRef(mw.xProj, u, D, R, R + N), mw.bNorm, eps);
-          const Ct = rmsNormRef(matvecRef(mw.xProj, u, D, R + N, R + 2 * N), mw.cNorm, eps);
-          const dt = matvecRef(mw.dtProj, dtLow, R, 0, D);
-          const ssm = state.ssm[l]!.subarray(b * D * N, (b + 1) * D * N);
-          const step = ssmStepRef(
-            { u, dt, A: mw.A, B: Bt, C: Ct, D: mw.D, z, dtBias: mw.dtBias, state: ssm },
-            { batch: 1, channels: D, states: N },
-          );
-          ssm.set(step.state);
-          mixed = matvecRef(mw.outProj, step.y, D, 0, M, mw.outBias);
+          const sizes = { M, D, N, K, R, eps };
+          mixed = mixerStepRef(layer.mamba!, normed, { conv: state.conv[l]!, ssm: state.ssm[l]! }, b, sizes);
         }
         hidden = hidden.map((h, i) => h + mixed[i]!);
         const n2 = rmsNormRef(hidden, layer.preFfNorm, eps);

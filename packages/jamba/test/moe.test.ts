@@ -171,6 +171,45 @@ describeEachBackend('moeForward (grouped experts)', (ctx) => {
     }
   });
 
+  it("on stacked experts (WebGPU's layout): the per-expert outputs exactly, only the experts with tokens copied out", async () => {
+    const [T, M, F, E, k] = [3, 11, 9, 6, 2];
+    const moe = randomMoe(ctx.backend, M, F, E, seed + 21);
+    const b = ctx.backend;
+    const stack = (part: 'gate' | 'up' | 'down') =>
+      Float32Array.from(moe.host.experts.flatMap((e) => Array.from(e[part])));
+    const stacks = {
+      gate: b.tensor(stack('gate'), [E * F, M]),
+      up: b.tensor(stack('up'), [E * F, M]),
+      down: b.tensor(stack('down'), [E * M, F]),
+    };
+    const xt = b.tensor(randomFloats(T * M, rng(seed + 22)), [T, M]);
+    const names: string[] = [];
+    const original = b.run.bind(b);
+    const run = vi.spyOn(b, 'run').mockImplementation((program: Program) => {
+      names.push(program.name);
+      return original(program);
+    });
+    try {
+      const before = b.memory().bytes;
+      const got = await moeForward(xt, { kind: 'moe', router: moe.device.router, stacked: stacks }, k);
+      run.mockRestore();
+      // the scratch weights went with the call
+      expect(b.memory().bytes - before).toBe(4 * T * M);
+      const used = got.routing.tokensOf.filter((list) => list.length > 0).length;
+      expect(used).toBeLessThan(E);
+      expect(names.filter((n) => n === 'jamba_expert_copy')).toHaveLength(3 * used);
+      const separate = await moeForward(xt, moe.device, k);
+      expect(Array.from(got.routing.experts)).toEqual(Array.from(separate.routing.experts));
+      expect(Array.from(await got.output.read())).toEqual(Array.from(await separate.output.read()));
+      got.output.dispose();
+      separate.output.dispose();
+    } finally {
+      run.mockRestore();
+      for (const t of [xt, ...Object.values(stacks)]) t.dispose();
+      moe.dispose();
+    }
+  });
+
   it('routeTokens refuses a top-k above the experts', () => {
     expect(() => routeTokens([0, 1, 2], 1, 3, 4)).toThrow(/topK/);
   });

@@ -34,11 +34,13 @@ export {
 export { type SsmStepInputs, mambaSsmStep, registerMambaKernels } from './ssm-step';
 export {
   type MambaRefState,
+  type MixerRefWeights,
   type RefRound,
   type SsmStepRefInputs,
   convStepRef,
   mambaRef,
   matvecRef,
+  mixerStepRef,
   rmsNormRef,
   siluRef,
   softplusTorch,

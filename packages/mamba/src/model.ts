@@ -34,14 +34,8 @@ import {
 } from '@longseq/nn';
 import { selectiveScan } from '@longseq/selective-scan';
 import { type MambaConfig, mambaConfigFromHf } from './config';
-import {
-  argmaxRows,
-  checkMaxNewTokens,
-  checkTokenIds,
-  generateTokens,
-  lastPositions,
-  promptRows,
-} from './lm';
+// the pieces shared with the models built on this package
+import * as lm from './lm';
 import { type SamplingOptions, Sampler } from './sampler';
 import { mambaSsmStep, registerMambaKernels } from './ssm-step';
 import { type FusedDecodeAttrs, MambaFusedDecodeLayer, MambaNormMatvec } from './webgpu/fused-decode';
@@ -133,7 +127,7 @@ export class MambaModel {
 
   /** Checks ids on the host: a non-empty batch of equal-length rows of integers in [0, vocab). */
   private checkIds(ids: readonly (readonly number[])[], argument: string, allowEmptyRows = false): void {
-    checkTokenIds(ids, argument, this.config.vocabSize, allowEmptyRows);
+    lm.checkTokenIds(ids, argument, this.config.vocabSize, allowEmptyRows);
   }
 
   /**
@@ -164,7 +158,7 @@ export class MambaModel {
         hidden.dispose();
         hidden = next;
       }
-      const last = options.lastOnly ? await lastPositions(hidden, batch, length) : hidden;
+      const last = options.lastOnly ? await lm.lastPositions(hidden, batch, length) : hidden;
       const logits = await this.head(last);
       hidden.dispose();
       // Returned in plain arrays so the scope keeps them (it does not look inside class instances).
@@ -335,7 +329,7 @@ export class MambaModel {
     const logits = await this.step(ids, state);
     try {
       // on the GPU where the fused decode path runs
-      return await argmaxRows(logits, state.batch, this.config.vocabSize, this.decodePath === 'auto');
+      return await lm.argmaxRows(logits, state.batch, this.config.vocabSize, this.decodePath === 'auto');
     } finally {
       logits.dispose();
     }
@@ -409,9 +403,9 @@ export class MambaModel {
     options: GenerateOptions,
   ): Promise<GenerateResult> {
     this.checkAlive();
-    const ids = promptRows(prompt);
+    const ids = lm.promptRows(prompt);
     this.checkIds(ids, 'prompt');
-    const maxNewTokens = checkMaxNewTokens(options);
+    const maxNewTokens = lm.checkMaxNewTokens(options);
     const prefill = options.prefill ?? 'scan';
     if (prefill !== 'scan' && prefill !== 'step')
       throw new ArgumentError('options.prefill', "'scan' or 'step'", prefill);
@@ -442,7 +436,7 @@ export class MambaModel {
       logits!.dispose();
     }
     try {
-      return await generateTokens({
+      return await lm.generateTokens({
         sampler,
         rows: batch,
         vocab,

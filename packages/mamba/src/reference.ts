@@ -172,6 +172,59 @@ export function convStepRef(
   return u;
 }
 
+/** One Mamba mixer's weights on the host, as the float64 references read them (HF layouts). */
+export interface MixerRefWeights {
+  readonly inProj: ArrayLike<number>; // [2D, M]
+  readonly inBias?: ArrayLike<number>; // [2D]
+  readonly conv: ArrayLike<number>; // [D, K]
+  readonly convBias?: ArrayLike<number>; // [D]
+  readonly xProj: ArrayLike<number>; // [R + 2N, D]
+  /** Jamba's RMSNorm weights of dt, B and C between x_proj and dt_proj / the scan (Mamba has none). */
+  readonly dtNorm?: ArrayLike<number>; // [R]
+  readonly bNorm?: ArrayLike<number>; // [N]
+  readonly cNorm?: ArrayLike<number>; // [N]
+  readonly dtProj: ArrayLike<number>; // [D, R]
+  readonly dtBias: ArrayLike<number>; // [D]
+  /** -exp(A_log), [D, N]. */
+  readonly A: ArrayLike<number>;
+  readonly D: ArrayLike<number>; // [D]
+  readonly outProj: ArrayLike<number>; // [M, D]
+  readonly outBias?: ArrayLike<number>; // [M]
+}
+
+/**
+ * One token of a Mamba mixer in float64, shared by the models' references: `normed` [M] ->
+ * [M] for sequence b, its conv state ([B, D, K-1]) and SSM state ([B, D, N]) advanced in
+ * place. in_proj -> x, z; the conv step and SiLU; x_proj -> dt, B, C (each RMSNormed with
+ * `eps` where the weights have the norms); dt_proj; the SSM step; out_proj.
+ */
+export function mixerStepRef(
+  w: MixerRefWeights,
+  normed: ArrayLike<number>,
+  state: { readonly conv: Float64Array; readonly ssm: Float64Array },
+  b: number,
+  sizes: { M: number; D: number; N: number; K: number; R: number; eps?: number },
+): Float64Array {
+  const { M, D, N, K, R } = sizes;
+  const x = matvecRef(w.inProj, normed, M, 0, D, w.inBias);
+  const z = matvecRef(w.inProj, normed, M, D, 2 * D, w.inBias);
+  // causal conv over (state, x), then shift x into the state
+  const u = convStepRef(state.conv, b, x, w.conv, w.convBias, D, K);
+  const norm = (v: Float64Array, g: ArrayLike<number> | undefined) =>
+    g ? rmsNormRef(v, g, sizes.eps ?? 0) : v;
+  const dtLow = norm(matvecRef(w.xProj, u, D, 0, R), w.dtNorm);
+  const Bt = norm(matvecRef(w.xProj, u, D, R, R + N), w.bNorm);
+  const Ct = norm(matvecRef(w.xProj, u, D, R + N, R + 2 * N), w.cNorm);
+  const dt = matvecRef(w.dtProj, dtLow, R, 0, D);
+  const ssm = state.ssm.subarray(b * D * N, (b + 1) * D * N);
+  const step = ssmStepRef(
+    { u, dt, A: w.A, B: Bt, C: Ct, D: w.D, z, dtBias: w.dtBias, state: ssm },
+    { batch: 1, channels: D, states: N },
+  );
+  ssm.set(step.state);
+  return matvecRef(w.outProj, step.y, D, 0, M, w.outBias);
+}
+
 /**
  * The language model in float64, one token at a time through the recurrence: for each
  * sequence of `ids` (all the same length), the logits `[L, V]` at every position, and the
@@ -199,21 +252,8 @@ export function mambaRef(
       let hidden = Float64Array.from(w.embeddings.subarray(id * M, (id + 1) * M));
       w.layers.forEach((layer, l) => {
         const normed = rmsNormRef(hidden, layer.norm, config.eps);
-        const x = matvecRef(layer.inProj, normed, M, 0, D, layer.inBias);
-        const z = matvecRef(layer.inProj, normed, M, D, 2 * D, layer.inBias);
-        // causal conv over (state, x), then shift x into the state
-        const u = convStepRef(state.conv[l]!, b, x, layer.conv, layer.convBias, D, K);
-        const dtLow = matvecRef(layer.xProj, u, D, 0, R);
-        const Bt = matvecRef(layer.xProj, u, D, R, R + N);
-        const Ct = matvecRef(layer.xProj, u, D, R + N, R + 2 * N);
-        const dt = matvecRef(layer.dtProj, dtLow, R, 0, D);
-        const ssm = state.ssm[l]!.subarray(b * D * N, (b + 1) * D * N);
-        const step = ssmStepRef(
-          { u, dt, A: layer.A, B: Bt, C: Ct, D: layer.D, z, dtBias: layer.dtBias, state: ssm },
-          { batch: 1, channels: D, states: N },
-        );
-        ssm.set(step.state);
-        const out = matvecRef(layer.outProj, step.y, D, 0, M, layer.outBias);
+        const conv = state.conv[l]!;
+        const out = mixerStepRef(layer, normed, { conv, ssm: state.ssm[l]! }, b, { M, D, N, K, R });
         hidden = hidden.map((h, i) => h + out[i]!);
       });
       const final = rmsNormRef(hidden, w.normF, config.eps);

@@ -2,13 +2,8 @@
  * gpu.js programs of the mixture of experts: the combine and the copy of one expert's weights
  * out of the stacked ones, one thread per output element.
  */
-import type { Backend, KernelConfig, Tensor } from '@longseq/backend';
-import {
-  JambaExpertCopy,
-  type JambaExpertCopyAttrs,
-  type JambaMoeAccumulateAttrs,
-  moeAccumulateKernel,
-} from '../contract';
+import type { Backend, Tensor } from '@longseq/backend';
+import { type JambaMoeAccumulateAttrs, expertCopyKernel, moeAccumulateKernel } from '../contract';
 
 const kernel = /* js */ `function jambaMoeAccumulate(acc, y, rowOf, weight, width, hasAcc) {
   const i = this.thread.x;
@@ -52,20 +47,14 @@ const copyKernel = /* js */ `function jambaExpertCopy(stacked, offset) {
 }`;
 
 /** Inputs [stacked [E * R, C], out [R, C]] (written in place); see JambaExpertCopy. */
-export const expertCopyGpuJsKernel: KernelConfig<JambaExpertCopyAttrs> = {
-  kernelName: JambaExpertCopy,
-  backendKind: 'gpujs',
-  async run(backend, inputs, attrs) {
-    const [stacked, out] = inputs as Tensor[];
-    await backend.run({
-      kind: 'gpujs',
-      name: 'jamba_expert_copy',
-      cacheKey: '',
-      kernel: copyKernel,
-      inputs: [stacked!],
-      scalars: [attrs.expert * attrs.size],
-      output: out!,
-    });
-    return [];
-  },
-};
+export const expertCopyGpuJsKernel = expertCopyKernel('gpujs', (backend, stacked, out, attrs) =>
+  backend.run({
+    kind: 'gpujs',
+    name: 'jamba_expert_copy',
+    cacheKey: '',
+    kernel: copyKernel,
+    inputs: [stacked],
+    scalars: [attrs.expert * attrs.size],
+    output: out,
+  }),
+);

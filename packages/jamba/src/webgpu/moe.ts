@@ -3,13 +3,8 @@
  * the copy of one expert's weights out of the stacked ones (one thread per vec4, or per
  * element where a block is not a multiple of 4).
  */
-import { type Backend, type KernelConfig, type Tensor, dispatch1d } from '@longseq/backend';
-import {
-  JambaExpertCopy,
-  type JambaExpertCopyAttrs,
-  type JambaMoeAccumulateAttrs,
-  moeAccumulateKernel,
-} from '../contract';
+import { type Backend, type Tensor, dispatch1d } from '@longseq/backend';
+import { type JambaMoeAccumulateAttrs, expertCopyKernel, moeAccumulateKernel } from '../contract';
 
 const WG = 256;
 
@@ -68,28 +63,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`;
 
 /** Inputs [stacked [E * R, C], out [R, C]] (written in place); see JambaExpertCopy. */
-export const expertCopyWebGpuKernel: KernelConfig<JambaExpertCopyAttrs> = {
-  kernelName: JambaExpertCopy,
-  backendKind: 'webgpu',
-  async run(backend, inputs, attrs) {
-    const [stacked, out] = inputs as Tensor[];
-    // vec4 loads where a block is whole vec4s (then every expert's block starts on one)
-    const vec = attrs.size % 4 === 0 ? 4 : 1;
-    const elementType = vec === 4 ? { elementType: 'vec4<f32>' } : {};
-    const count = attrs.size / vec;
-    await backend.run({
-      kind: 'webgpu',
-      name: 'jamba_expert_copy',
-      cacheKey: `v${vec}`,
-      inputs: [{ name: 'stacked', tensor: stacked!, ...elementType }],
-      outputs: [{ name: 'out', tensor: out!, ...elementType }],
-      uniforms: [
-        { name: 'count', type: 'u32', value: count },
-        { name: 'expert', type: 'u32', value: attrs.expert },
-      ],
-      source: copySource,
-      dispatch: dispatch1d(Math.ceil(count / WG), backend.limits.maxWorkgroupsPerDimension),
-    });
-    return [];
-  },
-};
+export const expertCopyWebGpuKernel = expertCopyKernel('webgpu', async (backend, stacked, out, attrs) => {
+  // vec4 loads where a block is whole vec4s (then every expert's block starts on one)
+  const vec = attrs.size % 4 === 0 ? 4 : 1;
+  const elementType = vec === 4 ? { elementType: 'vec4<f32>' } : {};
+  const count = attrs.size / vec;
+  await backend.run({
+    kind: 'webgpu',
+    name: 'jamba_expert_copy',
+    cacheKey: `v${vec}`,
+    inputs: [{ name: 'stacked', tensor: stacked, ...elementType }],
+    outputs: [{ name: 'out', tensor: out, ...elementType }],
+    uniforms: [
+      { name: 'count', type: 'u32', value: count },
+      { name: 'expert', type: 'u32', value: attrs.expert },
+    ],
+    source: copySource,
+    dispatch: dispatch1d(Math.ceil(count / WG), backend.limits.maxWorkgroupsPerDimension),
+  });
+});
