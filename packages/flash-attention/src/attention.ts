@@ -486,6 +486,32 @@ export function naiveBias(layout: AttentionLayout, mask: MaskParams): Float32Arr
   return bias;
 }
 
+/**
+ * The bias naive attention hands the softmax: one [G * Nq, Nk] block broadcast over batch
+ * and KV heads when every sequence has the full lengths and there is no ALiBi (so a causal
+ * or windowed mask is the same for every head), else the whole naiveBias.
+ */
+function naiveMask(
+  layout: AttentionLayout,
+  mask: MaskParams,
+): { data: Float32Array; shape: number[] } | undefined {
+  const [batch, , nq] = layout.qShape as [number, number, number];
+  const nk = layout.kShape[2]!;
+  const rows = layout.group * nq;
+  const uniform = layout.sequences.every((s) => s.qLen === nq && s.kLen === nk) && !mask.alibiSlopes;
+  if (!uniform) {
+    const bias = naiveBias(layout, mask);
+    return bias && { data: bias, shape: [batch, layout.kvHeads, rows, nk] };
+  }
+  const one: AttentionLayout = {
+    ...layout,
+    qShape: [1, layout.group, nq, layout.qShape[3]!],
+    sequences: layout.sequences.slice(0, 1),
+  };
+  const bias = naiveBias(one, mask);
+  return bias && { data: bias, shape: [rows, nk] };
+}
+
 /** Naive attention from primitives: S = scale q k^T (softcapped), softmax with the bias, then P v. */
 async function naiveAttention(
   q: Tensor,
@@ -500,7 +526,7 @@ async function naiveAttention(
   const nk = layout.kShape[2]!;
   const rows = layout.group * nq;
   checkBindingSize(backend, 'scores', batch * layout.kvHeads * rows * nk, [batch, layout.kvHeads, rows, nk]);
-  const bias = naiveBias(layout, mask);
+  const bias = naiveMask(layout, mask);
   return scope(async () => {
     const grouped = backend.reshape(q, [batch, layout.kvHeads, rows, d]);
     let s = await matmul(grouped, k, { transposeB: true });
@@ -509,7 +535,7 @@ async function naiveAttention(
       const cap = backend.tensor([mask.softcap], [1]);
       s = await mul(await tanh(await div(s, cap)), cap);
     }
-    const options = bias ? { mask: backend.tensor(bias, [batch, layout.kvHeads, rows, nk]) } : {};
+    const options = bias ? { mask: backend.tensor(bias.data, bias.shape) } : {};
     const { output: p, lse } = await softmaxWithLse(s, options);
     const o = await matmul(p, v);
     return {
