@@ -1,90 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { SafetensorsFile, type SafetensorsTensorInput, encodeSafetensors } from '@longseq/nn';
+import { SafetensorsFile, encodeSafetensors } from '@longseq/nn';
+import { type LanguageModelGolden, goldenCheckpoint } from '@longseq/test-harness';
 
-export const GOLDEN = fileURLToPath(new URL('../../../../shared/golden/jamba-tiny', import.meta.url));
+export { REL_TOL, cleanTempDirs, maxRelativeError } from '@longseq/test-harness';
 
-export interface Golden {
-  readonly input_ids: number[][];
-  readonly logits: number[][][];
-  readonly generate: {
-    prompt_ids: number[];
-    new_ids: number[];
-    step_logits: number[][];
-    min_top2_margin: number;
-  };
-}
+/** ../shared/golden/jamba-tiny/expected.json: transformers' logits and greedy generation. */
+export type Golden = LanguageModelGolden;
 
-export function readGolden(): Golden {
-  return JSON.parse(readFileSync(join(GOLDEN, 'expected.json'), 'utf8')) as Golden;
-}
-
-export function goldenConfig(): Record<string, unknown> {
-  return JSON.parse(readFileSync(join(GOLDEN, 'config.json'), 'utf8')) as Record<string, unknown>;
-}
-
-/** The golden checkpoint's tensors as encodable inputs, to build broken copies from. */
-export function goldenTensors(): Record<string, SafetensorsTensorInput> {
-  const file = SafetensorsFile.parse(new Uint8Array(readFileSync(join(GOLDEN, 'model.safetensors'))));
-  const out: Record<string, SafetensorsTensorInput> = {};
-  for (const name of file.names) out[name] = { shape: file.entries.get(name)!.shape, data: file.read(name) };
-  return out;
-}
-
-const dirs: string[] = [];
-/** A temp checkpoint folder with this config and these tensors (removed by cleanTempDirs). */
-export function writeCheckpoint(
-  config: Record<string, unknown>,
-  tensors: Record<string, SafetensorsTensorInput>,
-  shards?: readonly string[][],
-): string {
-  const dir = mkdtempSync(join(tmpdir(), 'longseq-jamba-'));
-  dirs.push(dir);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  if (!shards) {
-    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-    return dir;
-  }
-  const weightMap: Record<string, string> = {};
-  shards.forEach((names, i) => {
-    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-    const part: Record<string, SafetensorsTensorInput> = {};
-    for (const n of names) {
-      part[n] = tensors[n]!;
-      weightMap[n] = file;
-    }
-    writeFileSync(join(dir, file), encodeSafetensors(part));
-  });
-  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
-  return dir;
-}
-
-export function cleanTempDirs(): void {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-}
-
-/**
- * The golden README's rule for float32 kernels against a float64 model: relative error about
- * 1e-4 of the row's largest |logit|. Returns the worst |a - e| / max|e| over the rows.
- */
-export function maxRelativeError(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  row: number,
-): number {
-  if (actual.length !== expected.length) return Number.POSITIVE_INFINITY;
-  let worst = 0;
-  for (let start = 0; start < expected.length; start += row) {
-    let scale = 0;
-    for (let i = start; i < start + row; i++) scale = Math.max(scale, Math.abs(expected[i]!));
-    for (let i = start; i < start + row; i++) {
-      const err = Math.abs(actual[i]! - expected[i]!) / scale;
-      if (!(err <= worst)) worst = Number.isNaN(err) ? Number.POSITIVE_INFINITY : err;
-    }
-  }
-  return worst;
-}
-
-export const REL_TOL = 1e-4;
+export const { GOLDEN, readGolden, goldenConfig, goldenTensors, writeCheckpoint } = goldenCheckpoint<Golden>(
+  'jamba-tiny',
+  { parse: (bytes) => SafetensorsFile.parse(bytes), encode: encodeSafetensors },
+);

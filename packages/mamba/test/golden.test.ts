@@ -1,5 +1,5 @@
 import { nodeFileSource } from '@longseq/nn';
-import { describeEachBackend } from '@longseq/test-harness';
+import { describeEachBackend, referenceAgainstGolden } from '@longseq/test-harness';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MambaModel, argmax, mambaConfigFromHf, mambaRef } from '../src';
 import { loadCheckpoint } from '@longseq/nn';
@@ -13,25 +13,17 @@ describe('mambaRef on mamba-tiny', () => {
   it("the float64 reference reproduces transformers' logits and greedy ids", async () => {
     const config = mambaConfigFromHf(goldenConfig());
     const read = checkpointReader(await loadCheckpoint(nodeFileSource(GOLDEN)));
-    const { logits } = mambaRef(config, read, golden.input_ids);
-    const err = maxRelativeError(
-      Float64Array.from(logits.flatMap((l) => Array.from(l))),
-      golden.logits.flat(2),
-      vocab,
+    const result = referenceAgainstGolden(
+      (ids) => mambaRef(config, read, ids),
+      (ids, state) => mambaRef(config, read, ids, { state }),
+      golden,
+      argmax,
     );
     // float64 against float64, apart from transformers' float32 exp(A_log): ~1e-7
-    expect(err).toBeLessThan(1e-6);
-    // greedy continuation through the reference's recurrence
-    let { logits: pl, state } = mambaRef(config, read, [golden.generate.prompt_ids]);
-    const ids: number[] = [];
-    let last = pl[0]!.subarray(pl[0]!.length - vocab);
-    for (let i = 0; i < golden.generate.new_ids.length; i++) {
-      const id = argmax(last);
-      ids.push(id);
-      ({ logits: pl, state } = mambaRef(config, read, [[id]], { state }));
-      last = pl[0]!;
-    }
-    expect(ids).toEqual(golden.generate.new_ids);
+    expect(result.logitsError).toBeLessThan(1e-6);
+    expect(result.worstStepError).toBeLessThan(1e-6);
+    // greedy generation through the reference's recurrence
+    expect(result.ids).toEqual(golden.generate.new_ids);
   });
 });
 

@@ -1,4 +1,19 @@
 export { type BackendName, NODE_BACKENDS, getBackend, selectedBackends } from './backends';
+export {
+  type GoldenCheckpoint,
+  type LanguageModelGolden,
+  type ParsedSafetensors,
+  REL_TOL,
+  type SafetensorsCodec,
+  type TensorInput,
+  cleanTempDirs,
+  goldenCheckpoint,
+  goldenDir,
+  maxRelativeError,
+  readJson,
+  referenceAgainstGolden,
+  writeCheckpointFolder,
+} from './checkpoints';
 export { type CloseOptions, expectClose, expectCloseRelative } from './expect';
 export {
   type BackendContext,

@@ -3,7 +3,7 @@
  * (a gather, the token assembly, the merge of K scans), so the simple form is the right one;
  * neighbouring threads write neighbouring elements.
  */
-import { type Backend, type Tensor, type WebGpuProgram, dispatch1d } from '@longseq/backend';
+import { type Backend, type Tensor, type WgslUniform, dispatch1d } from '@longseq/backend';
 import {
   VimGather,
   type VimGatherAttrs,
@@ -81,80 +81,58 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   out[i] = acc * u.scale;
 }`;
 
-function grid(backend: Backend, threads: number): [number, number, number] {
-  return dispatch1d(Math.ceil(threads / WG), backend.limits.maxWorkgroupsPerDimension);
+/**
+ * Runs one of the programs above: a thread per element of `out`, the tensors bound by name in
+ * order, then `out`, and the uniforms after `total` (the element count).
+ */
+function runPerElement(
+  backend: Backend,
+  name: string,
+  source: string,
+  inputs: Readonly<Record<string, Tensor>>,
+  out: Tensor,
+  uniforms: readonly WgslUniform[],
+): Promise<void> {
+  return backend.run({
+    kind: 'webgpu',
+    name,
+    cacheKey: '',
+    inputs: Object.entries(inputs).map(([binding, tensor]) => ({ name: binding, tensor })),
+    outputs: [{ name: 'out', tensor: out }],
+    uniforms: [{ name: 'total', type: 'u32', value: out.size }, ...uniforms],
+    source,
+    dispatch: dispatch1d(Math.ceil(out.size / WG), backend.limits.maxWorkgroupsPerDimension),
+  });
 }
 
 async function writeGather(backend: Backend, inputs: readonly Tensor[], a: VimGatherAttrs, out: Tensor) {
   const [x, index] = inputs as [Tensor, Tensor];
-  const program: WebGpuProgram = {
-    kind: 'webgpu',
-    name: 'vim_gather',
-    cacheKey: '',
-    inputs: [
-      { name: 'x', tensor: x },
-      { name: 'index', tensor: index },
-    ],
-    outputs: [{ name: 'out', tensor: out }],
-    uniforms: [
-      { name: 'total', type: 'u32', value: out.size },
-      { name: 'count', type: 'u32', value: a.count },
-      { name: 'inner', type: 'u32', value: a.inner },
-    ],
-    source: GATHER,
-    dispatch: grid(backend, out.size),
-  };
-  await backend.run(program);
+  await runPerElement(backend, 'vim_gather', GATHER, { x, index }, out, [
+    { name: 'count', type: 'u32', value: a.count },
+    { name: 'inner', type: 'u32', value: a.inner },
+  ]);
 }
 
 async function writeTokens(backend: Backend, inputs: readonly Tensor[], a: VimTokensAttrs, out: Tensor) {
   const [patches, bias, cls, pos] = inputs as [Tensor, Tensor, Tensor, Tensor];
-  await backend.run({
-    kind: 'webgpu',
-    name: 'vim_tokens',
-    cacheKey: '',
-    inputs: [
-      { name: 'patches', tensor: patches },
-      { name: 'bias', tensor: bias },
-      { name: 'cls', tensor: cls },
-      { name: 'pos', tensor: pos },
-    ],
-    outputs: [{ name: 'out', tensor: out }],
-    uniforms: [
-      { name: 'total', type: 'u32', value: out.size },
-      { name: 'embed', type: 'u32', value: a.embed },
-      { name: 'length', type: 'u32', value: a.length },
-      { name: 'patches', type: 'u32', value: a.patches },
-      { name: 'cls_index', type: 'i32', value: a.clsIndex },
-      { name: 'has_pos', type: 'u32', value: a.hasPos ? 1 : 0 },
-    ],
-    source: TOKENS,
-    dispatch: grid(backend, out.size),
-  });
+  await runPerElement(backend, 'vim_tokens', TOKENS, { patches, bias, cls, pos }, out, [
+    { name: 'embed', type: 'u32', value: a.embed },
+    { name: 'length', type: 'u32', value: a.length },
+    { name: 'patches', type: 'u32', value: a.patches },
+    { name: 'cls_index', type: 'i32', value: a.clsIndex },
+    { name: 'has_pos', type: 'u32', value: a.hasPos ? 1 : 0 },
+  ]);
 }
 
 async function writeMerge(backend: Backend, inputs: readonly Tensor[], a: VimScanMergeAttrs, out: Tensor) {
   const [y, inverse] = inputs as [Tensor, Tensor];
-  await backend.run({
-    kind: 'webgpu',
-    name: 'vim_scan_merge',
-    cacheKey: '',
-    inputs: [
-      { name: 'y', tensor: y },
-      { name: 'inverse', tensor: inverse },
-    ],
-    outputs: [{ name: 'out', tensor: out }],
-    uniforms: [
-      { name: 'total', type: 'u32', value: out.size },
-      { name: 'length', type: 'u32', value: a.length },
-      { name: 'channels', type: 'u32', value: a.channels },
-      { name: 'directions', type: 'u32', value: a.directions },
-      { name: 'scale', type: 'f32', value: a.scale },
-      { name: 'token_major', type: 'u32', value: a.tokenMajor ? 1 : 0 },
-    ],
-    source: MERGE,
-    dispatch: grid(backend, out.size),
-  });
+  await runPerElement(backend, 'vim_scan_merge', MERGE, { y, inverse }, out, [
+    { name: 'length', type: 'u32', value: a.length },
+    { name: 'channels', type: 'u32', value: a.channels },
+    { name: 'directions', type: 'u32', value: a.directions },
+    { name: 'scale', type: 'f32', value: a.scale },
+    { name: 'token_major', type: 'u32', value: a.tokenMajor ? 1 : 0 },
+  ]);
 }
 
 export const vimGatherWebGpuKernel = singleOutputKernel(VimGather, 'webgpu', gatherShape, writeGather);
