@@ -79,7 +79,10 @@ export interface VimConfig {
   /** Class token in the middle of the patch sequence (index floor(P / 2)), else at its head. */
   readonly middleClsToken: boolean;
   readonly absPosEmbed: boolean;
-  /** Used when there is no class token. */
+  /**
+   * Used when there is no class token: 'mean' of the final-normed tokens, 'none' (the last
+   * token), or 'max', which as in hustvl/Vim takes each class's largest logit over the tokens.
+   */
   readonly finalPool: VimPool;
   readonly eps: number;
   /** 'bi' (Vim: forward and backward over the row-major sequence) or 'cross4' (VMamba's four directions). */

@@ -164,20 +164,33 @@ export class VisionMamba {
     return { tensor: this.backend.tensor(host.data, host.shape), owned: true };
   }
 
-  /** Logits `[B, numClasses]`. */
+  /**
+   * Logits `[B, numClasses]`: the head on the final-normed class token (or on the tokens
+   * pooled by `finalPool`; with 'max', as in hustvl/Vim, the head runs on every token and each
+   * class takes its largest logit).
+   */
   async classify(images: VimImages): Promise<Tensor> {
     const { tensor, owned } = this.toTensor(images);
     try {
       return await scope(async () => {
-        const feats = await this.featuresOf(tensor);
-        return linear(feats, this.weights.head, this.weights.headBias);
+        const { weights } = this;
+        if (this.order.clsIndex < 0 && this.config.finalPool === 'max') {
+          // hustvl's 'max': the head on every token, then the max of each class's logits
+          const normed = await this.norm(await this.backbone(tensor), weights.normF, weights.normFBias);
+          return max(await linear(normed, weights.head, weights.headBias), { axis: 1 });
+        }
+        return linear(await this.featuresOf(tensor), weights.head, weights.headBias);
       });
     } finally {
       if (owned) tensor.dispose();
     }
   }
 
-  /** The final-normed class token `[B, embedDim]` (or the pooled tokens without a class token). */
+  /**
+   * The final-normed class token `[B, embedDim]` (or the tokens pooled by `finalPool` without a
+   * class token; for 'max' the per-channel max, where hustvl returns every token: see
+   * `tokenStates`).
+   */
   async features(images: VimImages): Promise<Tensor> {
     const { tensor, owned } = this.toTensor(images);
     try {

@@ -134,7 +134,8 @@ const silu = (x: number, r: Rounder) => r(x * r(1 / r(1 + r(Math.exp(-x)))));
  *     h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_k[t] = (C_t . h_t + D_k u_t) silu(z_k[t])
  *   y[j] = scale * sum_k y_k[inverse_k[j]]   (scale 1/K with if_devide_out, else 1)
  *   hidden = out_proj y (+ its bias), times gamma per channel with a layer scale
- * then residual += hidden, norm_f, the class token (or the pool), head.
+ * then residual += hidden, norm_f, the class token (or the pool), head; with final_pool_type
+ * 'max' the head runs on every token and each class keeps its largest logit (hustvl's forward).
  */
 export function vimRef(
   config: VimConfig,
@@ -305,8 +306,13 @@ export function vimRef(
         return r(acc / L);
       });
     features.set(feat, b * M);
+    // hustvl's 'max' pools the logits, not the features: the head on every token, then each
+    // class's largest logit
+    const pooled = clsIndex < 0 && config.finalPool === 'max' ? normed : [feat];
     for (let o = 0; o < config.numClasses; o++) {
-      logits[b * config.numClasses + o] = r(dot(head, o * M, feat, 0, M, r) + headBias[o]!);
+      logits[b * config.numClasses + o] = Math.max(
+        ...pooled.map((row) => r(dot(head, o * M, row, 0, M, r) + headBias[o]!)),
+      );
     }
   }
   return { features, logits, tokens: tokensOut };

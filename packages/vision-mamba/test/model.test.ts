@@ -230,6 +230,46 @@ describeEachBackend('VisionMamba.load: the mixer biases and layer scale a checkp
   });
 });
 
+it("vimRef with final_pool_type 'max' (no class token): each class's largest per-token logit, as hustvl's forward", () => {
+  // hustvl/Vim: forward_features returns every normed token for 'max', forward applies the
+  // head to each and takes x.max(dim=1); the head of the max-pooled features is another thing
+  const config = vimConfig({
+    imgSize: 9,
+    patchSize: 3,
+    embedDim: 6,
+    depth: 1,
+    numClasses: 4,
+    dState: 2,
+    dtRank: 2,
+    clsToken: false,
+    finalPool: 'max',
+  });
+  const s = caseSeed(seed, 'max pooling');
+  const read = vimRandomReader(config, s);
+  const images = { data: randomFloats(2 * 3 * 81, rng(s)), shape: [2, 3, 9, 9] };
+  const ref = vimRef(config, read, images);
+  const head = read('head.weight', [4, 6]);
+  const bias = read('head.bias', [4]);
+  const L = 9;
+  const logit = (row: ArrayLike<number>, o: number) => {
+    let acc = bias[o]!;
+    for (let m = 0; m < 6; m++) acc += head[o * 6 + m]! * row[m]!;
+    return acc;
+  };
+  const perToken = new Float64Array(2 * 4);
+  const ofFeatures = new Float64Array(2 * 4);
+  for (let b = 0; b < 2; b++)
+    for (let o = 0; o < 4; o++) {
+      const tokens = Array.from({ length: L }, (_, t) =>
+        ref.tokens.subarray((b * L + t) * 6, (b * L + t + 1) * 6),
+      );
+      perToken[b * 4 + o] = Math.max(...tokens.map((row) => logit(row, o)));
+      ofFeatures[b * 4 + o] = logit(ref.features.subarray(b * 6, (b + 1) * 6), o);
+    }
+  for (let i = 0; i < 8; i++) expect(ref.logits[i]).toBeCloseTo(perToken[i]!, 12);
+  expect(Math.max(...perToken.map((v, i) => Math.abs(v - ofFeatures[i]!)))).toBeGreaterThan(1e-3);
+});
+
 it('vimRandomReader gives each tensor the same values whatever order they are read in', () => {
   const config = vimConfig({ imgSize: 8, patchSize: 4, embedDim: 4, depth: 1 });
   const a = vimRandomReader(config, 5);
