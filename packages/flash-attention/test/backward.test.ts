@@ -146,6 +146,67 @@ describeEachBackend('attentionBackward', (ctx) => {
     }, 300_000);
   }
 
+  it('NaN in a key row or a query row: dq, dk, dv are NaN exactly where the float64 gradients are, the rest close (causal)', async () => {
+    const { backend } = ctx;
+    const random = rng(caseSeed(SEED, 'nan-grad'));
+    const n = 20;
+    const d = 16;
+    const shape = [1, 1, n, d];
+    const v = randomFloats(n * d, random);
+    const dOut = randomFloats(n * d, random);
+    const options = { causal: true };
+    const check = async (q: Float32Array, k: Float32Array, what: string) => {
+      const ref = attentionBackwardRef(
+        host(q, shape),
+        host(k, shape),
+        host(v, shape),
+        host(dOut, shape),
+        options,
+      );
+      const tensors: Tensor[] = [];
+      const track = (t: Tensor) => {
+        tensors.push(t);
+        return t;
+      };
+      try {
+        const tq = track(backend.tensor(q, shape));
+        const tk = track(backend.tensor(k, shape));
+        const tv = track(backend.tensor(v, shape));
+        const tdo = track(backend.tensor(dOut, shape));
+        const { output, lse } = await attention(tq, tk, tv, { ...options, returnLse: true });
+        track(output);
+        track(lse);
+        const grads = await attentionBackward(tq, tk, tv, output, tdo, lse, options);
+        for (const name of ['dq', 'dk', 'dv'] as const) {
+          const got = await track(grads[name]).read();
+          const want = ref[name].data;
+          let nans = 0;
+          for (let e = 0; e < want.length; e++) {
+            const nan = Number.isNaN(want[e]!);
+            nans += nan ? 1 : 0;
+            expect(Number.isNaN(got[e]!), `${what}: ${name}[${e}] NaN`).toBe(nan);
+            if (!nan) expect(Math.abs(got[e]! - want[e]!), `${what}: ${name}[${e}]`).toBeLessThan(1e-4);
+          }
+          // The case poisons some gradients and leaves others finite.
+          expect(nans, `${what}: ${name}`).toBeGreaterThan(0);
+          if (what === 'query') expect(nans, `${what}: ${name}`).toBeLessThan(want.length);
+        }
+      } finally {
+        for (const t of tensors) t.dispose();
+      }
+    };
+    // Key 11: rows 11.. see it (dq NaN there, finite before); every key is seen by a row >= 11.
+    const q = randomFloats(n * d, random);
+    const k = randomFloats(n * d, random);
+    const kNan = k.slice();
+    kNan[11 * d + 3] = Number.NaN;
+    await check(q, kNan, 'key');
+    // Query row 5: its dq, and dk, dv of keys 0..5 (the keys row 5 sees); the rest finite.
+    const qNan = q.slice();
+    qNan[5 * d + 7] = Number.NaN;
+    await check(qNan, k, 'query');
+  }, 300_000);
+
   it('varlen backward (packed), causal', async () => {
     const { backend } = ctx;
     const seed = caseSeed(SEED, 'varlen backward');

@@ -305,6 +305,10 @@ const backwardDkv = `function attentionDkv(q, k, v, dOut, table, lse, delta, ${S
         } else {
           acc = acc + ds * q[qRow + ch];
         }
+      } else if (!(rowLse < inf)) {
+        // A poisoned row (lse NaN or +inf) sees this key: the gradient is NaN, as in the
+        // reference. Added explicitly, since exp of NaN need not stay NaN in a shader.
+        acc = acc + (inf - inf);
       }
     }
   }

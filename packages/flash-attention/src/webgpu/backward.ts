@@ -77,6 +77,15 @@ ${cases}
   }
   return r;
 }
+// Non-finite components as 0, for the streamed tiles that accumulate (Q in the dK/dV pass,
+// K in the dQ pass): a masked pair's zero weight times a NaN elsewhere in the tile would
+// poison rows and keys that never see it. Pairs that do see a non-finite Q or K belong to a
+// row whose lse is NaN, and grad_pair makes those NaN itself. (dO is not cleaned: a NaN
+// there can still reach dv of keys its row does not see, in that column.)
+fn finite_or_zero(x: vec4<f32>) -> vec4<f32> {
+  let special = (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
+  return select(x, vec4<f32>(0.0), special);
+}
 // dS / (P (dP - D)) for one score: softcap's tanh derivative, times scale.
 fn grad_factor(dot: f32) -> f32 {
   if (u.softcap > 0.0) {
@@ -251,6 +260,10 @@ fn grad_pair(dot: f32, dp: f32, row_lse: f32, row_delta: f32, head: u32, pos: i3
   if (!(row_ok && key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right)) {
     return vec2<f32>(0.0);
   }
+  // A poisoned row (lse NaN or +inf: a non-finite Q row or a visible non-finite K row) gives
+  // NaN gradients, as the reference; explicit, since exp2 of NaN need not stay NaN
+  // (SwiftShader's does not).
+  if (poisons(row_lse)) { return vec2<f32>(nan()); }
   let p = exp2((finish_score(dot, head, pos, key) - row_lse) * LOG2E);
   return vec2<f32>(p, p * (dp - row_delta) * grad_factor(dot));
 }
@@ -444,7 +457,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       (i) => `{
       let idx = lid + ${i * t.wg}u;
       ${loads * t.wg > t.bq * t.d4cap ? 'if (idx < BQ * D4CAP) {' : '{'}
-        q_s[idx / D4CAP][idx % D4CAP] = qr_${i};
+        q_s[idx / D4CAP][idx % D4CAP] = finite_or_zero(qr_${i});
         do_s[idx / D4CAP][idx % D4CAP] = gr_${i};
       }
     }`,
@@ -584,7 +597,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       (i) => `{
       let idx = lid + ${i * t.wg}u;
       ${loads * t.wg > t.bk * t.d4cap ? 'if (idx < BK * D4CAP) {' : '{'}
-        k_s[idx / D4CAP][idx % D4CAP] = kr_${i};
+        k_s[idx / D4CAP][idx % D4CAP] = finite_or_zero(kr_${i});
         v_s[idx / D4CAP][idx % D4CAP] = vr_${i};
       }
     }`,
