@@ -256,15 +256,14 @@ ${loader('load_v', 'v', 2)}
 ${loader('load_do', 'd_out', 4)}
 
 // P and dS of one (query row, key) pair from its score and dP: (0, 0) outside the row's keys.
-fn grad_pair(dot: f32, dp: f32, row_lse: f32, row_delta: f32, head: u32, pos: i32, key: i32, row_ok: bool, k_len: u32) -> vec2<f32> {
+fn grad_pair(dot: f32, dp: f32, row_lse: f32, row_delta: f32, row_nan: f32, head: u32, pos: i32, key: i32, row_ok: bool, k_len: u32) -> vec2<f32> {
   if (!(row_ok && key < i32(k_len) && key >= pos - u.window_left && key <= pos + u.window_right)) {
     return vec2<f32>(0.0);
   }
-  // A poisoned row (lse NaN or +inf: a non-finite Q row or a visible non-finite K row) gives
-  // NaN gradients, as the reference; explicit, since exp2 of NaN need not stay NaN
-  // (SwiftShader's does not).
-  if (poisons(row_lse)) { return vec2<f32>(nan()); }
-  let p = exp2((finish_score(dot, head, pos, key) - row_lse) * LOG2E);
+  // row_nan is NaN for a poisoned row (lse NaN or +inf: a non-finite Q row or a visible
+  // non-finite K row), else 0: its gradients are NaN, as the reference's, even where exp2 of
+  // NaN is not NaN (SwiftShader's is finite).
+  let p = exp2((finish_score(dot, head, pos, key) - row_lse) * LOG2E) + row_nan;
   return vec2<f32>(p, p * (dp - row_delta) * grad_factor(dot));
 }
 
@@ -295,9 +294,10 @@ fn scores(ty: u32, tx: u32, head: u32, i0: u32, q_len: u32, j0: u32, k_len: u32,
     let row_lse = lse_s[r];
     let row_delta = delta_s[r];
     let row_ok = i0 + r < q_len && !is_neg_inf(row_lse);
+    let row_nan = select(0.0, nan(), poisons(row_lse));
     for (var b = 0u; b < ${tc}u; b++) {
       let c = tx + b * NTX;
-      let g = grad_pair(s[a * ${tc}u + b], dp[a * ${tc}u + b], row_lse, row_delta, head, pos, i32(j0 + c), row_ok, k_len);
+      let g = grad_pair(s[a * ${tc}u + b], dp[a * ${tc}u + b], row_lse, row_delta, row_nan, head, pos, i32(j0 + c), row_ok, k_len);
       store_grad(r, c, g.x, g.y);
     }
   }
